@@ -1,0 +1,189 @@
+"""Checks every registered method must pass: forward, backward, save/load, remote code, export,
+registration and the bad inputs of the shared base (like timm's tests over list_models())."""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from transformers import AutoConfig, AutoModel
+
+import tireid_hf
+from tireid_hf.modeling import METHODS
+from tester import IMAGE_SIZE, ModelTester, tiny_clip_config
+
+ALL_METHODS = sorted(METHODS)
+
+
+@pytest.fixture(params=ALL_METHODS)
+def tester(request):
+    return ModelTester(request.param)
+
+
+def test_forward_returns_the_documented_output(tester):
+    model = tester.model()
+    inputs = tester.inputs()
+    output = model(**inputs)
+    batch = tester.batch_size
+    assert output.image_embeds.shape == (batch, model.config.embed_dim)
+    assert output.text_embeds.shape == (batch, model.config.embed_dim)
+    assert output.logits_per_text.shape == (batch, batch)
+    torch.testing.assert_close(output.image_embeds.norm(dim=-1), torch.ones(batch))
+    torch.testing.assert_close(output.text_embeds.norm(dim=-1), torch.ones(batch))
+    assert output.losses and all(value.dim() == 0 and torch.isfinite(value) for value in output.losses.values())
+    expected = sum(model.config.loss_weight(name) * value for name, value in output.losses.items())
+    torch.testing.assert_close(output.loss, expected)
+
+
+def test_forward_without_pids_computes_no_loss(tester):
+    inputs = tester.inputs()
+    inputs.pop("pids")
+    output = tester.model()(**inputs)
+    assert output.loss is None and output.losses == {}
+
+
+def test_backward_reaches_every_trainable_parameter(tester):
+    model = tester.model()
+    model(**tester.inputs()).loss.backward()
+    # CLIP's own logit_scale is not used (the temperature is the config's), nor is the unused
+    # square class/position machinery: everything else must learn.
+    unused = {"clip.logit_scale"}
+    without_gradient = [
+        name for name, parameter in model.named_parameters()
+        if parameter.requires_grad and name not in unused and (parameter.grad is None or not parameter.grad.abs().sum() > 0)
+    ]
+    assert without_gradient == []
+
+
+def test_retrieval_features_match_forward_embeddings(tester):
+    model = tester.model().eval()
+    inputs = tester.inputs()
+    with torch.no_grad():
+        output = model(**inputs)
+        images = model.get_image_features(pixel_values=inputs["pixel_values"])
+        texts = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+    torch.testing.assert_close(images, output.image_embeds)
+    torch.testing.assert_close(texts, output.text_embeds)
+
+
+def test_save_load_round_trip_gives_identical_outputs(tester, tmp_path):
+    model = tester.model().eval()
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "model.safetensors").is_file()
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is tester.model_class
+    inputs = tester.inputs()
+    with torch.no_grad():
+        before, after = model(**inputs), loaded(**inputs)
+    for name in ("image_embeds", "text_embeds", "logits_per_text", "loss"):
+        torch.testing.assert_close(getattr(after, name), getattr(before, name), rtol=0, atol=0)
+
+
+def test_export_for_inference_drops_training_parts_and_keeps_embeddings(tester, tmp_path):
+    model = tester.model().eval()
+    exported = model.export_for_inference()
+    assert exported.config.inference_only
+    assert sum(p.numel() for p in exported.parameters()) <= sum(p.numel() for p in model.parameters())
+    exported.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path)
+    inputs = tester.inputs()
+    with torch.no_grad():
+        for candidate in (exported, reloaded):
+            torch.testing.assert_close(candidate.get_image_features(inputs["pixel_values"]),
+                                       model.get_image_features(inputs["pixel_values"]), rtol=0, atol=0)
+            torch.testing.assert_close(candidate.get_text_features(inputs["input_ids"], inputs["attention_mask"]),
+                                       model.get_text_features(inputs["input_ids"], inputs["attention_mask"]), rtol=0, atol=0)
+        assert reloaded(**inputs).loss is None
+
+
+REMOTE_LOAD = textwrap.dedent(
+    """
+    import sys
+    sys.modules["tireid_hf"] = None  # the package must not be importable: only the remote code may run
+    import torch
+    from transformers import AutoModel
+    folder, inputs_file, out_file = sys.argv[1:]
+    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
+    assert not type(model).__module__.startswith("tireid_hf"), type(model).__module__
+    inputs = torch.load(inputs_file, weights_only=True)
+    with torch.no_grad():
+        images = model.get_image_features(inputs["pixel_values"])
+        texts = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    torch.save({"images": images, "texts": texts, "module": type(model).__module__}, out_file)
+    """
+)
+
+
+def test_fresh_process_loads_remote_code_without_the_package(tester, tmp_path):
+    model = tester.model().eval()
+    folder = tmp_path / "checkpoint"
+    model.save_pretrained(folder)
+    config = json.loads((folder / "config.json").read_text())
+    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel"}
+    for module_path in config["auto_map"].values():
+        assert (folder / (module_path.split(".")[0] + ".py")).is_file()
+    inputs = tester.inputs()
+    torch.save(inputs, tmp_path / "inputs.pt")
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+                   check=True, env=env, cwd=tmp_path)
+    remote = torch.load(tmp_path / "out.pt", weights_only=True)
+    assert remote["module"].startswith("transformers_modules")
+    with torch.no_grad():
+        torch.testing.assert_close(remote["images"], model.get_image_features(inputs["pixel_values"]), rtol=0, atol=0)
+        torch.testing.assert_close(remote["texts"], model.get_text_features(inputs["input_ids"], inputs["attention_mask"]),
+                                   rtol=0, atol=0)
+
+
+def test_auto_classes_are_registered(tester):
+    config_class, model_class = tester.config_class, tester.model_class
+    assert AutoConfig.for_model(config_class.model_type).__class__ is config_class
+    config = AutoConfig.for_model(config_class.model_type, clip_config=tiny_clip_config().to_dict(), image_size=IMAGE_SIZE)
+    assert isinstance(AutoModel.from_config(config), model_class)
+    assert config_class.model_type == f"tireid-{tester.method}"
+
+
+def test_checkpoint_of_another_method_is_refused(tester, tmp_path):
+    tester.model().save_pretrained(tmp_path)
+    other = next((model for name, (_, model) in METHODS.items() if name != tester.method), None)
+    if other is None:  # only one method registered so far: use the base config class instead
+        other = type("OtherModel", (tester.model_class,), {"config_class": type(
+            "OtherConfig", (tester.config_class,), {"model_type": "tireid-other"})})
+    with pytest.raises(ValueError, match=f"model_type='tireid-{tester.method}'"):
+        other.from_pretrained(tmp_path)
+
+
+def test_weights_that_do_not_match_are_refused(tester, tmp_path):
+    tester.model(image_size=(32, 32)).save_pretrained(tmp_path)  # a 2x2 position table instead of 4x2
+    with pytest.raises((ValueError, RuntimeError), match="position_embedding"):
+        tester.model_class.from_pretrained(tmp_path, image_size=list(IMAGE_SIZE))
+
+
+def test_wrong_pixel_size_and_overlong_text_are_refused(tester):
+    model = tester.model()
+    with pytest.raises(ValueError, match=r"pixel_values must have shape \[batch, 3, 64, 32\]"):
+        model.get_image_features(torch.zeros(1, 3, 384, 128))
+    with pytest.raises(ValueError, match="length <= 77"):
+        model.get_text_features(torch.ones(1, 78, dtype=torch.long))
+
+
+def _has_id_loss_on_by_default(method):
+    config_class = METHODS[method][0]
+    return any(field.name.endswith("id_loss_weight") and field.default != 0 for field in dataclasses.fields(config_class))
+
+
+@pytest.mark.parametrize("method", [method for method in ALL_METHODS if _has_id_loss_on_by_default(method)])
+def test_id_loss_without_num_ids_is_an_error_not_a_silent_skip(method):
+    tester = ModelTester(method)
+    model = tester.model(num_ids=0)
+    with pytest.raises(ValueError, match="num_ids is 0"):
+        model(**tester.inputs())
+
+
+def test_package_exports_and_version():
+    assert tireid_hf.__version__
+    assert "clip_reid" in METHODS
