@@ -73,3 +73,28 @@ def test_augmentation_keeps_shape_and_flips_pad_crops_and_erases():
     zero_fraction = (erased == 0).float().mean().item()
     assert 0.1 <= zero_fraction <= 0.45  # one box of ~20-30% of the area (rounded to whole pixels)
     assert torch.equal(pixels, torch.arange(3 * 8 * 4, dtype=torch.float32).reshape(3, 8, 4) + 1)  # input untouched
+
+
+def test_part_of_speech_spans_of_a_pedestrian_caption():
+    from tireid_hf.processing import key_words_only, tag_word_spans
+
+    caption = "A woman with long black hair is wearing a red striped shirt. She carries a black backpack."
+    spans = tag_word_spans(caption)
+    words = {(caption[start:end], kind) for start, end, kind in spans}
+    assert {("woman", "noun"), ("hair", "noun"), ("shirt", "noun"), ("backpack", "noun")} <= words
+    assert {("long", "adjective"), ("black", "adjective"), ("red", "adjective"), ("striped", "adjective")} <= words
+    assert ("She", "pronoun") in words
+    assert not any(caption[start:end] in {"is", "wearing", "with", "a", "carries"} for start, end, _ in spans)
+    assert key_words_only(caption, spans) == "woman long black hair red striped shirt She black backpack"
+    assert key_words_only("is with", tag_word_spans("is with")) == "is with"
+
+
+def test_spans_map_onto_bpe_token_positions():
+    from tireid_hf.processing import tag_word_spans, token_positions_of_spans
+
+    caption = "a man in a red-striped sweatshirt"
+    encoding = clip_tokenizer()(caption, return_offsets_mapping=True)
+    groups = token_positions_of_spans(encoding["offset_mapping"], tag_word_spans(caption), kinds=("noun",))
+    tokens = [[encoding["input_ids"][index] for index in group] for group in groups]
+    decoded = [clip_tokenizer().decode(ids).replace(" ", "") for ids in tokens]
+    assert "man" in decoded and "sweatshirt" in decoded

@@ -7,6 +7,12 @@ mean/std or the tokenizer again. Training augmentations are a separate, optional
 The CLIP BPE vocabulary comes from the ``open-clip-torch`` wheel (``bpe_simple_vocab_16e6.txt.gz``),
 read as a data file without importing ``open_clip``; :func:`clip_tokenizer` turns it into a
 `transformers` ``CLIPTokenizer`` identical to OpenAI CLIP's, with no Hub access.
+
+Part-of-speech tags (CADA masks attribute words, UIT keeps key words) come from TextBlob's
+``PatternTagger``: a Brill-style lexicon + contextual-rule tagger (Penn Treebank tags) whose model
+files ship INSIDE the textblob wheel, so it runs offline (NLTK's tagger data is a separate download
+that is not available here). It tags a caption in ~40 us; :func:`tag_word_spans` is still meant to
+run ONCE per caption (at dataset preparation), never per training step.
 """
 
 from __future__ import annotations
@@ -22,6 +28,9 @@ from transformers import CLIPImageProcessorPil, CLIPTokenizer, ProcessorMixin
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 CLIP_TEXT_LENGTH = 77
+
+# Word kinds and the Penn Treebank tag prefixes that make them.
+WORD_KINDS = {"noun": ("NN",), "adjective": ("JJ",), "pronoun": ("PRP",)}
 _BPE_FILE = "open_clip/bpe_simple_vocab_16e6.txt.gz"
 _NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges of the file
 
@@ -160,3 +169,58 @@ class TrainingImageAugmentation:
                     pixels[:, top : top + box_height, left : left + box_width] = 0
                     break
         return pixels
+
+
+@lru_cache(maxsize=1)
+def _pattern_tagger():
+    from textblob.en.taggers import PatternTagger
+
+    return PatternTagger()
+
+
+def tag_word_spans(caption: str) -> list[tuple[int, int, str]]:
+    """Character spans of the nouns, adjectives and pronouns of ``caption``.
+
+    Returns ``[(start, end, kind), ...]`` in caption order, ``caption[start:end]`` the word and
+    ``kind`` one of :data:`WORD_KINDS` (``noun`` for NN/NNS/NNP/NNPS, ``adjective`` for JJ/JJR/JJS,
+    ``pronoun`` for PRP/PRP$). Other words are not listed.
+    """
+    spans, cursor = [], 0
+    for word, tag in _pattern_tagger().tag(caption):
+        start = caption.find(word, cursor)
+        if start < 0:  # the tagger normalised the token (e.g. quotes): skip it, keep the cursor
+            continue
+        cursor = start + len(word)
+        kind = next((name for name, prefixes in WORD_KINDS.items() if tag.startswith(prefixes)), None)
+        if kind is not None:
+            spans.append((start, cursor, kind))
+    return spans
+
+
+def key_words_only(caption: str, spans: list[tuple[int, int, str]], kinds=("noun", "adjective", "pronoun")) -> str:
+    """The caption reduced to its words of ``kinds`` (UIT's text augmentation), in order, space-joined.
+
+    Returns the caption unchanged when it has no such word (an empty caption is never produced).
+    """
+    words = [caption[start:end] for start, end, kind in spans if kind in kinds]
+    return " ".join(words) if words else caption
+
+
+def token_positions_of_spans(offsets: list[tuple[int, int]], spans: list[tuple[int, int, str]], kinds) -> list[list[int]]:
+    """For each span of ``kinds``, the positions of the BPE tokens overlapping it.
+
+    Args:
+        offsets: the tokenizer's ``offset_mapping`` of one caption ((0, 0) for special tokens).
+        spans: :func:`tag_word_spans` of that caption.
+    Returns: one list of token positions per selected span (spans cut off by truncation give none
+    and are left out).
+    """
+    groups = []
+    for start, end, kind in spans:
+        if kind not in kinds:
+            continue
+        positions = [index for index, (token_start, token_end) in enumerate(offsets)
+                     if token_end > token_start and token_start < end and token_end > start]
+        if positions:
+            groups.append(positions)
+    return groups
