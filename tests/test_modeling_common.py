@@ -187,3 +187,20 @@ def test_id_loss_without_num_ids_is_an_error_not_a_silent_skip(method):
 def test_package_exports_and_version():
     assert tireid_hf.__version__
     assert "clip_reid" in METHODS
+
+
+def test_decoder_layer_ignores_padded_memory_and_shapes():
+    from tireid_hf.modeling.layers import DecoderLayer
+
+    torch.manual_seed(0)
+    layer = DecoderLayer(width=8, num_heads=2).eval()
+    queries, memory = torch.randn(2, 3, 8), torch.randn(2, 5, 8)
+    padding = torch.tensor([[False, False, False, True, True]] * 2)
+    changed = memory.clone()
+    changed[:, 3:] = 100.0  # only padded positions change
+    out, attention = layer(queries, memory, memory_padding_mask=padding, return_attention=True)
+    assert out.shape == (2, 3, 8) and attention.shape == (2, 3, 5)
+    torch.testing.assert_close(attention[..., 3:], torch.zeros(2, 3, 2))
+    torch.testing.assert_close(layer(queries, changed, memory_padding_mask=padding), out)
+    with pytest.raises(ValueError, match="memory"):
+        layer(queries)

@@ -28,6 +28,10 @@ from transformers import CLIPImageProcessorPil, CLIPTokenizer, ProcessorMixin
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 CLIP_TEXT_LENGTH = 77
+# The mask token of the IRRA family of CLIP ReID code: its tokenizer keeps one merge fewer than CLIP
+# and puts "<|mask|>" at 49405. Our tokenizer keeps that last (very rare) merge, so masking replaces
+# tokens by 49405 the same way; no vocabulary change to the pretrained CLIP text encoder is needed.
+CLIP_MASK_TOKEN_ID = 49405
 
 # Word kinds and the Penn Treebank tag prefixes that make them.
 WORD_KINDS = {"noun": ("NN",), "adjective": ("JJ",), "pronoun": ("PRP",)}

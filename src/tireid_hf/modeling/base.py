@@ -211,6 +211,9 @@ class TIReIDPreTrainedModel(PreTrainedModel):
 
     config_class = TIReIDConfig
     base_model_prefix = "tireid"
+    # Named text transforms the training collator applies for this method (parameters in the config):
+    # "key_word_augmentation" (UIT) and "attribute_masking" (CADA). See tireid_hf.processing.
+    text_transforms: tuple[str, ...] = ()
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -307,6 +310,18 @@ class TIReIDPreTrainedModel(PreTrainedModel):
         kept = exported.state_dict()
         exported.load_state_dict({key: value for key, value in self.state_dict().items() if key in kept}, strict=True)
         return exported.to(self.device).eval()
+
+    def training_stages(self) -> tuple[str, ...]:
+        """Names of the stages the training loop runs in sequence (a fresh optimizer and schedule
+        each), calling :meth:`start_stage` before each. One stage unless a method overrides it
+        (LCR2S: teacher, then student)."""
+        return ("main",)
+
+    def start_stage(self, stage: str) -> None:
+        """Prepare the model for ``stage`` (freeze, copy, switch losses). The single-stage default
+        has nothing to prepare; it only checks the name."""
+        if stage not in self.training_stages():
+            raise ValueError(f"{type(self).__name__} has training stages {self.training_stages()}, got {stage!r}")
 
     # ----------------------------------------------------------------------------- encoders
     @property
