@@ -204,3 +204,20 @@ def test_decoder_layer_ignores_padded_memory_and_shapes():
     torch.testing.assert_close(layer(queries, changed, memory_padding_mask=padding), out)
     with pytest.raises(ValueError, match="memory"):
         layer(queries)
+
+
+def test_encode_image_with_kept_patches_equals_encoding_the_selected_tokens():
+    tester = ModelTester("clip_reid")
+    model = tester.model().eval()
+    pixels = tester.inputs()["pixel_values"]
+    keep = torch.tensor([[0, 5, 2]] * pixels.shape[0])
+    with torch.no_grad():
+        partial = model.encode_image(pixels, return_tokens=True, keep_patches=keep)
+        vision = model.clip.vision_model
+        embeddings = vision.embeddings(pixels)[:, [0, 1, 6, 3]]
+        hidden = vision.encoder(inputs_embeds=vision.pre_layrnorm(embeddings)).last_hidden_state
+        expected = model.clip.visual_projection(vision.post_layernorm(hidden))
+    assert partial.token_features.shape == (pixels.shape[0], 4, model.config.embed_dim)
+    torch.testing.assert_close(partial.token_features, expected)
+    with pytest.raises(ValueError, match="keep_patches"):
+        model.encode_image(pixels, keep_patches=torch.tensor([0, 1]))

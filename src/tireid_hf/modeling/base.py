@@ -329,14 +329,27 @@ class TIReIDPreTrainedModel(PreTrainedModel):
         """``1 / tau``, a scalar."""
         return self.log_logit_scale.exp()
 
-    def encode_image(self, pixel_values: torch.Tensor, return_tokens: bool = False) -> EncoderOutput:
-        """Image encoder: [N, 3, H, W] -> global [N, D] (+ tokens [N, 1 + rows*cols, D]).
+    def encode_image(
+        self, pixel_values: torch.Tensor, return_tokens: bool = False, keep_patches: torch.Tensor | None = None
+    ) -> EncoderOutput:
+        """Image encoder: [N, 3, H, W] -> global [N, D] (+ tokens [N, 1 + P, D]).
 
         CLIP's final LayerNorm and projection are applied to every token (as IRRA does), so token
         features live in the joint space; the global feature is the class token.
+
+        Args:
+            keep_patches: optional [N, M] patch indices in ``[0, rows*cols)``: only those patches
+                (after their position embeddings are added) and the class token enter the encoder,
+                MAE-style; then P = M, in that order. None keeps all, P = rows * cols.
         """
         vision = self.clip.vision_model
-        hidden = vision.pre_layrnorm(vision.embeddings(pixel_values))
+        embeddings = vision.embeddings(pixel_values)
+        if keep_patches is not None:
+            if keep_patches.dim() != 2 or keep_patches.shape[0] != embeddings.shape[0]:
+                raise ValueError(f"keep_patches must be [batch={embeddings.shape[0]}, M], got {list(keep_patches.shape)}")
+            index = (keep_patches + 1).unsqueeze(-1).expand(-1, -1, embeddings.shape[-1])
+            embeddings = torch.cat([embeddings[:, :1], embeddings.gather(1, index)], dim=1)
+        hidden = vision.pre_layrnorm(embeddings)
         hidden = vision.encoder(inputs_embeds=hidden).last_hidden_state
         if not return_tokens:
             return EncoderOutput(global_features=self.clip.visual_projection(vision.post_layernorm(hidden[:, 0])))
