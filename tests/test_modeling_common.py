@@ -49,12 +49,10 @@ def test_forward_without_pids_computes_no_loss(tester):
 def test_backward_reaches_every_trainable_parameter(tester):
     model = tester.model()
     model(**tester.inputs()).loss.backward()
-    # CLIP's own logit_scale is not used (the temperature is the config's), nor is the unused
-    # square class/position machinery: everything else must learn.
-    unused = {"clip.logit_scale"}
+    assert not model.clip.logit_scale.requires_grad  # CLIP's own scale is unused: the temperature is the config's
     without_gradient = [
         name for name, parameter in model.named_parameters()
-        if parameter.requires_grad and name not in unused and (parameter.grad is None or not parameter.grad.abs().sum() > 0)
+        if parameter.requires_grad and (parameter.grad is None or not parameter.grad.abs().sum() > 0)
     ]
     assert without_gradient == []
 

@@ -226,6 +226,7 @@ class TIReIDPreTrainedModel(PreTrainedModel):
                 f"(model_type={type(self).config_class.model_type!r}), got model_type={type(config).model_type!r}"
             )
         self.clip = CLIPModel(config.clip_config)
+        self.clip.logit_scale.requires_grad_(False)  # unused: the temperature is this config's
         self.clip.vision_model.embeddings = RectangularVisionEmbeddings(
             config.clip_config.vision_config, config.image_size
         )

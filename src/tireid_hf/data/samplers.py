@@ -1,0 +1,106 @@
+"""Identity-aware batch sampling (P identities x K instances), correct under distributed training."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+class IdentityBatchSampler:
+    """Batches of ``batch_size = P x K`` sample indices: P distinct identities, K samples each.
+
+    Every epoch is a deterministic function of ``(seed, epoch)``, identical on every rank:
+
+    1. each identity's samples are shuffled and cut into groups of K; the last group of an identity
+       is topped up with other samples of that identity (drawn with replacement when it has fewer
+       than K), so EVERY sample appears at least once per epoch;
+    2. batches take P groups of P distinct identities at random until fewer than P identities have
+       groups left; their remaining groups fill the last batches, topped up with random groups of
+       other identities so every batch has the same size;
+    3. the batch list is padded (wrapping around) to a multiple of ``num_replicas`` and rank r takes
+       batches r, r + W, r + 2W, ...: ranks get distinct batches and the same number of steps.
+
+    ``K = 1`` gives plain random batches of distinct identities.
+
+    Args:
+        pids: identity of every sample (index = position).
+        batch_size: samples per batch on one rank; a multiple of ``instances_per_identity``.
+        instances_per_identity: K.
+        seed: base seed; ``set_epoch`` selects the epoch.
+        num_replicas / rank: distributed world size and this process' rank.
+    """
+
+    def __init__(self, pids: Sequence[int], batch_size: int, instances_per_identity: int, seed: int = 0,
+                 num_replicas: int = 1, rank: int = 0):
+        if instances_per_identity < 1 or batch_size % instances_per_identity:
+            raise ValueError(
+                f"per_device_train_batch_size ({batch_size}) must be a positive multiple of "
+                f"instances_per_identity ({instances_per_identity})"
+            )
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        self.samples_by_pid: dict[int, list[int]] = defaultdict(list)
+        for index, pid in enumerate(pids):
+            self.samples_by_pid[int(pid)].append(index)
+        self.instances = instances_per_identity
+        self.identities_per_batch = batch_size // instances_per_identity
+        if len(self.samples_by_pid) < self.identities_per_batch:
+            raise ValueError(
+                f"a batch needs {self.identities_per_batch} distinct identities "
+                f"(batch {batch_size} / K {instances_per_identity}) but the data has {len(self.samples_by_pid)}"
+            )
+        self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def epoch_batches(self) -> list[list[int]]:
+        """All batches of the current epoch, before the split across ranks."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        groups_by_pid = {pid: self._groups(samples, rng) for pid, samples in self.samples_by_pid.items()}
+        available = sorted(groups_by_pid)
+        batches = []
+        while len(available) >= self.identities_per_batch:
+            chosen = rng.choice(len(available), self.identities_per_batch, replace=False)
+            batch = []
+            for position in sorted(chosen, reverse=True):
+                pid = available[position]
+                batch.extend(groups_by_pid[pid].pop())
+                if not groups_by_pid[pid]:
+                    available.pop(position)
+            batches.append(batch)
+        leftover = [(pid, group) for pid in available for group in groups_by_pid[pid]]
+        for start in range(0, len(leftover), self.identities_per_batch):
+            chunk = leftover[start : start + self.identities_per_batch]
+            used = {pid for pid, _ in chunk}
+            fillers = [int(pid) for pid in rng.permutation(sorted(groups_by_pid)) if int(pid) not in used]
+            while len(chunk) < self.identities_per_batch:
+                pid = fillers.pop()
+                chunk.append((pid, self._groups(self.samples_by_pid[pid], rng)[0]))
+            batches.append([index for _, group in chunk for index in group])
+        return batches
+
+    def _groups(self, samples: list[int], rng: np.random.Generator) -> list[list[int]]:
+        """The identity's samples shuffled and cut into groups of K, the last one topped up."""
+        order = [samples[i] for i in rng.permutation(len(samples))]
+        groups = [order[start : start + self.instances] for start in range(0, len(order), self.instances)]
+        missing = self.instances - len(groups[-1])
+        if missing:
+            pool = [index for index in samples if index not in groups[-1]] or samples
+            groups[-1] = groups[-1] + [int(x) for x in rng.choice(pool, missing, replace=len(pool) < missing)]
+        return groups
+
+    def _rank_batches(self) -> list[list[int]]:
+        batches = self.epoch_batches()
+        total = -(-len(batches) // self.num_replicas) * self.num_replicas
+        padded = batches + batches[: total - len(batches)]
+        return padded[self.rank :: self.num_replicas]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self._rank_batches())
+
+    def __len__(self) -> int:
+        return len(self._rank_batches())

@@ -1,0 +1,153 @@
+"""Training arguments: dataclasses read by ``HfArgumentParser`` from a YAML config plus command-line
+overrides. Names follow transformers' ``TrainingArguments`` where they mean the same thing."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from transformers import HfArgumentParser
+
+from ..modeling import METHODS
+
+SCHEDULERS = ("cosine", "linear", "constant", "multistep")
+
+
+def _json_dict(value, name: str) -> dict:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"--{name} must be a JSON object, got {value!r}: {error}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a mapping, got {type(value).__name__}")
+    return value
+
+
+@dataclass
+class ModelArguments:
+    method: str = field(default="clip_reid", metadata={"help": f"One of {sorted(METHODS)}."})
+    clip_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "CLIP checkpoint to start from (Hub id or folder), e.g. openai/clip-vit-base-patch16. "
+                          "None: random initialisation from model_config.clip_config."},
+    )
+    model_config: dict | str | None = field(
+        default_factory=dict,
+        metadata={"help": "Fields of the method's config class (YAML mapping, or JSON on the command line, merged "
+                          "over the YAML's)."},
+    )
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method: unknown method {self.method!r}; known: {sorted(METHODS)}")
+        self.model_config = _json_dict(self.model_config or {}, "model_config")
+        config_class = METHODS[self.method][0]
+        known = {f.name for f in dataclasses.fields(config_class)}
+        unknown = sorted(set(self.model_config) - known)
+        if unknown:
+            raise ValueError(f"model_config: {config_class.__name__} has no field(s) {unknown}")
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(default="synthetic", metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid or synthetic."})
+    data_root: str | None = field(default=None, metadata={"help": "Folder of the raw dataset (not for synthetic)."})
+    dataset_options: dict | str | None = field(
+        default_factory=dict, metadata={"help": "Keyword options of load_tireid_dataset (JSON on the command line)."}
+    )
+    instances_per_identity: int = field(default=4, metadata={"help": "K of the P x K identity sampler."})
+    image_augmentation: bool = field(default=True, metadata={"help": "Flip, pad+crop and random erasing in training."})
+
+    def __post_init__(self):
+        from ..data import DATASET_NAMES
+
+        if self.dataset not in DATASET_NAMES:
+            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {sorted(DATASET_NAMES)}")
+        if self.dataset != "synthetic" and not self.data_root:
+            raise ValueError(f"dataset {self.dataset!r} needs --data_root (the folder of its raw release)")
+        self.dataset_options = _json_dict(self.dataset_options or {}, "dataset_options")
+        if self.instances_per_identity < 1:
+            raise ValueError(f"instances_per_identity must be >= 1, got {self.instances_per_identity}")
+
+
+@dataclass
+class TrainingArguments:
+    output_dir: str = field(default="out/run", metadata={"help": "Where the model, results and checkpoints go."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Allow an output_dir holding another run."})
+    num_train_epochs: float = field(default=60, metadata={"help": "Epochs per training stage."})
+    max_steps: int = field(default=-1, metadata={"help": "If > 0: optimizer steps per stage, overriding epochs."})
+    per_device_train_batch_size: int = field(default=64, metadata={"help": "Samples per batch per process (P x K)."})
+    per_device_eval_batch_size: int = field(default=128, metadata={"help": "Batch size of embedding at evaluation."})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "Batches per optimizer step."})
+    learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the CLIP backbone."})
+    head_learning_rate_multiplier: float = field(default=5.0, metadata={"help": "New modules: learning_rate x this."})
+    weight_decay: float = field(default=4e-5, metadata={"help": "Weight decay (not on biases, norms, embeddings' 1-d params)."})
+    optimizer: str = field(default="adam", metadata={"help": "adam or adamw."})
+    adam_beta1: float = field(default=0.9, metadata={"help": "Adam beta1."})
+    adam_beta2: float = field(default=0.999, metadata={"help": "Adam beta2."})
+    lr_scheduler_type: str = field(default="cosine", metadata={"help": f"One of {SCHEDULERS}, after linear warm-up."})
+    warmup_epochs: float = field(default=5, metadata={"help": "Linear warm-up length in epochs (per stage)."})
+    lr_milestones_epochs: list[float] = field(default_factory=list, metadata={"help": "multistep: epochs where lr x lr_decay_factor."})
+    lr_decay_factor: float = field(default=0.1, metadata={"help": "multistep decay factor."})
+    max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping norm (0: off)."})
+    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (through Accelerate)."})
+    seed: int = field(default=42, metadata={"help": "Seed of initialisation, sampling and augmentation."})
+    eval_epochs: float = field(default=1, metadata={"help": "Validate every N epochs (and at the end of each stage)."})
+    metric_for_best_model: str = field(default="R1", metadata={"help": "Validation metric that selects the best model."})
+    eval_i2t: bool = field(default=False, metadata={"help": "Also report image-to-text metrics."})
+    save_steps: int = field(default=500, metadata={"help": "Write a resumable checkpoint every N optimizer steps."})
+    save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted)."})
+    logging_steps: int = field(default=10, metadata={"help": "Log losses every N optimizer steps."})
+    report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker(s), comma-separated, or none."})
+    resume_from_checkpoint: str | None = field(default=None, metadata={"help": "latest, or a checkpoint folder."})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per data loader."})
+
+    def __post_init__(self):
+        if self.lr_scheduler_type not in SCHEDULERS:
+            raise ValueError(f"lr_scheduler_type must be one of {SCHEDULERS}, got {self.lr_scheduler_type!r}")
+        if self.optimizer not in ("adam", "adamw"):
+            raise ValueError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
+        if self.mixed_precision not in ("no", "fp16", "bf16"):
+            raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps <= 0 and self.num_train_epochs <= 0:
+            raise ValueError("set num_train_epochs > 0 or max_steps > 0")
+
+
+ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainingArguments)
+
+
+def parse_training_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
+    """``--config FILE.yaml`` (optional) then command-line overrides of any argument.
+
+    Every YAML key must be an argument name: an unknown key is an error naming it (and the file).
+    ``model_config`` / ``dataset_options`` given on the command line (JSON) are merged over the YAML's.
+    """
+    parser = HfArgumentParser(ARGUMENT_CLASSES)
+    parser.add_argument("--config", type=str, default=None, help="YAML file of arguments (flat keys).")
+    config_file = parser.parse_known_args(argv)[0].config
+    from_yaml = {}
+    if config_file:
+        path = Path(config_file)
+        if not path.is_file():
+            raise FileNotFoundError(f"--config: no such file {path}")
+        from_yaml = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(from_yaml, dict):
+            raise ValueError(f"{path}: a config must be a mapping of argument names to values")
+        known = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
+        unknown = sorted(set(from_yaml) - known)
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {unknown}; see `python train.py --help`")
+    parser.set_defaults(**{key: value for key, value in from_yaml.items() if key not in ("model_config", "dataset_options")})
+    model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)[:3]
+    for args, name in ((model_args, "model_config"), (data_args, "dataset_options")):
+        merged = {**_json_dict(from_yaml.get(name) or {}, name), **getattr(args, name)}
+        setattr(args, name, merged)
+    model_args.__post_init__()
+    return model_args, data_args, training_args
