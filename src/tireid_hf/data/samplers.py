@@ -16,9 +16,9 @@ class IdentityBatchSampler:
     1. each identity's samples are shuffled and cut into groups of K; the last group of an identity
        is topped up with other samples of that identity (drawn with replacement when it has fewer
        than K), so EVERY sample appears at least once per epoch;
-    2. batches take P groups of P distinct identities at random until fewer than P identities have
-       groups left; their remaining groups fill the last batches, topped up with random groups of
-       other identities so every batch has the same size;
+    2. each batch takes one group from each of P distinct identities drawn at random among those
+       with groups left; once fewer than P identities have groups left, their batches are topped up
+       with a random group of other identities, so every batch has the same size;
     3. the batch list is padded (wrapping around) to a multiple of ``num_replicas`` and rank r takes
        batches r, r + W, r + 2W, ...: ranks get distinct batches and the same number of steps.
 
@@ -63,24 +63,19 @@ class IdentityBatchSampler:
         groups_by_pid = {pid: self._groups(samples, rng) for pid, samples in self.samples_by_pid.items()}
         available = sorted(groups_by_pid)
         batches = []
-        while len(available) >= self.identities_per_batch:
-            chosen = rng.choice(len(available), self.identities_per_batch, replace=False)
+        while available:
+            take = min(self.identities_per_batch, len(available))
+            chosen = sorted(rng.choice(len(available), take, replace=False), reverse=True)
+            batch_pids = [available[position] for position in chosen]
             batch = []
-            for position in sorted(chosen, reverse=True):
-                pid = available[position]
+            for position, pid in zip(chosen, batch_pids):
                 batch.extend(groups_by_pid[pid].pop())
                 if not groups_by_pid[pid]:
                     available.pop(position)
+            fillers = [int(pid) for pid in rng.permutation(sorted(groups_by_pid)) if int(pid) not in batch_pids]
+            for pid in fillers[: self.identities_per_batch - take]:
+                batch.extend(self._groups(self.samples_by_pid[pid], rng)[0])
             batches.append(batch)
-        leftover = [(pid, group) for pid in available for group in groups_by_pid[pid]]
-        for start in range(0, len(leftover), self.identities_per_batch):
-            chunk = leftover[start : start + self.identities_per_batch]
-            used = {pid for pid, _ in chunk}
-            fillers = [int(pid) for pid in rng.permutation(sorted(groups_by_pid)) if int(pid) not in used]
-            while len(chunk) < self.identities_per_batch:
-                pid = fillers.pop()
-                chunk.append((pid, self._groups(self.samples_by_pid[pid], rng)[0]))
-            batches.append([index for _, group in chunk for index in group])
         return batches
 
     def _groups(self, samples: list[int], rng: np.random.Generator) -> list[list[int]]:

@@ -1,0 +1,308 @@
+"""The one training loop of the zoo, with Accelerate (one process or many, CPU or GPU).
+
+parse arguments -> Accelerator -> data -> seed, model -> for each training stage of the method:
+optimizer, scheduler -> prepare -> (resume) -> loop under ``accumulate`` -> validate -> checkpoint
+-> at the end: the best model (chosen on VALIDATION), evaluated once on test, saved with
+``save_pretrained`` + processor + ``results.json``.
+
+Nothing here knows a method by name: a method declares what its batch needs through its
+``text_transforms`` and its stages through ``training_stages()`` / ``start_stage()``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..data import load_tireid_dataset
+from ..data.collators import TrainingCollator, add_word_spans, caption_pairs, epoch_generator_seed
+from ..data.samplers import IdentityBatchSampler
+from ..modeling import METHODS
+from ..processing import TIReIDProcessor, TrainingImageAugmentation
+from ..retrieval import evaluate_split
+from .arguments import DataArguments, ModelArguments, TrainingArguments
+from .checkpoints import CheckpointManager, TrainingProgress
+from .optim import build_optimizer, build_scheduler
+
+
+def build_model(model_args: ModelArguments, num_ids: int):
+    """The method's model: around a CLIP checkpoint (``clip_name_or_path``) or randomly initialised
+    from ``model_config`` (e.g. the tiny CLIP of the synthetic configs)."""
+    config_class, model_class = METHODS[model_args.method]
+    fields = {**model_args.model_config, "num_ids": num_ids}
+    if model_args.clip_name_or_path:
+        return model_class.from_clip(model_args.clip_name_or_path, **fields)
+    return model_class(config_class(**fields))
+
+
+class _EpochBatches(torch.utils.data.Dataset):
+    """The batches of one epoch on this rank; item i is the collated batch i (seeded per batch)."""
+
+    def __init__(self, batches, collator, seed: int, epoch: int, rank: int, start: int):
+        self.batches, self.collator = batches, collator
+        self.seed, self.epoch, self.rank, self.start = seed, epoch, rank, start
+
+    def __len__(self):
+        return len(self.batches) - self.start
+
+    def __getitem__(self, index):
+        batch_index = self.start + index
+        seed = epoch_generator_seed(self.seed, self.epoch, batch_index, self.rank)
+        return self.collator(self.batches[batch_index], seed)
+
+
+def _check_output_dir(args: TrainingArguments) -> None:
+    """Refuse, before any compute, an output_dir holding another run."""
+    output = Path(args.output_dir)
+    if output.exists() and any(output.iterdir()) and not args.resume_from_checkpoint and not args.overwrite_output_dir:
+        raise FileExistsError(
+            f"output_dir {output} is not empty (another run?): pass --overwrite_output_dir to replace it "
+            "or --resume_from_checkpoint latest to continue it"
+        )
+
+
+def _trackers(args: TrainingArguments) -> list[str]:
+    names = [name.strip() for name in args.report_to.split(",") if name.strip() and name.strip() != "none"]
+    if "tensorboard" in names:
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError:
+            print("report_to: tensorboard is not installed, logging to the console only")
+            names.remove("tensorboard")
+    return names
+
+
+def _flat_hyperparameters(model_args, data_args, args) -> dict:
+    """Scalar arguments for the trackers' hyper-parameter tables."""
+    flat = {}
+    for group in (model_args, data_args, args):
+        for key, value in dataclasses.asdict(group).items():
+            if isinstance(value, (int, float, str, bool)):
+                flat[key] = value
+            elif isinstance(value, (dict, list)):
+                flat[key] = json.dumps(value)
+    return flat
+
+
+def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> dict:
+    """Run a whole training job; returns the content of ``results.json``."""
+    _check_output_dir(args)
+    output = Path(args.output_dir)
+    accelerator = Accelerator(
+        cpu=not torch.cuda.is_available(),
+        mixed_precision=args.mixed_precision,
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        log_with=_trackers(args) or None,
+        project_dir=str(output / "logs"),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    checkpoints = CheckpointManager(output / "checkpoints", accelerator, args.save_total_limit)
+    resume_dir = checkpoints.resolve(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    progress = TrainingProgress.load(resume_dir) if resume_dir else TrainingProgress(method=model_args.method)
+    if progress.method != model_args.method:
+        raise ValueError(f"resume_from_checkpoint {resume_dir} is a {progress.method!r} run, not {model_args.method!r}")
+    if accelerator.is_main_process and args.overwrite_output_dir and not resume_dir and output.exists():
+        shutil.rmtree(output)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "training_args.yaml").write_text(yaml.safe_dump(
+            {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **dataclasses.asdict(args)}, sort_keys=False))
+
+    set_seed(args.seed)
+    with accelerator.main_process_first():
+        dataset = load_tireid_dataset(data_args.dataset, data_args.data_root, **data_args.dataset_options)
+    train_split = dataset["train"]
+    num_ids = len(set(train_split["pid"]))
+    model = build_model(model_args, num_ids)
+    processor = TIReIDProcessor.for_image_size(model.config.image_size)
+    if model.text_transforms:
+        with accelerator.main_process_first():
+            train_split = add_word_spans(train_split)
+    pairs, pair_pids = caption_pairs(train_split)
+    sampler = IdentityBatchSampler(pair_pids, args.per_device_train_batch_size, data_args.instances_per_identity,
+                                   seed=args.seed, num_replicas=accelerator.num_processes, rank=accelerator.process_index)
+    collator = TrainingCollator(train_split, processor, model.config, model.text_transforms,
+                                TrainingImageAugmentation() if data_args.image_augmentation else None)
+    accelerator.init_trackers("tireid", config=_flat_hyperparameters(model_args, data_args, args))
+    accelerator.print(
+        f"{model_args.method} on {data_args.dataset}: {len(train_split)} train images / {len(pairs)} captions / "
+        f"{num_ids} identities; {accelerator.num_processes} process(es) on {accelerator.device}; "
+        f"stages {model.training_stages()}"
+    )
+
+    started = time.perf_counter()
+    stages = model.training_stages()
+    for stage_index in range(progress.stage_index, len(stages)):
+        resuming = resume_dir is not None and stage_index == progress.stage_index
+        if resuming:
+            for earlier in stages[: stage_index + 1]:
+                model.start_stage(earlier)
+        else:
+            model.start_stage(stages[stage_index])
+            progress.start_stage(stage_index)
+        model = _train_stage(model, accelerator, args, sampler, collator, dataset["validation"], processor,
+                             checkpoints, progress, stages, resume_dir if resuming else None, output)
+    accelerator.end_training()
+    return _finish(accelerator, args, model_args, data_args, dataset, output, progress, time.perf_counter() - started)
+
+
+def _train_stage(model, accelerator, args, sampler, collator, validation, processor, checkpoints, progress,
+                 stages, resume_dir, output):
+    """One stage: a fresh optimizer and schedule over ``num_train_epochs`` (or ``max_steps``)."""
+    stage = stages[progress.stage_index]
+    steps_per_epoch = math.ceil(len(sampler) / args.gradient_accumulation_steps)
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    optimizer = build_optimizer(model, args)
+    scheduler = build_scheduler(optimizer, args, total_steps, steps_per_epoch)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    if resume_dir is not None:  # after the scheduler is built: the loaded optimizer state keeps its lrs
+        accelerator.load_state(str(resume_dir))
+        scheduler.load_state_dict(progress.scheduler_state)
+        accelerator.print(f"resumed from {resume_dir}: stage {stage}, step {progress.stage_step}, epoch {progress.epoch}")
+    eval_every = max(1, round(args.eval_epochs * steps_per_epoch))
+    bar = tqdm(total=total_steps, initial=progress.stage_step, desc=f"training [{stage}]", unit="step",
+               disable=not accelerator.is_local_main_process)
+    model.train()
+    while progress.stage_step < total_steps:
+        sampler.set_epoch(progress.sampler_epoch())
+        epoch_data = _EpochBatches(list(sampler), collator, args.seed, progress.sampler_epoch(),
+                                   accelerator.process_index, progress.batch_in_epoch)
+        loader = torch.utils.data.DataLoader(epoch_data, batch_size=None, shuffle=False,
+                                             num_workers=args.dataloader_num_workers)
+        window, window_start = {}, time.perf_counter()
+        for batch in loader:
+            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            with accelerator.accumulate(model):
+                outputs = model(**batch)
+                accelerator.backward(outputs.loss)
+                if accelerator.sync_gradients and args.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            progress.batch_in_epoch += 1
+            for name, value in {"loss": outputs.loss, **outputs.losses}.items():
+                window.setdefault(name, []).append(value.detach().float().item())
+            if not accelerator.sync_gradients:
+                continue
+            scheduler.step()
+            progress.stage_step += 1
+            progress.global_step += 1
+            bar.update(1)
+            if progress.stage_step % args.logging_steps == 0 or progress.stage_step == total_steps:
+                elapsed = time.perf_counter() - window_start
+                samples = len(window["loss"]) * args.per_device_train_batch_size * accelerator.num_processes
+                logs = {f"train/{name}": sum(values) / len(values) for name, values in window.items()}
+                logs.update({f"lr/{group['name']}": group["lr"] for group in optimizer.param_groups})
+                logs["train/samples_per_second"] = samples / max(elapsed, 1e-9)
+                accelerator.log(logs, step=progress.global_step)
+                progress.record_train(logs)
+                bar.set_postfix(loss=f"{logs['train/loss']:.3f}")
+                window, window_start = {}, time.perf_counter()
+            if progress.stage_step % eval_every == 0 or progress.stage_step == total_steps:
+                _validate(model, accelerator, args, validation, processor, progress, output, stages)
+            if progress.stage_step % args.save_steps == 0 or progress.stage_step == total_steps:
+                checkpoints.save(progress, scheduler)
+            if progress.stage_step >= total_steps:
+                break
+        if progress.batch_in_epoch >= len(epoch_data.batches):
+            progress.end_epoch()
+    bar.close()
+    unwrapped = accelerator.unwrap_model(model)
+    accelerator.free_memory()
+    return unwrapped
+
+
+def _validate(model, accelerator, args, validation, processor, progress, output, stages) -> None:
+    """Validation metrics of the current weights; the best ones (on ``metric_for_best_model``, final
+    stage only) are saved as the inference-only model in ``output/best``."""
+    unwrapped = accelerator.unwrap_model(model)
+    metrics = evaluate_split(unwrapped, processor, validation, batch_size=args.per_device_eval_batch_size,
+                             directions=("t2i", "i2t") if args.eval_i2t else ("t2i",),
+                             accelerator=accelerator, show_progress=False)
+    model.train()
+    accelerator.log({f"validation/{key}": value for key, value in metrics.items()}, step=progress.global_step)
+    key = f"t2i/{args.metric_for_best_model}"
+    if key not in metrics:
+        raise ValueError(f"metric_for_best_model {args.metric_for_best_model!r} is not a metric; got {sorted(metrics)}")
+    final_stage = progress.stage_index == len(stages) - 1
+    improved = progress.record_validation(metrics, key, consider_for_best=final_stage)
+    accelerator.print(
+        f"[{stages[progress.stage_index]}] epoch {progress.epoch + 1} step {progress.stage_step}: "
+        f"loss {progress.last_train_loss():.4f} | validation R1 {metrics['t2i/R1']:.2f} R5 {metrics['t2i/R5']:.2f} "
+        f"mAP {metrics['t2i/mAP']:.2f} mINP {metrics['t2i/mINP']:.2f}" + (" (best)" if improved else "")
+    )
+    if improved and accelerator.is_main_process:
+        _atomic_save(unwrapped.export_for_inference(), processor, output / "best")
+    accelerator.wait_for_everyone()
+
+
+def _atomic_save(model, processor, folder: Path) -> None:
+    """``save_pretrained`` of model + processor into ``folder``, via a temporary sibling and a rename."""
+    temporary = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    model.save_pretrained(temporary)
+    processor.save_pretrained(temporary)
+    shutil.rmtree(folder, ignore_errors=True)
+    temporary.rename(folder)
+
+
+def _finish(accelerator, args, model_args, data_args, dataset, output, progress, runtime) -> dict:
+    """Evaluate the best model once on test, move it to ``output_dir`` and write ``results.json``."""
+    from transformers import AutoModel
+
+    best = AutoModel.from_pretrained(output / "best").to(accelerator.device)
+    processor = TIReIDProcessor.from_pretrained(output / "best")
+    test = evaluate_split(best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size,
+                          directions=("t2i", "i2t") if args.eval_i2t else ("t2i",), accelerator=accelerator,
+                          show_progress=accelerator.is_local_main_process)
+    results = {
+        "method": model_args.method,
+        "dataset": data_args.dataset,
+        "tireid_hf_version": __version__,
+        "best_validation": progress.best,
+        "test": test,
+        "train_runtime_seconds": runtime,
+        "history": progress.history,
+        "config": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
+                   "training": dataclasses.asdict(args)},
+    }
+    if hasattr(best, "rerank_scores"):
+        results["test_reranked"] = evaluate_split(
+            best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size, rerank=True,
+            rerank_k=best.config.rerank_k, accelerator=accelerator, show_progress=accelerator.is_local_main_process)
+    if accelerator.is_main_process:
+        for item in (output / "best").iterdir():
+            target = output / item.name
+            if target.exists():
+                target.unlink()
+            item.rename(target)
+        (output / "best").rmdir()
+        temporary = output / "results.json.tmp"
+        temporary.write_text(json.dumps(results, indent=2))
+        temporary.rename(output / "results.json")
+        print(_summary_table(results))
+    accelerator.wait_for_everyone()
+    return results
+
+
+def _summary_table(results: dict) -> str:
+    keys = ("R1", "R5", "R10", "mAP", "mINP")
+    rows = [("validation (best)", results["best_validation"]["metrics"]), ("test", results["test"])]
+    if "test_reranked" in results:
+        rows.append(("test, re-ranked", results["test_reranked"]))
+    lines = [f"| {results['method']} on {results['dataset']} | " + " | ".join(keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    lines += [f"| {name} | " + " | ".join(f"{metrics[f't2i/{key}']:.2f}" for key in keys) + " |" for name, metrics in rows]
+    return "\n".join(lines)

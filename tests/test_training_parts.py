@@ -1,0 +1,97 @@
+"""The training loop's parts: identity sampler, argument parsing, optimizer groups, schedule."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from tireid_hf.data.samplers import IdentityBatchSampler
+from tireid_hf.training.arguments import TrainingArguments, parse_training_arguments
+from tireid_hf.training.optim import lr_multiplier, parameter_groups
+from tester import ModelTester
+
+PIDS = [pid for pid in range(10) for _ in range(3 + pid % 4)]  # 10 identities with 3..6 samples
+
+
+def test_batches_hold_p_identities_times_k_instances():
+    sampler = IdentityBatchSampler(PIDS, batch_size=8, instances_per_identity=2, seed=1)
+    for batch in sampler:
+        assert len(batch) == 8
+        counts = Counter(PIDS[index] for index in batch)
+        assert len(counts) == 4 and set(counts.values()) == {2}
+
+
+def test_every_sample_is_seen_each_epoch_and_epochs_differ():
+    sampler = IdentityBatchSampler(PIDS, batch_size=6, instances_per_identity=3, seed=0)
+    first = [index for batch in sampler for index in batch]
+    assert set(first) == set(range(len(PIDS)))
+    sampler.set_epoch(1)
+    assert [index for batch in sampler for index in batch] != first
+    sampler.set_epoch(0)
+    assert [index for batch in sampler for index in batch] == first  # deterministic by (seed, epoch)
+
+
+def test_ranks_get_distinct_batches_covering_the_epoch_in_equal_numbers():
+    world = 3
+    ranks = [list(IdentityBatchSampler(PIDS, 4, 2, seed=3, num_replicas=world, rank=rank)) for rank in range(world)]
+    everything = IdentityBatchSampler(PIDS, 4, 2, seed=3).epoch_batches()
+    assert len({len(batches) for batches in ranks}) == 1
+    padding = len(ranks[0]) * world - len(everything)
+    assert 0 <= padding < world  # only wrap-around padding to equal step counts
+    # step s of rank r is batch s * world + r of the whole epoch: distinct per rank, all covered
+    interleaved = [batch for step in zip(*ranks) for batch in step]
+    assert interleaved == everything + everything[:padding]
+
+
+def test_sampler_refuses_impossible_batches():
+    with pytest.raises(ValueError, match="multiple of instances_per_identity"):
+        IdentityBatchSampler(PIDS, batch_size=7, instances_per_identity=2)
+    with pytest.raises(ValueError, match="distinct identities"):
+        IdentityBatchSampler(PIDS, batch_size=40, instances_per_identity=2)
+
+
+def test_yaml_config_with_command_line_overrides(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("method: clip_reid\ndataset: synthetic\nlearning_rate: 0.001\nmodel_config:\n  temperature: 0.05\n"
+                      "  id_loss_weight: 0.5\nlr_milestones_epochs: [2, 4]\n")
+    model_args, data_args, args = parse_training_arguments(
+        ["--config", str(config), "--max_steps", "20", "--model_config", '{"id_loss_weight": 0.0}'])
+    assert args.max_steps == 20 and args.learning_rate == 0.001 and args.lr_milestones_epochs == [2, 4]
+    assert model_args.model_config == {"temperature": 0.05, "id_loss_weight": 0.0}
+    assert data_args.dataset == "synthetic"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("methd: clip_reid\n", r"unknown key\(s\) \['methd'\]"),
+    ("method: nope\n", "unknown method 'nope'"),
+    ("model_config:\n  not_a_field: 1\n", r"has no field\(s\) \['not_a_field'\]"),
+    ("dataset: cuhk-pedes\n", "needs --data_root"),
+    ("lr_scheduler_type: steps\n", "lr_scheduler_type must be one of"),
+])
+def test_bad_configs_are_refused_naming_the_key(tmp_path, content, message):
+    config = tmp_path / "bad.yaml"
+    config.write_text(content)
+    with pytest.raises(ValueError, match=message):
+        parse_training_arguments(["--config", str(config)])
+
+
+def test_parameter_groups_split_backbone_heads_and_decay():
+    model = ModelTester("clip_reid").model()
+    args = TrainingArguments(learning_rate=1e-5, head_learning_rate_multiplier=5.0, weight_decay=0.1)
+    groups = {group["name"]: group for group in parameter_groups(model, args)}
+    assert set(groups) == {"backbone", "backbone_no_decay", "heads", "heads_no_decay"}
+    assert groups["heads"]["lr"] == pytest.approx(5e-5) and groups["backbone"]["lr"] == pytest.approx(1e-5)
+    assert groups["backbone_no_decay"]["weight_decay"] == 0.0 and groups["heads"]["weight_decay"] == 0.1
+    assert any(p is model.id_classifier.weight for p in groups["heads"]["params"])
+    assert any(p is model.id_classifier.bias for p in groups["heads_no_decay"]["params"])
+    grouped = sum(len(group["params"]) for group in groups.values())
+    assert grouped == sum(1 for p in model.parameters() if p.requires_grad)
+
+
+def test_schedule_warms_up_linearly_then_follows_the_chosen_curve():
+    assert [lr_multiplier(step, 10, 4, "cosine") for step in range(4)] == [0.25, 0.5, 0.75, 1.0]
+    assert lr_multiplier(4, 10, 4, "cosine") == pytest.approx(1.0)
+    assert lr_multiplier(7, 10, 4, "cosine") == pytest.approx(0.5 * (1 + torch.cos(torch.tensor(torch.pi * 0.5)).item()))
+    assert lr_multiplier(7, 10, 4, "linear") == pytest.approx(0.5)
+    assert lr_multiplier(9, 10, 0, "multistep", milestones=[3, 6], decay_factor=0.1) == pytest.approx(0.01)
+    assert lr_multiplier(5, 10, 0, "constant") == 1.0
