@@ -47,10 +47,11 @@ def build_model(model_args: ModelArguments, num_ids: int):
 
 
 class _EpochBatches(torch.utils.data.Dataset):
-    """The batches of one epoch on this rank; item i is the collated batch i (seeded per batch)."""
+    """The batches of one epoch on this rank (lists of indices into ``samples``); item i is the
+    collated batch ``start + i``, its randomness seeded by (seed, epoch, batch, rank)."""
 
-    def __init__(self, batches, collator, seed: int, epoch: int, rank: int, start: int):
-        self.batches, self.collator = batches, collator
+    def __init__(self, batches, samples, collator, seed: int, epoch: int, rank: int, start: int):
+        self.batches, self.samples, self.collator = batches, samples, collator
         self.seed, self.epoch, self.rank, self.start = seed, epoch, rank, start
 
     def __len__(self):
@@ -59,7 +60,7 @@ class _EpochBatches(torch.utils.data.Dataset):
     def __getitem__(self, index):
         batch_index = self.start + index
         seed = epoch_generator_seed(self.seed, self.epoch, batch_index, self.rank)
-        return self.collator(self.batches[batch_index], seed)
+        return self.collator([self.samples[index] for index in self.batches[batch_index]], seed)
 
 
 def _check_output_dir(args: TrainingArguments) -> None:
@@ -152,13 +153,13 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
         else:
             model.start_stage(stages[stage_index])
             progress.start_stage(stage_index)
-        model = _train_stage(model, accelerator, args, sampler, collator, dataset["validation"], processor,
+        model = _train_stage(model, accelerator, args, sampler, pairs, collator, dataset["validation"], processor,
                              checkpoints, progress, stages, resume_dir if resuming else None, output)
     accelerator.end_training()
     return _finish(accelerator, args, model_args, data_args, dataset, output, progress, time.perf_counter() - started)
 
 
-def _train_stage(model, accelerator, args, sampler, collator, validation, processor, checkpoints, progress,
+def _train_stage(model, accelerator, args, sampler, pairs, collator, validation, processor, checkpoints, progress,
                  stages, resume_dir, output):
     """One stage: a fresh optimizer and schedule over ``num_train_epochs`` (or ``max_steps``)."""
     stage = stages[progress.stage_index]
@@ -177,7 +178,7 @@ def _train_stage(model, accelerator, args, sampler, collator, validation, proces
     model.train()
     while progress.stage_step < total_steps:
         sampler.set_epoch(progress.sampler_epoch())
-        epoch_data = _EpochBatches(list(sampler), collator, args.seed, progress.sampler_epoch(),
+        epoch_data = _EpochBatches(list(sampler), pairs, collator, args.seed, progress.sampler_epoch(),
                                    accelerator.process_index, progress.batch_in_epoch)
         loader = torch.utils.data.DataLoader(epoch_data, batch_size=None, shuffle=False,
                                              num_workers=args.dataloader_num_workers)
