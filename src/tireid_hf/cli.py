@@ -5,11 +5,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import yaml
 
 from . import __version__
-from .data import DATASET_NAMES, load_tireid_dataset
+from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,10 +72,15 @@ def run_data_prepare(args: argparse.Namespace) -> int:
     from .data.prepare import prepare_dataset
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if Path(args.out).exists() and not args.overwrite:
+        raise SystemExit(f"error: {args.out} already exists (pass --overwrite to replace it)")
     options = _parse_options(args.option)
     if args.dataset != "synthetic":
         options.update(skip_bad_images=args.skip_bad_images, verify_images=not args.no_verify_images)
-    dataset = load_tireid_dataset(args.dataset, args.root, **options)
+    try:
+        dataset = load_tireid_dataset(args.dataset, args.root, **options)
+    except DatasetFormatError as err:
+        raise SystemExit(f"error: {err}") from None
     card = render_dataset_card(args.dataset, dataset, options=options)
     out = prepare_dataset(dataset, args.out, name=args.dataset, card=str(card),
                           max_rows_per_shard=args.max_rows_per_shard, overwrite=args.overwrite)

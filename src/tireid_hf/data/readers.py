@@ -237,13 +237,13 @@ def read_raw_dataset(
 def _group_by_split(records: list[RawRecord], path: Path) -> dict[str, list[RawRecord]]:
     """Returns the records of each split; raises if one original id appears in two splits."""
     by_split: dict[str, list[RawRecord]] = {"train": [], "validation": [], "test": []}
-    split_of_id: dict[int, str] = {}
+    first_of_id: dict[int, RawRecord] = {}
     for record in records:
-        first = split_of_id.setdefault(record.source_id, record.split)
-        if first != record.split:
+        first = first_of_id.setdefault(record.source_id, record)
+        if first.split != record.split:
             raise DatasetFormatError(
-                f"{path}: record {record.index}: id {record.source_id} is in split '{record.split}' but also in "
-                f"'{first}'; splits must be identity-disjoint"
+                f"{path}: record {record.index}: id {record.source_id} is in split '{record.split}' but record "
+                f"{first.index} has it in split '{first.split}'; splits must be identity-disjoint"
             )
         by_split[record.split].append(record)
     return by_split
