@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict
 from PIL import Image as PILImage
+from tqdm.auto import tqdm
 
 from .schema import FEATURES, DatasetFormatError, summarize
 
@@ -206,7 +207,7 @@ def read_raw_dataset(
     records = [parse_record(r, i, path, fmt) for i, r in enumerate(read_json_records(path))]
 
     kept, problems = [], []
-    for record in records:
+    for record in tqdm(records, desc=f"{name}: checking images", unit="img", disable=len(records) < 5000):
         problem = image_problem(root / record.image_path, verify_images)
         if problem is None:
             kept.append(record)
