@@ -95,7 +95,7 @@ def generate_image(identity: Identity, config: SyntheticConfig, split: str, pid:
     """Returns the PNG bytes and the captions of image `index` of identity `pid` of `split`.
 
     Each image has its own generator seeded by (seed, split, pid, index), so any image can be
-    regenerated alone and in any order. The view cycles front, back, side with the image index.
+    regenerated alone and in any order. The view cycles front, back, side with (index + pid).
     """
     rng = np.random.default_rng([config.seed, _SPLIT_CODES[split], pid, index])
     view = VIEWS[(index + pid) % len(VIEWS)]
