@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+from pathlib import Path
+
+import yaml
 
 from . import __version__
+from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -13,7 +18,88 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tireid-hf {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
+    add_data_parser(subparsers)
     return parser
+
+
+def add_data_parser(subparsers) -> None:
+    """Adds `tireid data {prepare,push,export-synthetic}`: Parquet + card, Hub upload, synthetic raw export."""
+    data = subparsers.add_parser("data", help="prepare, push or generate datasets")
+    commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
+    commands.required = True
+
+    prepare = commands.add_parser("prepare", help="write a dataset as Parquet shards with embedded images and a card")
+    prepare.add_argument("--dataset", required=True, choices=DATASET_NAMES)
+    prepare.add_argument("--root", help="folder of the original release (annotation file + imgs/); not for synthetic")
+    prepare.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+    prepare.add_argument("--skip-bad-images", action="store_true", help="drop records whose image is missing or undecodable")
+    prepare.add_argument("--no-verify-images", action="store_true", help="only check that images exist, do not decode-check them")
+    prepare.add_argument("--max-rows-per-shard", type=int, default=5000)
+    prepare.add_argument("--overwrite", action="store_true")
+    _add_options(prepare)
+    prepare.set_defaults(run=run_data_prepare)
+
+    push = commands.add_parser("push", help="upload a prepared folder to a Hub dataset repo (private by default)")
+    push.add_argument("--data", required=True, help="folder written by `tireid data prepare`")
+    push.add_argument("--repo", required=True, help="org/name of the dataset repository")
+    push.add_argument("--public", action="store_true", help="create the repo public (never for CUHK-PEDES/ICFG-PEDES/RSTPReid without permission)")
+    push.add_argument("--token", help="Hub token (default: the logged-in one)")
+    push.set_defaults(run=run_data_push)
+
+    export = commands.add_parser("export-synthetic", help="write the synthetic dataset in the CUHK-PEDES raw format")
+    export.add_argument("--out", required=True, help="new folder to hold reid_raw.json and imgs/")
+    _add_options(export)
+    export.set_defaults(run=run_data_export_synthetic)
+
+
+def _add_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="dataset option, repeatable (e.g. num_train_ids=500, seed=1, validation_ids=0.1)")
+
+
+def _parse_options(pairs: list[str]) -> dict:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise SystemExit(f"--option expects KEY=VALUE, got {pair!r}")
+        options[key.strip()] = yaml.safe_load(value)
+    return options
+
+
+def run_data_prepare(args: argparse.Namespace) -> int:
+    from .hub.dataset_card import render_dataset_card
+    from .data.prepare import prepare_dataset
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if Path(args.out).exists() and not args.overwrite:
+        raise SystemExit(f"error: {args.out} already exists (pass --overwrite to replace it)")
+    options = _parse_options(args.option)
+    if args.dataset != "synthetic":
+        options.update(skip_bad_images=args.skip_bad_images, verify_images=not args.no_verify_images)
+    try:
+        dataset = load_tireid_dataset(args.dataset, args.root, **options)
+    except DatasetFormatError as err:
+        raise SystemExit(f"error: {err}") from None
+    card = render_dataset_card(args.dataset, dataset, options=options)
+    out = prepare_dataset(dataset, args.out, name=args.dataset, card=str(card),
+                          max_rows_per_shard=args.max_rows_per_shard, overwrite=args.overwrite)
+    print(f"wrote {out}")
+    return 0
+
+
+def run_data_push(args: argparse.Namespace) -> int:
+    from .hub.dataset_push import push_dataset
+
+    print(push_dataset(args.data, args.repo, private=not args.public, token=args.token))
+    return 0
+
+
+def run_data_export_synthetic(args: argparse.Namespace) -> int:
+    from .data.synthetic import export_cuhk_format
+
+    print(f"wrote {export_cuhk_format(args.out, **_parse_options(args.option))}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,39 @@
+"""Upload a folder written by `tireid data prepare` to a Hugging Face Hub dataset repository."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+from huggingface_hub import DatasetCard, HfApi
+
+from ..data import REDISTRIBUTION_RESTRICTED
+
+
+def push_dataset(data_dir: str | os.PathLike, repo_id: str, *, private: bool = True, token: str | None = None,
+                 api: HfApi | None = None) -> str:
+    """Uploads the prepared dataset in `data_dir` to the dataset repo `repo_id` and returns its URL.
+
+    The repo is created private unless `private=False`. The benchmarks in
+    `REDISTRIBUTION_RESTRICTED` (CUHK-PEDES, ICFG-PEDES, RSTPReid) are released on request only:
+    pushing one always warns, and pushing one publicly warns loudly.
+    """
+    data_dir = Path(data_dir)
+    card_path = data_dir / "README.md"
+    if not card_path.is_file() or not (data_dir / "data").is_dir():
+        raise FileNotFoundError(f"{data_dir} is not a prepared dataset (expected README.md and data/): run `tireid data prepare`")
+    name = DatasetCard.load(card_path).data.to_dict().get("tireid_dataset")
+    if name in REDISTRIBUTION_RESTRICTED:
+        visibility = "PUBLIC" if not private else "private"
+        warnings.warn(
+            f"{name} may not be redistributed publicly without its owners' permission; pushing it to a "
+            f"{visibility} repository ({repo_id}). Keep the repository private to your organisation.",
+            UserWarning,
+            stacklevel=2,
+        )
+    api = api or HfApi(token=token)
+    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+    api.upload_folder(folder_path=str(data_dir), repo_id=repo_id, repo_type="dataset",
+                      commit_message="Upload dataset prepared with tireid-hf")
+    return f"https://huggingface.co/datasets/{repo_id}"
