@@ -58,6 +58,8 @@ def _as_tensor(value, name: str) -> torch.Tensor:
 
 def _as_pids(value, name: str, expected_length: int, expected_from: str) -> torch.Tensor:
     pids = _as_tensor(value, name)
+    if pids.numel() == 0:  # an empty list converts to float64
+        pids = pids.to(torch.int64)
     if pids.dtype.is_floating_point or pids.dtype.is_complex or pids.dtype == torch.bool:
         raise TypeError(f"`{name}` must hold integer pids, got dtype {pids.dtype}")
     if pids.dim() != 1 or pids.shape[0] != expected_length:
@@ -149,15 +151,16 @@ def rank_metrics(
     if similarity.dtype == torch.bool or similarity.dtype.is_complex:
         raise TypeError(f"`similarity` must hold real scores, got dtype {similarity.dtype}")
     similarity = similarity.cpu()
+    given = f"`similarity` has shape {list(similarity.shape)} ({direction})"
     query_pids = _as_pids(query_pids, "query_pids", similarity.shape[0], "one per row of `similarity`")
     gallery_pids = _as_pids(gallery_pids, "gallery_pids", similarity.shape[1], "one per column of `similarity`")
-    if direction == "i2t":
+    if direction == "i2t":  # image queries (columns), text gallery (rows)
         similarity, query_pids, gallery_pids = similarity.T, gallery_pids, query_pids
     num_queries, num_items = similarity.shape
     if num_items == 0:
-        raise ValueError(f"the gallery is empty: `similarity` has shape {list(similarity.shape)} ({direction})")
+        raise ValueError(f"the gallery is empty: {given}")
     if num_queries == 0:
-        raise ValueError(f"there are no queries: `similarity` has shape {list(similarity.shape)} ({direction})")
+        raise ValueError(f"there are no queries: {given}")
     ks = tuple(ks)
     if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
         raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}")
