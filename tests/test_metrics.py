@@ -155,8 +155,8 @@ def test_skip_reports_zero_when_enabled():
     (np.zeros(4), [0], [0, 1, 2, 3], ValueError, r"similarity.*\[num_queries, num_gallery\].*got \[4\]"),
     (np.zeros((2, 0)), [0, 1], [], ValueError, "gallery is empty"),
     (np.zeros((0, 3)), [], [0, 1, 2], ValueError, "no queries"),
-    (np.array([[0.1, np.nan]]), [0], [0, 1], ValueError, r"NaN or inf.*query 0, gallery item 1"),
-    (np.array([[0.1, 0.2], [np.inf, 0.0]]), [0, 1], [0, 1], ValueError, r"NaN or inf.*query 1, gallery item 0"),
+    (np.array([[0.1, np.nan]]), [0], [0, 1], ValueError, r"NaN or inf.*row 0, column 1"),
+    (np.array([[0.1, 0.2], [np.inf, 0.0]]), [0, 1], [0, 1], ValueError, r"NaN or inf.*row 1, column 0"),
     (np.zeros((1, 2)), [0.5], [0, 1], TypeError, "integer pids"),
     (np.zeros((1, 2), dtype=bool), [0], [0, 1], TypeError, "real scores"),
     (np.zeros((2, 2)), [7, 8], [0, 1], ValueError, "none of the 2 queries"),
@@ -165,6 +165,13 @@ def test_bad_input(similarity, query_pids, gallery_pids, error, message):
     skip = message.startswith("none")
     with pytest.raises(error, match=message):
         rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=skip)
+
+
+def test_nan_position_is_given_in_the_matrix_passed_in():
+    similarity = np.zeros((3, 2))
+    similarity[2, 1] = np.nan
+    with pytest.raises(ValueError, match="row 2, column 1"):
+        rank_metrics(similarity, [0, 1, 1], [0, 1], direction="i2t")
 
 
 def test_bad_options():

@@ -193,11 +193,9 @@ def rank_metrics(
         stop = min(start + rows_per_chunk, num_queries)
         scores = similarity[start:stop].contiguous()
         if not _all_finite(scores):
-            bad = (~torch.isfinite(scores)).nonzero()[0].tolist()
-            raise ValueError(
-                f"`similarity` holds NaN or inf scores (first at query {start + bad[0]}, gallery item {bad[1]}"
-                f"{', direction i2t: [gallery, query] of the given matrix' if direction == 'i2t' else ''})"
-            )
+            query, item = (~torch.isfinite(scores)).nonzero()[0].tolist()
+            row, column = (item, start + query) if direction == "i2t" else (start + query, item)
+            raise ValueError(f"`similarity` holds NaN or inf scores (first found at row {row}, column {column})")
         relevant = query_pids[start:stop, None] == gallery_pids[None, :]  # [C, G]
         count = _count(relevant)
         num_relevant[start:stop] = count
