@@ -364,17 +364,20 @@ class GalleryIndex:
                 f"{directory / EMBEDDINGS_FILE}: expected embeddings of shape [{metadata['num_items']}, "
                 f"{metadata['dim']}] (from {METADATA_FILE}), got {list(embeddings.shape)}"
             )
-        index = cls.__new__(cls)
-        index.embeddings, index.ids = embeddings, metadata["ids"]
-        index.backend, index.faiss_factory, index.faiss_params = (
-            metadata["backend"], metadata["faiss_factory"], metadata["faiss_params"]
+        # Built as exact, then given the stored FAISS index (rebuilding it could take minutes).
+        index = cls(
+            embeddings,
+            metadata["ids"],
+            faiss_factory=metadata["faiss_factory"],
+            faiss_params=metadata["faiss_params"],
+            fingerprint=metadata["fingerprint"],
+            model_name_or_path=metadata["model_name_or_path"],
         )
-        index.fingerprint, index.model_name_or_path = metadata["fingerprint"], metadata["model_name_or_path"]
-        index.model, index.processor, index.images = model, processor, images
-        index._faiss_index = None
-        if index.backend == "faiss":
+        if metadata["backend"] == "faiss":
+            index.backend = "faiss"
             index._faiss_index = _import_faiss().read_index(str(directory / FAISS_FILE))
             index._apply_faiss_params(index._faiss_index)
+        index.model, index.processor, index.images = model, processor, images
         if images is not None and len(images) != len(index):
             raise ValueError(f"`images` must hold the {len(index)} gallery images of the index, got {len(images)}")
         return index
@@ -444,8 +447,8 @@ def evaluate_split(
     if rerank:
         _check_rerank(model, split_dataset, rerank_k, 1)
 
-    image_pids = torch.tensor(split_dataset["pid"], dtype=torch.int64)
-    captions = split_dataset["captions"]
+    image_pids = torch.tensor(list(split_dataset["pid"]), dtype=torch.int64)
+    captions = list(split_dataset["captions"])
     texts = [caption for row in captions for caption in row]
     text_pids = torch.repeat_interleave(image_pids, torch.tensor([len(row) for row in captions], dtype=torch.int64))
 
