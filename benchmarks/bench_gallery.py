@@ -13,6 +13,7 @@ caption-image pairs; random vectors in 512-d would make approximate search look 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import time
 
@@ -46,7 +47,8 @@ def main(argv=None) -> None:
         print("faiss is not importable: only the exact backend is measured (pip install tireid-hf[faiss])")
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.machine()}; "
-          f"gallery {args.gallery:,} x {args.dim}, {args.queries} single queries, k={args.k}")
+          f"gallery {args.gallery:,} x {args.dim}, {args.queries} single queries, k={args.k}; "
+          f"load average before: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print("| backend | build (s) | p50 per query (ms) | p95 per query (ms) | recall@10 vs exact | source in top-10 |")
     print("|---|---|---|---|---|---|")
     exact_top = None
@@ -68,6 +70,7 @@ def main(argv=None) -> None:
         found = (tops == sources[:, None]).any(1).float().mean().item()
         p50, p95 = np.percentile(np.array(latencies) * 1000, [50, 95])
         print(f"| {name} | {build:.1f} | {p50:.2f} | {p95:.2f} | {recall:.3f} | {found:.3f} |")
+    print(f"load average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":
