@@ -191,6 +191,10 @@ def test_faiss_hnsw_default_finds_the_exact_top_1():
     exact, approximate = GalleryIndex(embeddings), GalleryIndex(embeddings, backend="faiss")
     queries = embeddings[:20] + 0.01
     assert torch.equal(approximate.search_embeddings(queries, k=1).indices, exact.search_embeddings(queries, k=1).indices)
+    approximate.set_faiss_params("efSearch=256")
+    assert approximate.faiss_params == "efSearch=256"
+    with pytest.raises(ValueError, match="needs backend='faiss'"):
+        exact.set_faiss_params("efSearch=256")
 
 
 # ---- evaluate_split and `tireid evaluate` ----

@@ -249,6 +249,14 @@ class GalleryIndex:
         if self.faiss_params:
             _import_faiss().ParameterSpace().set_index_parameters(index, self.faiss_params)
 
+    def set_faiss_params(self, faiss_params: str) -> None:
+        """Change the FAISS search settings (e.g. ``"efSearch=512"``: higher recall, slower) without
+        rebuilding; they are saved with the index."""
+        if self._faiss_index is None:
+            raise ValueError(f"set_faiss_params needs backend='faiss'; this index uses backend={self.backend!r}")
+        self.faiss_params = faiss_params
+        self._apply_faiss_params(self._faiss_index)
+
     def search_embeddings(self, query_embeds: torch.Tensor, k: int = 10) -> SearchResults:
         """Top-``k`` gallery items by inner product for query embeddings [Q, D] (k is capped at G).
 
