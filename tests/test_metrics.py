@@ -58,7 +58,7 @@ def test_sorting_path_and_small_chunks_agree(monkeypatch, seed):
     similarity, query_pids, gallery_pids = random_problem(seed, integer_scores=True)
     expected = reference_metrics(similarity, query_pids, gallery_pids)
     monkeypatch.setattr(retrieval, "_CHUNK_ELEMENTS", 100)  # 2 queries per chunk
-    assert_same(rank_metrics(similarity, query_pids, gallery_pids), expected)
+    assert_same(rank_metrics(similarity, query_pids, gallery_pids, show_progress=True), expected)
     monkeypatch.setattr(retrieval, "_MAX_RELEVANT_FOR_COUNTING", 0)  # every chunk sorts
     assert_same(rank_metrics(similarity, query_pids, gallery_pids), expected)
 
