@@ -1,0 +1,236 @@
+"""Rank-k, mAP and mINP of cross-modal retrieval, as plain torch.
+
+This is the ONE implementation of the retrieval metrics in tireid-hf: training, ``tireid evaluate``,
+the benchmarks, the model cards and the ``evaluate`` module (``metrics/tireid_retrieval``) all call
+:func:`rank_metrics`.
+
+Definitions (the ones TIReID papers report, e.g. IRRA's ``rank`` and mINP from Ye et al., "Deep
+Learning for Person Re-identification", TPAMI 2021). For one query with ``n`` relevant gallery items
+(same pid) whose 1-based ranks in the sorted gallery are ``r_1 < r_2 < ... < r_n``:
+
+* hit@k = 1 if ``r_1 <= k`` else 0; ``R{k} = 100 * mean(hit@k)``. When ``k >= G`` the k highest
+  scores are the whole gallery, so every evaluated query is a hit.
+* AP = (1 / n) * sum_j (j / r_j), i.e. the precision at the rank of EVERY relevant item, summed and
+  divided by the number of relevant items in the whole gallery; ``mAP = 100 * mean(AP)``.
+* INP = n / r_n (r_n: rank of the hardest, i.e. last, relevant item); ``mINP = 100 * mean(INP)``.
+
+Ranking and ties: gallery items are sorted by decreasing score and equal scores keep gallery order
+(a stable ranking), so item ``l`` precedes item ``m`` iff ``s_l > s_m`` or (``s_l == s_m`` and
+``l < m``). Equivalently the rank of item ``m`` is
+``1 + #{l : s_l > s_m} + #{l < m : s_l == s_m}``.
+
+How it is computed: only the ranks of the relevant items are needed, never the full sorted gallery.
+Queries are processed in chunks (bounded memory). In a chunk whose queries have few relevant items
+(the TIReID case: a handful of images per identity) each relevant item's rank is counted directly
+with the formula above, which costs ``O(n * G)`` per query; in a chunk with many relevant items per
+query the rows are sorted (stable) instead, ``O(G log G)`` per query. Both give the same ranks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+__all__ = ["rank_metrics", "DIRECTIONS"]
+
+DIRECTIONS = ("t2i", "i2t")
+
+# Similarity entries per chunk of queries. Small enough for the chunk's masks to stay in cache (which
+# matters more for speed than larger vectorised kernels) and to bound the working memory: with at
+# most _MAX_RELEVANT_FOR_COUNTING relevant items per query, a chunk needs well under 200 MiB.
+_CHUNK_ELEMENTS = 2**20
+# Above this many relevant items per query (in a chunk), sorting the rows is cheaper than counting.
+_MAX_RELEVANT_FOR_COUNTING = 32
+
+
+def _as_tensor(value, name: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(value)
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"`{name}` must be a torch tensor, a numpy array or a list, got {type(value).__name__}") from error
+
+
+def _as_pids(value, name: str, expected_length: int, expected_from: str) -> torch.Tensor:
+    pids = _as_tensor(value, name)
+    if pids.numel() == 0:  # an empty list converts to float64
+        pids = pids.to(torch.int64)
+    if pids.dtype.is_floating_point or pids.dtype.is_complex or pids.dtype == torch.bool:
+        raise TypeError(f"`{name}` must hold integer pids, got dtype {pids.dtype}")
+    if pids.dim() != 1 or pids.shape[0] != expected_length:
+        raise ValueError(
+            f"`{name}` must have shape [{expected_length}] ({expected_from}), got {list(pids.shape)}"
+        )
+    return pids.to(device="cpu", dtype=torch.int64)
+
+
+def _count(mask: torch.Tensor) -> torch.Tensor:
+    """Number of True entries along the last dimension (summing bytes: much faster than bool.sum)."""
+    return mask.view(torch.uint8).sum(-1, dtype=torch.int32).long()
+
+
+def _all_finite(scores: torch.Tensor) -> bool:
+    """Whether no entry is NaN or +-inf. A finite sum proves it (NaN and inf propagate), and costs
+    far less than ``isfinite``; only a non-finite sum (bad input, or an overflow) needs the full check."""
+    return bool(torch.isfinite(scores.sum())) or bool(torch.isfinite(scores).all())
+
+
+def _relevant_ranks_by_counting(
+    scores: torch.Tensor, relevant: torch.Tensor, count: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and 1-based stable ranks of the relevant items, by counting the items ranked above each.
+
+    ``scores`` [C, G], ``relevant`` [C, G] bool, ``count`` [C] relevant items per row. The relevant
+    items are padded to [C, M] (M = max count) and compared with the whole row at once:
+    rank = 1 + #{l : s_l > r} + #{l < m : s_l == r} for the relevant item m with score r.
+    """
+    rows, cols = relevant.nonzero(as_tuple=True)  # row-major: grouped by row, in gallery order
+    slot = torch.arange(rows.shape[0]) - (torch.cumsum(count, 0) - count)[rows]
+    num_rows, max_count = scores.shape[0], int(count.max())
+    own = torch.full((num_rows, max_count), float("inf"), dtype=scores.dtype)  # +inf: padding, never counted
+    own[rows, slot] = scores[rows, cols]
+    higher = _count(scores[:, None, :] > own[:, :, None])  # [C, M]
+    equal = _count(scores[:, None, :] == own[:, :, None])  # includes the item itself
+    ranks = higher[rows, slot] + 1
+    tied = (equal[rows, slot] > 1).nonzero().squeeze(1)
+    if tied.numel():  # rare with real scores: add the equal scores earlier in the gallery
+        earlier = torch.arange(scores.shape[1])[None, :] < cols[tied, None]
+        ranks[tied] += ((scores[rows[tied]] == scores[rows[tied], cols[tied]][:, None]) & earlier).sum(1)
+    # Order each row's relevant items by rank (key: row first, then rank; keys are distinct).
+    order = torch.argsort(rows * (scores.shape[1] + 1) + ranks)
+    return rows[order], ranks[order]
+
+
+def _relevant_ranks_by_sorting(scores: torch.Tensor, relevant: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows and 1-based stable ranks of the relevant items, by sorting each row of ``scores``."""
+    order = torch.sort(scores, dim=1, descending=True, stable=True).indices
+    rows, positions = relevant.gather(1, order).nonzero(as_tuple=True)
+    return rows, positions + 1
+
+
+def rank_metrics(
+    similarity,
+    query_pids,
+    gallery_pids,
+    ks: Sequence[int] = (1, 5, 10),
+    *,
+    direction: str = "t2i",
+    skip_queries_without_match: bool = False,
+    show_progress: bool = False,
+) -> dict[str, float]:
+    """Rank-k, mAP and mINP (percentages) of ranking a gallery for every query.
+
+    Args:
+        similarity (`torch.Tensor` or `np.ndarray` of shape [Q, G]): score of every query (row)
+            against every gallery item (column), higher = more similar; e.g. ``text_embeds @
+            image_embeds.T``. Any real dtype; it is compared in its own dtype (never rounded).
+        query_pids (integers, shape [Q]): identity of each row.
+        gallery_pids (integers, shape [G]): identity of each column. Relevant = same pid.
+        ks (`Sequence[int]`, *optional*, defaults to ``(1, 5, 10)``): the k of the ``R{k}`` keys.
+        direction (`str`, *optional*, defaults to ``"t2i"``): ``"t2i"`` ranks the columns for each
+            row. ``"i2t"`` ranks the rows for each column, i.e. the same arguments as for ``"t2i"``
+            (a [num_texts, num_images] similarity with text and image pids) evaluated on the
+            transposed problem: image queries, text gallery.
+        skip_queries_without_match (`bool`, *optional*, defaults to `False`): a query whose pid has
+            no gallery item has no defined AP. By default that is an error (the evaluation protocol
+            is broken); with `True` such queries are left out and counted under
+            ``num_skipped_queries``.
+        show_progress (`bool`, *optional*, defaults to `False`): a tqdm bar over query chunks.
+
+    Returns:
+        `dict`: ``R{k}`` for each k, ``mAP`` and ``mINP`` as floats in [0, 100], ``num_queries`` (the
+        queries evaluated) and, when ``skip_queries_without_match`` is set, ``num_skipped_queries``.
+
+    Raises:
+        ValueError: shapes that do not agree, an empty gallery or query set, NaN/inf scores, an
+            unknown direction, invalid ``ks``, queries without a relevant item (unless skipped).
+        TypeError: non-numeric similarity or non-integer pids.
+
+    Memory: queries are processed in chunks of about 2**20 similarity entries (tens of MiB of working
+    memory) plus O(Q) for per-query results; the similarity itself is never copied whole.
+    """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
+    similarity = _as_tensor(similarity, "similarity")
+    if similarity.dim() != 2:
+        raise ValueError(f"`similarity` must have shape [num_queries, num_gallery], got {list(similarity.shape)}")
+    if similarity.dtype == torch.bool or similarity.dtype.is_complex:
+        raise TypeError(f"`similarity` must hold real scores, got dtype {similarity.dtype}")
+    similarity = similarity.cpu()
+    given = f"`similarity` has shape {list(similarity.shape)} ({direction})"
+    query_pids = _as_pids(query_pids, "query_pids", similarity.shape[0], "one per row of `similarity`")
+    gallery_pids = _as_pids(gallery_pids, "gallery_pids", similarity.shape[1], "one per column of `similarity`")
+    if direction == "i2t":  # image queries (columns), text gallery (rows)
+        similarity, query_pids, gallery_pids = similarity.T, gallery_pids, query_pids
+    num_queries, num_items = similarity.shape
+    if num_items == 0:
+        raise ValueError(f"the gallery is empty: {given}")
+    if num_queries == 0:
+        raise ValueError(f"there are no queries: {given}")
+    ks = tuple(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
+        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}")
+    if not similarity.dtype.is_floating_point:  # integer scores: float64 holds them exactly
+        similarity = similarity.to(torch.float64)
+
+    first_rank = torch.empty(num_queries, dtype=torch.int64)
+    last_rank = torch.empty(num_queries, dtype=torch.int64)
+    average_precision = torch.zeros(num_queries, dtype=torch.float64)
+    num_relevant = torch.empty(num_queries, dtype=torch.int64)
+
+    rows_per_chunk = max(1, min(num_queries, _CHUNK_ELEMENTS // num_items))
+    chunks = range(0, num_queries, rows_per_chunk)
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        chunks = tqdm(chunks, desc=f"rank metrics ({direction})", unit="chunk")
+    for start in chunks:
+        stop = min(start + rows_per_chunk, num_queries)
+        scores = similarity[start:stop].contiguous()
+        if not _all_finite(scores):
+            query, item = (~torch.isfinite(scores)).nonzero()[0].tolist()
+            row, column = (item, start + query) if direction == "i2t" else (start + query, item)
+            raise ValueError(f"`similarity` holds NaN or inf scores (first found at row {row}, column {column})")
+        relevant = query_pids[start:stop, None] == gallery_pids[None, :]  # [C, G]
+        count = _count(relevant)
+        num_relevant[start:stop] = count
+        if int(count.max()) == 0:
+            continue
+        if int(count.max()) <= _MAX_RELEVANT_FOR_COUNTING:
+            rows, ranks = _relevant_ranks_by_counting(scores, relevant, count)
+        else:
+            rows, ranks = _relevant_ranks_by_sorting(scores, relevant)
+        # j: 1-based position of each relevant item among its query's relevant items.
+        offsets = torch.cumsum(count, 0) - count
+        j = torch.arange(rows.shape[0]) - offsets[rows] + 1
+        rows_global = rows + start
+        average_precision.index_add_(0, rows_global, j.double() / ranks.double())
+        first_rank.scatter_reduce_(0, rows_global, ranks, reduce="amin", include_self=False)
+        last_rank.scatter_reduce_(0, rows_global, ranks, reduce="amax", include_self=False)
+
+    has_match = num_relevant > 0
+    num_without_match = int((~has_match).sum())
+    if num_without_match and not skip_queries_without_match:
+        raise ValueError(
+            f"{num_without_match} of {num_queries} queries have no gallery item with the same pid ({direction}); "
+            "the evaluation protocol needs one for each. Pass skip_queries_without_match=True to leave them out."
+        )
+    if num_without_match == num_queries:
+        raise ValueError(f"none of the {num_queries} queries has a gallery item with the same pid ({direction})")
+
+    first_rank, last_rank = first_rank[has_match], last_rank[has_match]
+    num_relevant, average_precision = num_relevant[has_match], average_precision[has_match]
+    results: dict[str, float] = {}
+    for k in ks:
+        results[f"R{k}"] = 100.0 * (first_rank <= k).double().mean().item()
+    results["mAP"] = 100.0 * (average_precision / num_relevant.double()).mean().item()
+    results["mINP"] = 100.0 * (num_relevant.double() / last_rank.double()).mean().item()
+    results["num_queries"] = int(has_match.sum())
+    if skip_queries_without_match:
+        results["num_skipped_queries"] = num_without_match
+    return results

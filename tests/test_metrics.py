@@ -1,0 +1,182 @@
+"""rank_metrics against a brute-force reference written here, on random and hand-made cases."""
+
+import numpy as np
+import pytest
+import torch
+
+import tireid_hf.metrics.retrieval as retrieval
+from tireid_hf.metrics import rank_metrics
+
+
+def reference_metrics(similarity, query_pids, gallery_pids, ks=(1, 5, 10)):
+    """Straight from the definitions: stable argsort of every row, then precision at every hit."""
+    similarity = np.asarray(similarity, dtype=np.float64)
+    query_pids, gallery_pids = np.asarray(query_pids), np.asarray(gallery_pids)
+    hits = {k: [] for k in ks}
+    average_precisions, inverse_negative_penalties = [], []
+    for row, pid in zip(similarity, query_pids):
+        order = np.argsort(-row, kind="stable")
+        ranks = np.nonzero(gallery_pids[order] == pid)[0] + 1  # 1-based ranks of the relevant items
+        for k in ks:
+            hits[k].append(ranks[0] <= k)
+        precisions = np.arange(1, len(ranks) + 1) / ranks
+        average_precisions.append(precisions.sum() / len(ranks))
+        inverse_negative_penalties.append(len(ranks) / ranks[-1])
+    results = {f"R{k}": 100 * np.mean(hits[k]) for k in ks}
+    results["mAP"] = 100 * np.mean(average_precisions)
+    results["mINP"] = 100 * np.mean(inverse_negative_penalties)
+    results["num_queries"] = len(query_pids)
+    return results
+
+
+def assert_same(got, expected):
+    assert set(got) == set(expected)
+    for key, value in expected.items():
+        assert got[key] == pytest.approx(value, abs=1e-9), key
+
+
+def random_problem(seed, num_queries=60, num_gallery=45, num_ids=12, integer_scores=False):
+    rng = np.random.default_rng(seed)
+    gallery_pids = rng.integers(0, num_ids, num_gallery)
+    query_pids = rng.choice(gallery_pids, num_queries)
+    if integer_scores:  # many ties
+        similarity = rng.integers(0, 4, (num_queries, num_gallery)).astype(np.float32)
+    else:
+        similarity = rng.standard_normal((num_queries, num_gallery)).astype(np.float32)
+    return similarity, query_pids, gallery_pids
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("integer_scores", [False, True])
+def test_random_against_reference(seed, integer_scores):
+    similarity, query_pids, gallery_pids = random_problem(seed, integer_scores=integer_scores)
+    assert_same(rank_metrics(similarity, query_pids, gallery_pids), reference_metrics(similarity, query_pids, gallery_pids))
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_sorting_path_and_small_chunks_agree(monkeypatch, seed):
+    similarity, query_pids, gallery_pids = random_problem(seed, integer_scores=True)
+    expected = reference_metrics(similarity, query_pids, gallery_pids)
+    monkeypatch.setattr(retrieval, "_CHUNK_ELEMENTS", 100)  # 2 queries per chunk
+    assert_same(rank_metrics(similarity, query_pids, gallery_pids, show_progress=True), expected)
+    monkeypatch.setattr(retrieval, "_MAX_RELEVANT_FOR_COUNTING", 0)  # every chunk sorts
+    assert_same(rank_metrics(similarity, query_pids, gallery_pids), expected)
+
+
+def test_many_relevant_items_per_query_uses_sorting():
+    similarity, query_pids, gallery_pids = random_problem(7, num_queries=20, num_gallery=200, num_ids=2, integer_scores=True)
+    assert np.bincount(gallery_pids).min() > retrieval._MAX_RELEVANT_FOR_COUNTING
+    assert_same(rank_metrics(similarity, query_pids, gallery_pids), reference_metrics(similarity, query_pids, gallery_pids))
+
+
+def test_hand_made_several_relevant_items():
+    # Ranked gallery pids: 1 0 1 0 1 -> relevant ranks 1, 3, 5.
+    similarity = [[0.9, 0.8, 0.7, 0.6, 0.5]]
+    results = rank_metrics(similarity, [1], [1, 0, 1, 0, 1], ks=(1, 2, 5))
+    assert results["R1"] == 100.0 and results["R2"] == 100.0 and results["R5"] == 100.0
+    assert results["mAP"] == pytest.approx(100 * (1 / 1 + 2 / 3 + 3 / 5) / 3)
+    assert results["mINP"] == pytest.approx(100 * 3 / 5)
+    assert results["num_queries"] == 1
+
+
+def test_hand_made_relevant_item_at_last_rank():
+    similarity = torch.tensor([[0.1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.12, 0.11]])
+    results = rank_metrics(similarity, [3], [3] + [0] * 11)  # the only relevant item ranks 12th of 12
+    assert (results["R1"], results["R5"], results["R10"]) == (0.0, 0.0, 0.0)
+    assert results["mAP"] == pytest.approx(100 / 12)
+    assert results["mINP"] == pytest.approx(100 / 12)
+
+
+def test_ties_keep_gallery_order():
+    # All scores equal: the ranking is the gallery order, so the relevant items rank 2 and 4.
+    results = rank_metrics(np.zeros((1, 4)), [5], [0, 5, 0, 5], ks=(1, 2))
+    assert results["R1"] == 0.0 and results["R2"] == 100.0
+    assert results["mAP"] == pytest.approx(100 * (1 / 2 + 2 / 4) / 2)
+    assert results["mINP"] == pytest.approx(100 * 2 / 4)
+    # A tie between a relevant and an irrelevant item: the earlier gallery item wins.
+    assert rank_metrics([[0.5, 0.5, 0.1]], [1], [0, 1, 2], ks=(1,))["R1"] == 0.0
+    assert rank_metrics([[0.5, 0.5, 0.1]], [1], [1, 0, 2], ks=(1,))["R1"] == 100.0
+
+
+def test_k_at_least_gallery_size_counts_every_query():
+    results = rank_metrics([[0.1, 0.9, 0.5]], [0], [0, 1, 2], ks=(1, 3, 10))
+    assert (results["R1"], results["R3"], results["R10"]) == (0.0, 100.0, 100.0)
+
+
+@pytest.mark.parametrize("convert", [
+    lambda x: torch.from_numpy(x), lambda x: x.astype(np.float64), lambda x: torch.from_numpy(x).half(),
+    lambda x: x.tolist(),
+])
+def test_input_types(convert):
+    similarity, query_pids, gallery_pids = random_problem(3)
+    converted = convert(similarity)
+    expected_scores = np.asarray(converted.float() if isinstance(converted, torch.Tensor) else converted, dtype=np.float64)
+    got = rank_metrics(converted, torch.as_tensor(query_pids), list(gallery_pids))
+    assert_same(got, reference_metrics(expected_scores, query_pids, gallery_pids))
+
+
+def test_integer_scores():
+    similarity, query_pids, gallery_pids = random_problem(4, integer_scores=True)
+    got = rank_metrics(similarity.astype(np.int64), query_pids, gallery_pids)
+    assert_same(got, reference_metrics(similarity, query_pids, gallery_pids))
+
+
+def test_i2t_is_t2i_of_the_transpose():
+    similarity, text_pids, image_pids = random_problem(5, num_queries=40, num_gallery=30, num_ids=8)
+    image_pids[: len(set(text_pids))] = sorted(set(text_pids))  # every image pid has a text too
+    text_pids = np.concatenate([text_pids, image_pids])
+    similarity = np.random.default_rng(0).standard_normal((len(text_pids), len(image_pids))).astype(np.float32)
+    got = rank_metrics(similarity, text_pids, image_pids, direction="i2t")
+    assert_same(got, reference_metrics(similarity.T, image_pids, text_pids))
+
+
+def test_skip_queries_without_match():
+    similarity, query_pids, gallery_pids = random_problem(6)
+    query_pids = query_pids.copy()
+    query_pids[[3, 10, 11]] = 999  # no gallery item has pid 999
+    with pytest.raises(ValueError, match="3 of 60 queries have no gallery item"):
+        rank_metrics(similarity, query_pids, gallery_pids)
+    got = rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=True)
+    keep = query_pids != 999
+    expected = reference_metrics(similarity[keep], query_pids[keep], gallery_pids)
+    expected["num_skipped_queries"] = 3
+    assert_same(got, expected)
+    assert got["num_queries"] == 57
+
+
+def test_skip_reports_zero_when_enabled():
+    similarity, query_pids, gallery_pids = random_problem(1)
+    assert rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=True)["num_skipped_queries"] == 0
+
+
+@pytest.mark.parametrize("similarity, query_pids, gallery_pids, error, message", [
+    (np.zeros((3, 4)), [0, 1], [0, 1, 2, 3], ValueError, r"query_pids.*shape \[3\].*got \[2\]"),
+    (np.zeros((3, 4)), [0, 1, 2], [0, 1, 2], ValueError, r"gallery_pids.*shape \[4\].*got \[3\]"),
+    (np.zeros(4), [0], [0, 1, 2, 3], ValueError, r"similarity.*\[num_queries, num_gallery\].*got \[4\]"),
+    (np.zeros((2, 0)), [0, 1], [], ValueError, "gallery is empty"),
+    (np.zeros((0, 3)), [], [0, 1, 2], ValueError, "no queries"),
+    (np.array([[0.1, np.nan]]), [0], [0, 1], ValueError, r"NaN or inf.*row 0, column 1"),
+    (np.array([[0.1, 0.2], [np.inf, 0.0]]), [0, 1], [0, 1], ValueError, r"NaN or inf.*row 1, column 0"),
+    (np.zeros((1, 2)), [0.5], [0, 1], TypeError, "integer pids"),
+    (np.zeros((1, 2), dtype=bool), [0], [0, 1], TypeError, "real scores"),
+    (np.zeros((2, 2)), [7, 8], [0, 1], ValueError, "none of the 2 queries"),
+])
+def test_bad_input(similarity, query_pids, gallery_pids, error, message):
+    skip = message.startswith("none")
+    with pytest.raises(error, match=message):
+        rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=skip)
+
+
+def test_nan_position_is_given_in_the_matrix_passed_in():
+    similarity = np.zeros((3, 2))
+    similarity[2, 1] = np.nan
+    with pytest.raises(ValueError, match="row 2, column 1"):
+        rank_metrics(similarity, [0, 1, 1], [0, 1], direction="i2t")
+
+
+def test_bad_options():
+    with pytest.raises(ValueError, match="direction"):
+        rank_metrics([[1.0]], [0], [0], direction="t2t")
+    for ks in [(), (0,), (1.5,)]:
+        with pytest.raises(ValueError, match="ks"):
+            rank_metrics([[1.0]], [0], [0], ks=ks)
