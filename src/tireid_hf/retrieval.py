@@ -71,26 +71,64 @@ def _check_embeddings(embeds, name: str, expected_rows: int) -> torch.Tensor:
     return embeds.detach().float().cpu()
 
 
+def _shard_bounds(total: int, accelerator) -> tuple[int, int]:
+    """This process' contiguous share ``[start, end)`` of ``total`` items (all of them without accelerator)."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return 0, total
+    per_rank = -(-total // accelerator.num_processes)
+    start = min(total, accelerator.process_index * per_rank)
+    return start, min(total, start + per_rank)
+
+
+def _gather_shards(local: torch.Tensor, total: int, accelerator) -> torch.Tensor:
+    """Concatenate every process' shard in rank order, each item exactly once: shards are padded to
+    one length for the all-gather, and the padding is cut off again."""
+    if accelerator is None or accelerator.num_processes == 1:
+        return local
+    per_rank = -(-total // accelerator.num_processes)
+    padded = torch.zeros(per_rank, local.shape[1], dtype=local.dtype)
+    padded[: local.shape[0]] = local
+    gathered = accelerator.gather(padded.to(accelerator.device)).cpu()
+    return gathered.reshape(accelerator.num_processes * per_rank, -1)[:total]
+
+
+def _embed_in_batches(items: Sequence, batch_size: int, embed_batch, name: str, width: int, show_progress: bool,
+                      accelerator=None) -> torch.Tensor:
+    """``embed_batch(list)`` over ``items`` in batches -> float32 [len(items), D] on CPU; with an
+    ``accelerator`` each process embeds a contiguous shard and the shards are gathered in order."""
+    if len(items) == 0:
+        raise ValueError(f"`{name}` is empty: there is nothing to embed")
+    start, end = _shard_bounds(len(items), accelerator)
+    chunks = []
+    for offset in tqdm(range(start, end, batch_size), desc=f"embedding {name}", unit="batch", disable=not show_progress):
+        batch = list(items[offset : min(offset + batch_size, end)])
+        with torch.inference_mode():
+            embeds = embed_batch(batch)
+        chunks.append(_check_embeddings(embeds, f"embedding of {name}", len(batch)))
+    local = torch.cat(chunks) if chunks else torch.zeros(0, width)  # an empty shard: more processes than items
+    return _gather_shards(local, len(items), accelerator)
+
+
+def _embedding_width(model) -> int:
+    return int(getattr(getattr(model, "config", None), "embed_dim", 0) or 0)
+
+
 def embed_images(
-    model, processor, images: Sequence, batch_size: int = 64, show_progress: bool = True
+    model, processor, images: Sequence, batch_size: int = 64, show_progress: bool = True, accelerator=None
 ) -> torch.Tensor:
     """Image embeddings ``model.get_image_features`` of ``images`` (N PIL images), float32 [N, D] on CPU.
 
     ``images`` is anything with ``len`` and slicing, e.g. a list or a ``datasets`` column (decoded one
-    batch at a time). Runs under ``torch.inference_mode`` in batches of ``batch_size``.
+    batch at a time). Runs under ``torch.inference_mode`` in batches of ``batch_size``. With an
+    Accelerate ``accelerator``, each process embeds a contiguous shard and all get the whole result.
     """
     device = _device_of(model)
-    chunks = []
-    starts = range(0, len(images), batch_size)
-    for start in tqdm(starts, desc="embedding images", unit="batch", disable=not show_progress):
-        batch = list(images[start : start + batch_size])
+
+    def embed_batch(batch):
         pixel_values = processor(images=batch, return_tensors="pt")["pixel_values"].to(device)
-        with torch.inference_mode():
-            embeds = model.get_image_features(pixel_values=pixel_values)
-        chunks.append(_check_embeddings(embeds, "get_image_features", len(batch)))
-    if not chunks:
-        raise ValueError("`images` is empty: there is nothing to embed")
-    return torch.cat(chunks)  # outside inference mode: a normal tensor, usable with autograd
+        return model.get_image_features(pixel_values=pixel_values)
+
+    return _embed_in_batches(images, batch_size, embed_batch, "images", _embedding_width(model), show_progress, accelerator)
 
 
 def _tokenize(processor, texts: list[str], device: torch.device) -> dict[str, torch.Tensor]:
@@ -99,22 +137,18 @@ def _tokenize(processor, texts: list[str], device: torch.device) -> dict[str, to
 
 
 def embed_texts(
-    model, processor, texts: Sequence[str], batch_size: int = 256, show_progress: bool = True
+    model, processor, texts: Sequence[str], batch_size: int = 256, show_progress: bool = True, accelerator=None
 ) -> torch.Tensor:
-    """Text embeddings ``model.get_text_features`` of ``texts`` (N strings), float32 [N, D] on CPU."""
+    """Text embeddings ``model.get_text_features`` of ``texts`` (N strings), float32 [N, D] on CPU
+    (sharded across processes like :func:`embed_images` when an ``accelerator`` is given)."""
     if isinstance(texts, str):
         raise TypeError("`texts` must be a sequence of strings, got a single string (wrap it in a list)")
     device = _device_of(model)
-    chunks = []
-    starts = range(0, len(texts), batch_size)
-    for start in tqdm(starts, desc="embedding texts", unit="batch", disable=not show_progress):
-        batch = list(texts[start : start + batch_size])
-        with torch.inference_mode():
-            embeds = model.get_text_features(**_tokenize(processor, batch, device))
-        chunks.append(_check_embeddings(embeds, "get_text_features", len(batch)))
-    if not chunks:
-        raise ValueError("`texts` is empty: there is nothing to embed")
-    return torch.cat(chunks)
+
+    def embed_batch(batch):
+        return model.get_text_features(**_tokenize(processor, batch, device))
+
+    return _embed_in_batches(texts, batch_size, embed_batch, "texts", _embedding_width(model), show_progress, accelerator)
 
 
 def _rerank_one(model, processor, text: str, candidate_images: list, first_scores: torch.Tensor):
@@ -423,6 +457,7 @@ def evaluate_split(
     directions: Sequence[str] = ("t2i",),
     ks: Sequence[int] = (1, 5, 10),
     show_progress: bool = True,
+    accelerator=None,
 ) -> dict[str, float]:
     """Rank metrics of a split under the TIReID protocol; the one evaluation path of tireid-hf.
 
@@ -437,6 +472,9 @@ def evaluate_split(
             ``rerank_k`` images by cosine + ``model.rerank_scores``; they keep the top ``rerank_k``
             places in their new order, the rest of the ranking is unchanged.
         directions (`Sequence[str]`, *optional*, defaults to ``("t2i",)``): any of ``"t2i"``, ``"i2t"``.
+        accelerator (`accelerate.Accelerator`, *optional*): in distributed runs each process embeds a
+            contiguous shard of the images and captions; the shards are gathered so that every
+            query and gallery item counts exactly once, and every process returns the same metrics.
 
     Returns:
         `dict`: flat, ``"{direction}/{key}"`` for every key of :func:`rank_metrics`, e.g. ``"t2i/R1"``,
@@ -464,8 +502,10 @@ def evaluate_split(
     model.eval()
     try:
         images = split_dataset["image"]
-        image_embeds = embed_images(model, processor, images, batch_size=batch_size, show_progress=show_progress)
-        text_embeds = embed_texts(model, processor, texts, batch_size=batch_size, show_progress=show_progress)
+        image_embeds = embed_images(model, processor, images, batch_size=batch_size, show_progress=show_progress,
+                                    accelerator=accelerator)
+        text_embeds = embed_texts(model, processor, texts, batch_size=batch_size, show_progress=show_progress,
+                                  accelerator=accelerator)
         similarity = text_embeds @ image_embeds.T
         if rerank:
             _rerank_similarity(model, processor, texts, images, similarity, rerank_k, show_progress)
