@@ -155,8 +155,9 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
             progress.start_stage(stage_index)
         model = _train_stage(model, accelerator, args, sampler, pairs, collator, dataset["validation"], processor,
                              checkpoints, progress, stages, resume_dir if resuming else None, output)
-    accelerator.end_training()
-    return _finish(accelerator, args, model_args, data_args, dataset, output, progress, time.perf_counter() - started)
+    results = _finish(accelerator, args, model_args, data_args, dataset, output, progress, time.perf_counter() - started)
+    accelerator.end_training()  # also closes the process group: after the distributed test evaluation
+    return results
 
 
 def _train_stage(model, accelerator, args, sampler, pairs, collator, validation, processor, checkpoints, progress,
@@ -221,8 +222,20 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
             progress.end_epoch()
     bar.close()
     unwrapped = accelerator.unwrap_model(model)
+    _check_replicas_agree(unwrapped, accelerator)
     accelerator.free_memory()
     return unwrapped
+
+
+def _check_replicas_agree(model, accelerator) -> None:
+    """Every process must end a stage with the same weights (gradients were synchronised)."""
+    if accelerator.num_processes == 1:
+        return
+    with torch.no_grad():
+        checksum = torch.stack([parameter.double().sum() for parameter in model.parameters()]).sum().view(1)
+    checksums = accelerator.gather(checksum.to(accelerator.device)).cpu()
+    if not torch.allclose(checksums, checksums[0], rtol=1e-9, atol=0):
+        raise RuntimeError(f"weights diverged across processes (checksums {checksums.tolist()}): gradients were not synchronised")
 
 
 def _validate(model, accelerator, args, validation, processor, progress, output, stages) -> None:
@@ -272,6 +285,7 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress,
         "method": model_args.method,
         "dataset": data_args.dataset,
         "tireid_hf_version": __version__,
+        "num_processes": accelerator.num_processes,
         "best_validation": progress.best,
         "test": test,
         "train_runtime_seconds": runtime,
