@@ -218,10 +218,13 @@ def test_export_drops_decoder_and_classifier_and_inference_is_plain_clip(tester)
                                    torch.nn.functional.normalize(clip_texts, dim=-1))
 
 
-def test_sincos_buffer_is_rebuilt_on_load(tester, tmp_path):
+def test_sincos_buffer_is_rebuilt_and_mask_token_kept_on_load(tester, tmp_path):
     model = tester.model()
+    with torch.no_grad():
+        model.restoration_decoder.mask_token.fill_(0.5)  # a trained value, not the zero initialisation
     model.save_pretrained(tmp_path)
     loaded = UITModel.from_pretrained(tmp_path)
+    torch.testing.assert_close(loaded.restoration_decoder.mask_token, torch.full((1, 1, 32), 0.5))
     expected = torch.cat([torch.zeros(1, 32), sincos_position_table(32, GRID)]).unsqueeze(0)
     torch.testing.assert_close(loaded.restoration_decoder.position_embedding, expected)
 
