@@ -92,3 +92,27 @@ def hardest_negative_triplet_loss(
         hinge = F.relu(margin + negative - positive) * has_negative
         loss = loss + hinge.mean()
     return loss
+
+
+def masked_patch_mse(predicted: torch.Tensor, target: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the MASKED patches only (MAE's reconstruction loss; UIT's ``tir``).
+
+    With ``m_nl = 1`` for a masked (dropped) patch l of image n and K values per patch::
+
+        L = sum_{n,l} m_nl * (1/K) sum_k (predicted_nlk - target_nlk)^2  /  sum_{n,l} m_nl
+
+    Predictions on kept patches (m_nl = 0) do not enter the loss.
+
+    Args:
+        predicted, target: [N, P, K] patch values (P patches of K = patch * patch * channels values).
+        masked: [N, P] bool (or 0/1), True where the patch was dropped; at least one must be True.
+    Returns: a scalar.
+    """
+    if predicted.shape != target.shape or masked.shape != predicted.shape[:2]:
+        raise ValueError(
+            f"masked_patch_mse: predicted {list(predicted.shape)} and target {list(target.shape)} must match and "
+            f"masked must be their first two dims, got {list(masked.shape)}"
+        )
+    weights = masked.to(torch.float32)
+    per_patch = (predicted.float() - target.float()).pow(2).mean(dim=-1)
+    return (per_patch * weights).sum() / weights.sum()
