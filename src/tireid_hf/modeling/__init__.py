@@ -3,10 +3,13 @@
 from .base import TIReIDConfig, TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_clip_reid import ClipReIDConfig
 from .modeling_clip_reid import ClipReIDModel
+from .configuration_lcr2s import LCR2SConfig
+from .modeling_lcr2s import LCR2SModel
 
 # method name -> (config class, model class)
 METHODS = {
     "clip_reid": (ClipReIDConfig, ClipReIDModel),
+    "lcr2s": (LCR2SConfig, LCR2SModel),
 }
 
-__all__ = ["METHODS", "ClipReIDConfig", "ClipReIDModel", "TIReIDConfig", "TIReIDOutput", "TIReIDPreTrainedModel"]
+__all__ = ["METHODS", "ClipReIDConfig", "ClipReIDModel", "LCR2SConfig", "LCR2SModel", "TIReIDConfig", "TIReIDOutput", "TIReIDPreTrainedModel"]
