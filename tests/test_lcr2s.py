@@ -129,7 +129,8 @@ def test_two_stage_sequence_freezes_the_teacher_and_trains_the_student(tmp_path)
     assert model.student_id_classifier is not None
     assert_same_state(state(model.teacher_clip), trained_backbone)  # the teacher is the trained backbone ...
     assert all(not p.requires_grad for p in [*model.teacher_clip.parameters(), *model.fusion.parameters()])
-    assert all(p.requires_grad for name, p in model.clip.named_parameters() if name != "logit_scale")  # ... and so is the student
+    # ... and so is the student, which keeps training
+    assert all(p.requires_grad for name, p in model.clip.named_parameters() if name != "logit_scale")
     model.train()
     assert not model.teacher_clip.training and not model.fusion.training and model.clip.training
 

@@ -125,7 +125,9 @@ def relation_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor)
     Returns: a scalar.
     """
     if student_logits.shape != teacher_logits.shape:
-        raise ValueError(f"student_logits {list(student_logits.shape)} and teacher_logits {list(teacher_logits.shape)} differ")
+        raise ValueError(
+            f"student_logits {list(student_logits.shape)} and teacher_logits {list(teacher_logits.shape)} differ"
+        )
     loss = student_logits.new_zeros((), dtype=torch.float32)
     for student, teacher in ((student_logits, teacher_logits), (student_logits.t(), teacher_logits.t())):
         log_student = F.log_softmax(student.float(), dim=1)

@@ -153,7 +153,9 @@ class LCR2SModel(TIReIDPreTrainedModel):
         super().start_stage(stage)
         stages = self.training_stages()
         if stages.index(stage) < stages.index(self.config.stage):
-            raise ValueError(f"start_stage: the model is already in stage {self.config.stage!r}; cannot go back to {stage!r}")
+            raise ValueError(
+                f"start_stage: the model is already in stage {self.config.stage!r}; cannot go back to {stage!r}"
+            )
         if stage == self.config.stage:
             return
         reference = next(self.clip.parameters())
@@ -226,7 +228,8 @@ class LCR2SModel(TIReIDPreTrainedModel):
                 raise ValueError(f"pids must have shape [batch={pixel_values.shape[0]}], got {list(pids.shape)}")
             teacher = None
             if self._needs_teacher():
-                teacher = self._teacher_embeddings(pixel_values, input_ids, attention_mask, pids, image_features, text_features)
+                teacher = self._teacher_embeddings(pixel_values, input_ids, attention_mask, pids,
+                                                   image_features, text_features)
             if self.config.trains_teacher:
                 losses.update(self._teacher_losses(*teacher, pids))
             if self.config.trains_student:
@@ -257,20 +260,25 @@ class LCR2SModel(TIReIDPreTrainedModel):
             return (fuse_with_support_set(self._fusion_of("image"), image_features, index, padding),
                     fuse_with_support_set(self._fusion_of("text"), text_features, index, padding))
 
-    def _teacher_losses(self, enriched_image, enriched_text, pids) -> dict[str, torch.Tensor]:
+    def _teacher_losses(self, enriched_image, enriched_text, pids):
         losses = {}
         if self.wants_loss("teacher_align"):
-            losses["teacher_align"] = sdm_loss(self.logit_scale * cosine_similarity(enriched_image, enriched_text), pids)
+            logits = self.logit_scale * cosine_similarity(enriched_image, enriched_text)
+            losses["teacher_align"] = sdm_loss(logits, pids)
         if self.wants_loss("teacher_id"):
-            losses["teacher_id"] = self.identity_loss(self.teacher_id_classifier, enriched_image, enriched_text, pids, "teacher_id")
+            losses["teacher_id"] = self.identity_loss(
+                self.teacher_id_classifier, enriched_image, enriched_text, pids, "teacher_id"
+            )
         return losses
 
-    def _student_losses(self, image_features, text_features, logits_per_text, pids, teacher) -> dict[str, torch.Tensor]:
+    def _student_losses(self, image_features, text_features, logits_per_text, pids, teacher):
         losses = {}
         if self.wants_loss("student_align"):
             losses["student_align"] = sdm_loss(logits_per_text, pids)
         if self.wants_loss("student_id"):
-            losses["student_id"] = self.identity_loss(self.student_id_classifier, image_features, text_features, pids, "student_id")
+            losses["student_id"] = self.identity_loss(
+                self.student_id_classifier, image_features, text_features, pids, "student_id"
+            )
         if teacher is None:
             return losses
         enriched_image, enriched_text = (embedding.detach() for embedding in teacher)
@@ -278,11 +286,13 @@ class LCR2SModel(TIReIDPreTrainedModel):
             losses["distill_feature"] = (feature_distillation_loss(image_features, enriched_image)
                                          + feature_distillation_loss(text_features, enriched_text))
         if self.wants_loss("distill_relation"):
-            student, teacher = cosine_similarity(image_features, text_features), cosine_similarity(enriched_image, enriched_text)
+            student_similarity = cosine_similarity(image_features, text_features)
+            teacher_similarity = cosine_similarity(enriched_image, enriched_text)
             if self.config.relation_distance == "kl":
-                losses["distill_relation"] = relation_kl_loss(self.logit_scale * student, self.logit_scale * teacher)
+                losses["distill_relation"] = relation_kl_loss(self.logit_scale * student_similarity,
+                                                              self.logit_scale * teacher_similarity)
             else:
-                losses["distill_relation"] = relation_frobenius_loss(student, teacher)
+                losses["distill_relation"] = relation_frobenius_loss(student_similarity, teacher_similarity)
         return losses
 
 
