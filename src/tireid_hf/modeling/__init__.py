@@ -2,14 +2,28 @@
 
 from .base import TIReIDConfig, TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_clip_reid import ClipReIDConfig
-from .modeling_clip_reid import ClipReIDModel
+from .configuration_lcr2s import LCR2SConfig
 from .configuration_uit import UITConfig
+from .modeling_clip_reid import ClipReIDModel
+from .modeling_lcr2s import LCR2SModel
 from .modeling_uit import UITModel
 
 # method name -> (config class, model class)
 METHODS = {
     "clip_reid": (ClipReIDConfig, ClipReIDModel),
+    "lcr2s": (LCR2SConfig, LCR2SModel),
     "uit": (UITConfig, UITModel),
 }
 
-__all__ = ["METHODS", "ClipReIDConfig", "ClipReIDModel", "TIReIDConfig", "TIReIDOutput", "TIReIDPreTrainedModel", "UITConfig", "UITModel"]
+__all__ = [
+    "METHODS",
+    "ClipReIDConfig",
+    "ClipReIDModel",
+    "LCR2SConfig",
+    "LCR2SModel",
+    "TIReIDConfig",
+    "TIReIDOutput",
+    "TIReIDPreTrainedModel",
+    "UITConfig",
+    "UITModel",
+]

@@ -116,3 +116,63 @@ def masked_patch_mse(predicted: torch.Tensor, target: torch.Tensor, masked: torc
     weights = masked.to(torch.float32)
     per_patch = (predicted.float() - target.float()).pow(2).mean(dim=-1)
     return (per_patch * weights).sum() / weights.sum()
+
+
+def feature_distillation_loss(student_features: torch.Tensor, teacher_features: torch.Tensor) -> torch.Tensor:
+    """Intra-modal feature distillation (LCR2S): the student's embedding of a single sample
+    approaches the teacher's enriched embedding of the same sample, in cosine::
+
+        L = 1/N sum_i (1 - cos(s_i, t_i))
+
+    Equal to ``MSE / 2`` between the L2-normalised embeddings; scale-free like the cosine retrieval.
+    The caller detaches ``teacher_features`` when the teacher must not learn from it.
+
+    Args:
+        student_features, teacher_features: [N, D] (not necessarily normalised).
+    Returns: a scalar.
+    """
+    cosine = F.cosine_similarity(student_features.float(), teacher_features.float(), dim=-1)
+    return (1.0 - cosine).mean()
+
+
+def relation_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor) -> torch.Tensor:
+    """Inter-modal relation distillation with a KL divergence (LCR2S): the row-wise softmaxed
+    in-batch similarity matrix of the teacher is the target of the student's, over the rows
+    (text -> image) and over the columns (image -> text), summed like :func:`sdm_loss`::
+
+        p_i = softmax_j(teacher_logits_ij),  q_i = softmax_j(student_logits_ij)
+        L = 1/N sum_i KL(p_i || q_i)  +  the same over the columns
+        KL(p || q) = sum_j p_j (log p_j - log q_j)
+
+    Args:
+        student_logits, teacher_logits: [N, N] scaled similarities (``cos / tau``), text rows x image columns.
+    Returns: a scalar.
+    """
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student_logits {list(student_logits.shape)} and teacher_logits {list(teacher_logits.shape)} differ"
+        )
+    loss = student_logits.new_zeros((), dtype=torch.float32)
+    for student, teacher in ((student_logits, teacher_logits), (student_logits.t(), teacher_logits.t())):
+        log_student = F.log_softmax(student.float(), dim=1)
+        log_teacher = F.log_softmax(teacher.float(), dim=1)
+        loss = loss + (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1).mean()
+    return loss
+
+
+def relation_frobenius_loss(student_similarity: torch.Tensor, teacher_similarity: torch.Tensor) -> torch.Tensor:
+    """Inter-modal relation distillation with a (squared, size-normalised) Frobenius distance between
+    the in-batch cosine similarity matrices (the alternative the public descriptions of LCR2S mention)::
+
+        L = 1/N^2 ||S_student - S_teacher||_F^2 = mean_ij (S_student_ij - S_teacher_ij)^2
+
+    Args:
+        student_similarity, teacher_similarity: [N, N] cosine similarities, text rows x image columns.
+    Returns: a scalar.
+    """
+    if student_similarity.shape != teacher_similarity.shape:
+        raise ValueError(
+            f"student_similarity {list(student_similarity.shape)} and teacher_similarity "
+            f"{list(teacher_similarity.shape)} differ"
+        )
+    return (student_similarity.float() - teacher_similarity.float()).pow(2).mean()

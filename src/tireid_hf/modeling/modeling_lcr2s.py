@@ -1,0 +1,299 @@
+"""LCR²S: a "richer" teacher fusing each sample with its same-identity support set, distilled into the
+single-input dual encoder used at inference (Learning Comprehensive Representations with Richer Self,
+ACM MM 2023). Remote code."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import TIReIDOutput, TIReIDPreTrainedModel
+from .configuration_lcr2s import LCR2SConfig
+from .layers import DecoderLayer
+from .losses import feature_distillation_loss, relation_frobenius_loss, relation_kl_loss, sdm_loss
+
+
+def support_set_indices(pids: torch.Tensor, support_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The in-batch support set of every sample: the OTHER samples of its identity, the first
+    ``support_size`` of them in batch order.
+
+    Args:
+        pids: [N] identities.
+        support_size: most members per sample.
+    Returns:
+        index: [N, S] batch positions of the members, ``S = min(support_size, N - 1)`` (0 for N = 1).
+        padding: [N, S] bool, True where sample i has fewer than S members (the index there is arbitrary).
+    """
+    batch = pids.shape[0]
+    positions = torch.arange(batch, device=pids.device)
+    member = (pids.view(-1, 1) == pids.view(1, -1)) & (positions.view(-1, 1) != positions.view(1, -1))
+    width = min(support_size, batch - 1)
+    # members first, each group in batch order: sort by (not member, position)
+    order = torch.argsort((~member).long() * batch + positions.view(1, -1), dim=1)[:, :width]
+    return order, ~member.gather(1, order)
+
+
+def fuse_with_support_set(
+    fusion: DecoderLayer, features: torch.Tensor, index: torch.Tensor, padding: torch.Tensor
+) -> torch.Tensor:
+    """Multi-head attentional fusion of each sample with its support set, on global embeddings::
+
+        memory_i = [x_i, x_index[i, 0], ..., x_index[i, S-1]]          (padded members ignored as keys)
+        e_i = x_i + MHA(LN(x_i), LN_m(memory_i)); e_i = e_i + MLP(LN(e_i))   (one DecoderLayer)
+
+    Args:
+        fusion: a cross-attention-only :class:`~.layers.DecoderLayer` of the embedding width.
+        features: [N, D] global embeddings of one modality.
+        index, padding: [N, S] from :func:`support_set_indices`.
+    Returns: [N, D] enriched embeddings.
+    """
+    memory = torch.cat([features.unsqueeze(1), features[index]], dim=1)
+    memory_padding = torch.cat([padding.new_zeros(padding.shape[0], 1), padding], dim=1)
+    return fusion(features.unsqueeze(1), memory, memory_padding_mask=memory_padding)[:, 0]
+
+
+def cosine_similarity(image_features: torch.Tensor, text_features: torch.Tensor) -> torch.Tensor:
+    """[N, N] ``cos(t_i, v_j)``, text rows x image columns, from [N, D] features of each modality."""
+    return F.normalize(text_features, dim=-1) @ F.normalize(image_features, dim=-1).t()
+
+
+class LCR2SModel(TIReIDPreTrainedModel):
+    """LCR²S over the CLIP base.
+
+    **Support sets** come from the batch: the P x K identity sampler gives K images of each identity,
+    each with one of its captions. For sample i the support set is the other in-batch samples of its
+    identity, at most ``support_size`` (default 3 = K - 1 for K = 4), the first ones in batch order (the
+    sampler's order is already random); the text support set is their captions. An identity with fewer
+    samples in the batch gives a smaller set (padded members are masked as attention keys); a sample
+    alone in the batch fuses with itself only. The sampler tops up identities with fewer than K images by
+    drawing again, so a member may be the same image (with its caption drawn again).
+
+    **MHAF** (multi-head attentional fusion): one :class:`~.layers.DecoderLayer` (cross-attention + MLP,
+    pre-norm, residual) per modality, the sample's global embedding as the query and [sample, support
+    set] as memory, giving the enriched ("richer") embedding. Choices, the paper being silent and no
+    code public:
+
+    * *Global, not token-level fusion.* The paper fuses a sample with its support set into an enriched
+      *feature* per modality; what is distilled and retrieved is the global embedding, and the
+      feature-distillation target must live in the student's space. Fusing global embeddings keeps the
+      teacher in that space (the residual makes it start equal to the student), costs a (1 + S)-key
+      attention per sample instead of one over (1 + S) x L tokens, and needs no pooling afterwards.
+    * *One fusion per modality* (``share_fusion=False``): image and text embeddings keep distinct
+      distributions in the joint space (the modality gap), and how views of a person combine differs
+      from how partial descriptions do; the cost is training-only (2 x 12 D^2 weights). The shared
+      variant is a config switch.
+
+    **Teacher and student.** The teacher is backbone + MHAF, trained with ``teacher_align`` (SDM over the
+    enriched embeddings) and ``teacher_id``. The student is the plain dual encoder ``self.clip``, trained
+    with ``student_align`` (SDM), ``student_id``, ``distill_feature`` (``1 - cos`` between the student's
+    embedding of a sample and the teacher's enriched embedding of it, both modalities; cosine because
+    retrieval is by cosine) and ``distill_relation`` (KL from the teacher's row- and column-softmaxed
+    in-batch text-image similarity matrix to the student's at the shared temperature, or a squared
+    Frobenius distance between the cosine matrices: ``relation_distance``). KL is the default: it
+    matches the relative ranking each query makes, at the temperature retrieval is trained with.
+
+    **Stages** (``training_stages()``; the training loop calls ``start_stage`` before each):
+
+    * ``"teacher"`` (two-stage, default): only ``teacher_align`` and ``teacher_id``; backbone, MHAF and
+      the teacher's classifier learn.
+    * ``"student"``: ``start_stage("student")`` copies the trained backbone into a frozen ``teacher_clip``,
+      freezes MHAF and drops the teacher's classifier; ``self.clip`` keeps training as the student
+      (so it starts from the teacher's backbone) with a fresh ``student_id_classifier``; only the
+      student and distillation losses. The frozen parts stay in eval mode.
+    * ``"joint"`` (``training_schedule="joint"``): one backbone; the teacher is it + MHAF; all six terms,
+      the distillation targets detached (the teacher does not learn from the student).
+
+    ``config.stage`` records the stage, so a checkpoint saved in any stage loads back with the same
+    modules. Inference is the student alone (CLIP's global embeddings): ``export_for_inference()``
+    drops the teacher, MHAF and the classifiers, and its cost equals the baseline's.
+    """
+
+    config_class = LCR2SConfig
+
+    def __init__(self, config: LCR2SConfig):
+        super().__init__(config)
+        training = not config.inference_only
+        self.fusion = self._build_fusion() if training and config.use_teacher else None
+        self.teacher_clip = None
+        if training and config.use_teacher and config.stage == "student":
+            self.teacher_clip = copy.deepcopy(self.clip)
+            self._freeze_teacher()
+        self.teacher_id_classifier = (
+            self.build_id_classifier(config.embed_dim, "teacher_id") if config.trains_teacher else None
+        )
+        self.student_id_classifier = (
+            self.build_id_classifier(config.embed_dim, "student_id") if config.trains_student else None
+        )
+        self.post_init()
+
+    def _build_fusion(self) -> nn.ModuleDict:
+        config = self.config
+        names = ("shared",) if config.share_fusion else ("image", "text")
+        return nn.ModuleDict({
+            name: DecoderLayer(config.embed_dim, config.fusion_num_heads, self_attention=False, cross_attention=True,
+                               mlp_ratio=config.fusion_mlp_ratio, dropout=config.fusion_dropout)
+            for name in names
+        })
+
+    def _fusion_of(self, modality: str) -> DecoderLayer:
+        return self.fusion["shared" if self.config.share_fusion else modality]
+
+    # ----------------------------------------------------------------------------- stages
+    def training_stages(self) -> tuple[str, ...]:
+        """``("teacher", "student")`` (two-stage), ``("joint",)``, or ``("student",)`` without a teacher."""
+        return self.config.stages
+
+    def start_stage(self, stage: str) -> None:
+        """Switch to ``stage``. Starting the current stage again changes nothing (a resumed run);
+        ``"teacher"`` -> ``"student"`` freezes the teacher (see the class docstring); going back is refused."""
+        super().start_stage(stage)
+        stages = self.training_stages()
+        if stages.index(stage) < stages.index(self.config.stage):
+            raise ValueError(
+                f"start_stage: the model is already in stage {self.config.stage!r}; cannot go back to {stage!r}"
+            )
+        if stage == self.config.stage:
+            return
+        reference = next(self.clip.parameters())
+        self.config.stage = stage
+        self.teacher_clip = copy.deepcopy(self.clip)
+        self._freeze_teacher()
+        self.teacher_id_classifier = None
+        classifier = self.build_id_classifier(self.config.embed_dim, "student_id")
+        if classifier is not None:
+            self._init_weights(classifier)
+            classifier.to(device=reference.device, dtype=reference.dtype)
+        self.student_id_classifier = classifier
+        self.train(self.training)
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        """The base ``from_pretrained``, then the teacher of a student-stage checkpoint frozen again
+        (loading replaces the parameters, which forgets ``requires_grad``)."""
+        loaded = super().from_pretrained(*args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        if model.teacher_clip is not None:
+            model._freeze_teacher()
+        return loaded
+
+    def _freeze_teacher(self) -> None:
+        for module in (self.teacher_clip, self.fusion):
+            module.requires_grad_(False)
+            for parameter in module.parameters():
+                parameter.grad = None
+
+    def train(self, mode: bool = True):
+        """``nn.Module.train``, keeping the frozen teacher (student stage) in eval mode."""
+        super().train(mode)
+        if self.teacher_clip is not None:
+            self.teacher_clip.eval()
+            self.fusion.eval()
+        return self
+
+    @contextlib.contextmanager
+    def _encoding_with(self, backbone: nn.Module):
+        """Run the shared ``encode_image``/``encode_text`` with ``backbone`` in place of ``self.clip``."""
+        student = self.clip
+        self.clip = backbone
+        try:
+            yield
+        finally:
+            self.clip = student
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pids: torch.Tensor | None = None,
+        **kwargs,
+    ) -> TIReIDOutput:
+        """Args: pixel_values [N, 3, H, W], input_ids/attention_mask [N, L] (text i describes image i),
+        pids [N] identities (losses are computed only when given; they also define the support sets).
+
+        ``image_embeds``/``text_embeds``/``logits_per_text`` are the student's (the inference path)."""
+        image_features = self.encode_image(pixel_values).global_features
+        text_features = self.encode_text(input_ids, attention_mask).global_features
+        image_embeds, text_embeds = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+        logits_per_text = self.logit_scale * text_embeds @ image_embeds.t()
+
+        losses = {}
+        if pids is not None and not self.config.inference_only:
+            if pids.shape != (pixel_values.shape[0],):
+                raise ValueError(f"pids must have shape [batch={pixel_values.shape[0]}], got {list(pids.shape)}")
+            teacher = None
+            if self._needs_teacher():
+                teacher = self._teacher_embeddings(pixel_values, input_ids, attention_mask, pids,
+                                                   image_features, text_features)
+            if self.config.trains_teacher:
+                losses.update(self._teacher_losses(*teacher, pids))
+            if self.config.trains_student:
+                losses.update(self._student_losses(image_features, text_features, logits_per_text, pids, teacher))
+        return TIReIDOutput(
+            loss=self.combine_losses(losses),
+            losses=losses,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            logits_per_text=logits_per_text,
+        )
+
+    def _needs_teacher(self) -> bool:
+        config = self.config
+        distills = self.wants_loss("distill_feature") or self.wants_loss("distill_relation")
+        return config.use_teacher and (config.trains_teacher or (config.trains_student and distills))
+
+    def _teacher_embeddings(self, pixel_values, input_ids, attention_mask, pids, image_features, text_features):
+        """Enriched (image, text) embeddings [N, D] each. In the student stage the frozen teacher encodes
+        the batch again, without gradients; otherwise the teacher shares the backbone pass."""
+        frozen = self.teacher_clip is not None
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            if frozen:
+                with self._encoding_with(self.teacher_clip):
+                    image_features = self.encode_image(pixel_values).global_features
+                    text_features = self.encode_text(input_ids, attention_mask).global_features
+            index, padding = support_set_indices(pids, self.config.support_size)
+            return (fuse_with_support_set(self._fusion_of("image"), image_features, index, padding),
+                    fuse_with_support_set(self._fusion_of("text"), text_features, index, padding))
+
+    def _teacher_losses(self, enriched_image, enriched_text, pids):
+        losses = {}
+        if self.wants_loss("teacher_align"):
+            logits = self.logit_scale * cosine_similarity(enriched_image, enriched_text)
+            losses["teacher_align"] = sdm_loss(logits, pids)
+        if self.wants_loss("teacher_id"):
+            losses["teacher_id"] = self.identity_loss(
+                self.teacher_id_classifier, enriched_image, enriched_text, pids, "teacher_id"
+            )
+        return losses
+
+    def _student_losses(self, image_features, text_features, logits_per_text, pids, teacher):
+        losses = {}
+        if self.wants_loss("student_align"):
+            losses["student_align"] = sdm_loss(logits_per_text, pids)
+        if self.wants_loss("student_id"):
+            losses["student_id"] = self.identity_loss(
+                self.student_id_classifier, image_features, text_features, pids, "student_id"
+            )
+        if teacher is None:
+            return losses
+        enriched_image, enriched_text = (embedding.detach() for embedding in teacher)
+        if self.wants_loss("distill_feature"):
+            losses["distill_feature"] = (feature_distillation_loss(image_features, enriched_image)
+                                         + feature_distillation_loss(text_features, enriched_text))
+        if self.wants_loss("distill_relation"):
+            student_similarity = cosine_similarity(image_features, text_features)
+            teacher_similarity = cosine_similarity(enriched_image, enriched_text)
+            if self.config.relation_distance == "kl":
+                losses["distill_relation"] = relation_kl_loss(self.logit_scale * student_similarity,
+                                                              self.logit_scale * teacher_similarity)
+            else:
+                losses["distill_relation"] = relation_frobenius_loss(student_similarity, teacher_similarity)
+        return losses
+
+
+LCR2SModel.register_for_auto_class("AutoModel")
