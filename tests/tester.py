@@ -10,6 +10,7 @@ import torch
 from transformers import CLIPConfig
 
 from tireid_hf.modeling import METHODS
+from tireid_hf.processing import CLIP_MASK_TOKEN_ID
 
 IMAGE_SIZE = (64, 32)
 VOCAB_SIZE = 49408  # the real CLIP vocabulary: tests tokenise with the real tokenizer
@@ -60,9 +61,22 @@ class ModelTester:
             input_ids[row, 1 : words + 1] = torch.randint(300, 40000, (words,), generator=generator)
             attention_mask[row, : words + 2] = 1
         pids = torch.tensor([0, 0] + [index % self.num_ids for index in range(1, batch - 1)])
-        return {
+        inputs = {
             "pixel_values": torch.randn(batch, 3, *IMAGE_SIZE, generator=generator),
             "input_ids": input_ids,
             "attention_mask": attention_mask,
             "pids": pids,
         }
+        if "attribute_masking" in self.model_class.text_transforms:
+            inputs.update(masked_text_inputs(input_ids))
+        return inputs
+
+
+def masked_text_inputs(input_ids: torch.Tensor, positions=(1,)) -> dict[str, torch.Tensor]:
+    """The collator's attribute-masking output for a batch (CADA's ARA): the tokens at ``positions``
+    replaced by the mask token in ``masked_input_ids``; ``masked_labels`` holds the original ids there
+    and -100 elsewhere."""
+    masked_input_ids, masked_labels = input_ids.clone(), torch.full_like(input_ids, -100)
+    masked_input_ids[:, list(positions)] = CLIP_MASK_TOKEN_ID
+    masked_labels[:, list(positions)] = input_ids[:, list(positions)]
+    return {"masked_input_ids": masked_input_ids, "masked_labels": masked_labels}

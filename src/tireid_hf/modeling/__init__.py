@@ -1,9 +1,11 @@
 """The model code of the zoo. Every file here is also the remote code saved beside a checkpoint."""
 
 from .base import TIReIDConfig, TIReIDOutput, TIReIDPreTrainedModel
+from .configuration_cada import CADAConfig
 from .configuration_clip_reid import ClipReIDConfig
 from .configuration_lcr2s import LCR2SConfig
 from .configuration_uit import UITConfig
+from .modeling_cada import CADAModel
 from .modeling_clip_reid import ClipReIDModel
 from .modeling_lcr2s import LCR2SModel
 from .modeling_uit import UITModel
@@ -12,11 +14,14 @@ from .modeling_uit import UITModel
 METHODS = {
     "clip_reid": (ClipReIDConfig, ClipReIDModel),
     "lcr2s": (LCR2SConfig, LCR2SModel),
+    "cada": (CADAConfig, CADAModel),
     "uit": (UITConfig, UITModel),
 }
 
 __all__ = [
     "METHODS",
+    "CADAConfig",
+    "CADAModel",
     "ClipReIDConfig",
     "ClipReIDModel",
     "LCR2SConfig",

@@ -176,3 +176,84 @@ def relation_frobenius_loss(student_similarity: torch.Tensor, teacher_similarity
             f"{list(teacher_similarity.shape)} differ"
         )
     return (student_similarity.float() - teacher_similarity.float()).pow(2).mean()
+
+
+def ndf_loss(logits_per_text: torch.Tensor, pids: torch.Tensor, epsilon: float = 1e-8) -> torch.Tensor:
+    """CADA's global loss (the reference code's ``ndf_loss``): SDM, its reverse KL and a soft-label
+    cross-entropy, averaged over the two retrieval directions.
+
+    With ``p_i = softmax_j(logits_ij)`` and ``q_i`` the same-identity targets of
+    :func:`identity_targets`::
+
+        l_i = KL(p_i || q_i) + KL(q_i || p_i) + H(q_i, p_i)
+        KL(p || q) = sum_j p_j (log p_j - log(q_j + epsilon))        (SDM, as :func:`sdm_loss`)
+        KL(q || p) = sum_j q_j (log(q_j + epsilon) - log p_j)        (its reverse)
+        H(q, p)    = - sum_j q_j log p_j                              (soft-label cross-entropy)
+        L = ( 1/N sum_i l_i [text->image rows] + 1/N sum_i l_i [image->text columns] ) / 2
+
+    The reference code averages its two KL terms over all N x N matrix ENTRIES (``.mean()`` of the
+    element-wise matrix), i.e. with an extra 1/N that makes them vanish at large batches; here every
+    term is a per-row sum averaged over rows, as the formula is written.
+
+    Args:
+        logits_per_text: [N, N] scaled similarities ``cos / tau`` (tau = 0.02), text rows x image columns.
+        pids: [N] identity of pair i.
+    Returns: a scalar.
+    """
+    targets = identity_targets(pids)
+    log_targets = torch.log(targets + epsilon)
+    loss = logits_per_text.new_zeros((), dtype=torch.float32)
+    for logits in (logits_per_text, logits_per_text.t()):
+        log_predicted = F.log_softmax(logits.float(), dim=1)
+        forward_kl = log_predicted.exp() * (log_predicted - log_targets)
+        reverse_kl = targets * (log_targets - log_predicted)
+        cross_entropy = -targets * log_predicted
+        loss = loss + (forward_kl + reverse_kl + cross_entropy).sum(dim=1).mean()
+    return loss / 2
+
+
+def hardest_negatives(similarity: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """In-batch hard-negative mining for image-text matching (ALBEF/BLIP style, argmax instead of sampling).
+
+    Same-identity pairs are never negatives::
+
+        image_for_text[i] = argmax_{j: pid_j != pid_i} s_ij      (hardest negative image of text i)
+        text_for_image[j] = argmax_{i: pid_i != pid_j} s_ij      (hardest negative text of image j)
+
+    Args:
+        similarity: [N, N] text rows x image columns (chosen on detached values; no gradient).
+        pids: [N] identities.
+    Returns: ``image_for_text`` [N], ``text_for_image`` [N] (long) and ``has_negative`` [N] bool: pair i
+    has a different identity in the batch (otherwise its two indices are meaningless and must be dropped).
+    """
+    same_identity = pids.view(-1, 1) == pids.view(1, -1)
+    masked = similarity.detach().float().masked_fill(same_identity, float("-inf"))
+    return masked.argmax(dim=1), masked.argmax(dim=0), ~same_identity.all(dim=1)
+
+
+def matching_loss(match_logits: torch.Tensor, is_match: torch.Tensor) -> torch.Tensor:
+    """Image-text matching (ITM): 2-way classification of decoded pairs, class 1 = "match"::
+
+        L = 1/M sum_m -log softmax(match_logits_m)[is_match_m]
+
+    Args:
+        match_logits: [M, 2] logits of M image-text pairs (positives and mined negatives together).
+        is_match: [M] long, 1 for a positive pair, 0 for a negative one.
+    """
+    return F.cross_entropy(match_logits.float(), is_match)
+
+
+def masked_token_loss(token_logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Masked-token prediction (CADA's ARA, an MLM restricted to masked positions)::
+
+        L = 1/M sum_m -log softmax(token_logits_m)[targets_m]      (0 when M = 0)
+
+    Args:
+        token_logits: [M, vocab] predictions at the M masked positions only.
+        targets: [M] the original token ids there.
+    Returns: a scalar; an exact 0 still attached to the graph when nothing was masked in the batch
+    (a caption can lose all its attribute draws), instead of the NaN of an empty mean.
+    """
+    if targets.numel() == 0:
+        return token_logits.sum() * 0.0
+    return F.cross_entropy(token_logits.float(), targets)

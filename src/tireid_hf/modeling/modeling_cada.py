@@ -1,0 +1,258 @@
+"""CADA: Cross-Modal Adaptive Dual Association (Lin et al., IEEE TMM 2024) over the CLIP base. Remote code."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import TIReIDOutput, TIReIDPreTrainedModel
+from .configuration_cada import SUMMARY_LOSSES, CADAConfig
+from .layers import DecoderLayer
+from .losses import hardest_negatives, masked_token_loss, matching_loss, ndf_loss
+
+IGNORE_INDEX = -100
+
+
+def end_of_text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """[N, L] right-padded mask -> [N] position of the last real token (CLIP's end-of-text token)."""
+    return attention_mask.sum(dim=1) - 1
+
+
+def pool_end_of_text(tokens: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """[N, L, D] decoded text tokens -> [N, D] the feature at the end-of-text position."""
+    rows = torch.arange(tokens.shape[0], device=tokens.device)
+    return tokens[rows, end_of_text_positions(attention_mask)]
+
+
+def pool_parts(tokens: torch.Tensor, attention_mask: torch.Tensor, num_parts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean of each of ``num_parts`` contiguous parts of a caption's WORD tokens.
+
+    The word tokens of row i are positions ``1 .. n_i`` (between the start- and end-of-text tokens,
+    ``n_i = sum(mask_i) - 2``); word ``c`` (0-based) goes to part ``floor(c * num_parts / n_i)``, so the
+    parts are as equal as possible and in caption order.
+
+    Args:
+        tokens: [N, L, D] decoded text tokens; attention_mask: [N, L] right-padded.
+    Returns: part features [N, num_parts, D] and ``valid`` [N, num_parts] bool (a caption with fewer
+    words than parts leaves some parts empty: they are not valid and their feature is 0).
+    """
+    length = tokens.shape[1]
+    num_words = (attention_mask.sum(dim=1, keepdim=True) - 2).clamp(min=1)  # [N, 1]
+    word_index = torch.arange(length, device=tokens.device).view(1, -1) - 1  # position j holds word j - 1
+    is_word = (word_index >= 0) & (word_index < attention_mask.sum(dim=1, keepdim=True) - 2)
+    part_of_word = torch.div(word_index.clamp(min=0) * num_parts, num_words, rounding_mode="floor")  # [N, L]
+    parts = torch.arange(num_parts, device=tokens.device).view(1, -1, 1)
+    membership = ((part_of_word.unsqueeze(1) == parts) & is_word.unsqueeze(1)).to(tokens.dtype)  # [N, P, L]
+    counts = membership.sum(dim=-1)
+    pooled = membership @ tokens / counts.clamp(min=1).unsqueeze(-1)
+    return pooled, counts > 0
+
+
+class CADAModel(TIReIDPreTrainedModel):
+    """CLIP dual encoder + CADA's decoder-based adaptive dual association module.
+
+    Components (each removable by a zero loss weight, see [`CADAConfig`]):
+
+    * ``decoder``: ``decoder_layers`` x [`DecoderLayer`] (self-attention over the text tokens, text
+      padding masked; cross-attention to ALL image tokens, class token included, as BLIP's fusion;
+      feed-forward) + a final LayerNorm, at the joint width D = ``projection_dim`` (512 for ViT-B/16).
+      Queries and memory are CLIP's projected token features (``encode_text/encode_image(return_tokens=True)``).
+    * ATP, image-text matching: ``itm_head`` Linear(D, 2) on the decoded END-OF-TEXT token (CLIP's
+      own pooling position, which after the decoder's bidirectional self-attention sees the whole
+      caption; the reference pools BLIP's first token, its [ENC]). For each pair i the batch gives the
+      positive (text i, image i) and, mined from the detached cosine matrix with same-identity pairs
+      masked (:func:`~.losses.hardest_negatives`), the negatives (text i, hardest image of text i) and
+      (hardest text of image i, image i): ``itm_global`` = :func:`~.losses.matching_loss` over these 3N
+      pairs. ``itm_local``: the same decoded pairs, their word tokens split into ``num_local_parts``
+      contiguous parts (:func:`pool_parts`), each part classified by a separate ``itm_local_head``
+      (as the reference's ``itm_local_head``), label = its pair's label: a mismatched part is penalised
+      on its own. The reference splits its padded 72-token sequence at fixed position 36 and averages
+      padding into the parts; here the parts cover the real words only.
+    * ARA, masked attribute prediction: ``masked_input_ids`` (attributes replaced by ``mask_token_id``
+      by the collator's :func:`tireid_hf.processing.mask_attribute_tokens`) go through the same text
+      encoder and the same decoder over the image tokens; ``mlm_head`` (Linear -> GELU -> LayerNorm ->
+      Linear to the CLIP vocabulary) predicts the masked tokens: ``ara`` = :func:`~.losses.masked_token_loss`
+      on masked positions only. The paper describes ONE association module; the reference code runs
+      ARA through a second BERT (``text_decoder``) instead: sharing the decoder keeps the inference
+      model and the training module the same.
+    * ``global``: :func:`~.losses.ndf_loss` on the cosine matrix of the global CLIP embeddings.
+
+    Total: ``global + itm_global + itm_local + 0.1 ara`` (config weights; ``itm`` = the two matching
+    parts, reported unweighted). No ID loss (the reference has none).
+
+    Inference: the global CLIP embeddings (class token / end-of-text token), cosine ranking; the
+    decoder and ``itm_head`` stay in the exported model for :meth:`rerank_scores`. The local head and
+    the MLM head are training-only (dropped by ``export_for_inference``).
+    """
+
+    config_class = CADAConfig
+    text_transforms = ("attribute_masking",)
+
+    def __init__(self, config: CADAConfig):
+        super().__init__(config)
+        width = config.embed_dim
+        # the matching head serves re-ranking too, so it is kept in an inference-only model
+        self.itm_head = nn.Linear(width, 2) if config.itm_global_loss_weight != 0 else None
+        self.itm_local_head = nn.Linear(width, 2) if self.wants_loss("itm_local") else None
+        self.mlm_head = self._build_mlm_head(width) if self.wants_loss("ara") else None
+        if self.itm_head is None and self.itm_local_head is None and self.mlm_head is None:
+            self.decoder, self.decoder_norm = None, None
+        else:
+            self.decoder = nn.ModuleList(
+                DecoderLayer(width, config.decoder_num_heads, self_attention=True, cross_attention=True,
+                             mlp_ratio=config.decoder_mlp_ratio)
+                for _ in range(config.decoder_layers)
+            )
+            self.decoder_norm = nn.LayerNorm(width)
+        self.post_init()
+
+    def _build_mlm_head(self, width: int) -> nn.Sequential:
+        """Linear(D, D) -> GELU -> LayerNorm(D) -> Linear(D, vocab): [M, D] -> [M, vocab] (IRRA's MLM head)."""
+        vocab_size = self.config.clip_config.text_config.vocab_size
+        return nn.Sequential(nn.Linear(width, width), nn.GELU(), nn.LayerNorm(width), nn.Linear(width, vocab_size))
+
+    # ----------------------------------------------------------------------------- decoder
+    def decode(self, text_tokens: torch.Tensor, attention_mask: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        """Text tokens attend to image tokens, layer by layer.
+
+        Args:
+            text_tokens: [N, L, D] projected text token features (queries); attention_mask: [N, L] (1 = real).
+            image_tokens: [N, 1 + P, D] projected image token features (memory, all real).
+        Returns: [N, L, D] decoded text tokens (after the final LayerNorm).
+        """
+        if self.decoder is None:
+            raise ValueError("this CADA model has no decoder: every loss that needs it has weight 0")
+        padding = attention_mask == 0
+        hidden = text_tokens
+        for layer in self.decoder:
+            hidden = layer(hidden, image_tokens, query_padding_mask=padding)
+        return self.decoder_norm(hidden)
+
+    # ----------------------------------------------------------------------------- losses
+    def matching_losses(
+        self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor,
+        logits_per_text: torch.Tensor, pids: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """ATP: ``itm_global`` / ``itm_local`` over positives and in-batch hardest negatives (see the class
+        docstring), and their sum ``itm``. Pairs whose identity fills the whole batch have no negative
+        and contribute their positive only."""
+        image_for_text, text_for_image, has_negative = hardest_negatives(logits_per_text, pids)
+        pairs = torch.arange(pids.shape[0], device=pids.device)
+        with_negative = pairs[has_negative]
+        text_index = torch.cat([pairs, with_negative, text_for_image[has_negative]])
+        image_index = torch.cat([pairs, image_for_text[has_negative], with_negative])
+        is_match = torch.cat([torch.ones_like(pairs), torch.zeros_like(with_negative), torch.zeros_like(with_negative)])
+        mask = attention_mask[text_index]
+        decoded = self.decode(text_tokens[text_index], mask, image_tokens[image_index])
+
+        losses = {}
+        if self.wants_loss("itm_global"):
+            losses["itm_global"] = matching_loss(self.itm_head(pool_end_of_text(decoded, mask)), is_match)
+        if self.wants_loss("itm_local"):
+            parts, valid = pool_parts(decoded, mask, self.config.num_local_parts)
+            part_labels = is_match.view(-1, 1).expand_as(valid)
+            losses["itm_local"] = matching_loss(self.itm_local_head(parts[valid]), part_labels[valid])
+        losses["itm"] = sum(losses[name] for name in SUMMARY_LOSSES["itm"] if name in losses)
+        return losses
+
+    def attribute_loss(
+        self, image_tokens: torch.Tensor, masked_input_ids: torch.Tensor | None, attention_mask: torch.Tensor,
+        masked_labels: torch.Tensor | None, input_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """ARA: predict the masked attribute tokens of ``masked_input_ids`` [N, L] from the image tokens;
+        ``masked_labels`` [N, L] holds the original ids at masked positions and -100 elsewhere."""
+        if masked_input_ids is None or masked_labels is None:
+            raise ValueError(
+                "ara: the masked attribute loss is on (ara_loss_weight="
+                f"{self.config.ara_loss_weight}) but forward got no masked_input_ids/masked_labels [batch, length]; "
+                "the training collator builds them with tireid_hf.processing.mask_attribute_tokens "
+                "(or set ara_loss_weight=0)"
+            )
+        for name, tensor in (("masked_input_ids", masked_input_ids), ("masked_labels", masked_labels)):
+            if tensor.shape != input_ids.shape:
+                raise ValueError(f"{name} must have the shape of input_ids {list(input_ids.shape)}, got {list(tensor.shape)}")
+        vocab_size = self.config.clip_config.text_config.vocab_size
+        selected = masked_labels != IGNORE_INDEX
+        targets = masked_labels[selected]
+        if targets.numel() and (targets.min() < 0 or targets.max() >= vocab_size):
+            raise ValueError(f"masked_labels must be token ids in [0, {vocab_size}) or -100, got [{targets.min()}, {targets.max()}]")
+        text_tokens = self.encode_text(masked_input_ids, attention_mask, return_tokens=True).token_features
+        decoded = self.decode(text_tokens, attention_mask, image_tokens)
+        return masked_token_loss(self.mlm_head(decoded[selected]), targets)
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pids: torch.Tensor | None = None,
+        masked_input_ids: torch.Tensor | None = None,
+        masked_labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> TIReIDOutput:
+        """Args:
+            pixel_values: [N, 3, H, W]; input_ids / attention_mask: [N, L] right-padded (text i
+                describes image i); pids: [N] identities (losses are computed only when given).
+            masked_input_ids / masked_labels: [N, L] the attribute-masked captions (same attention
+                mask) and their targets (-100 where not masked): needed when ``ara`` is on.
+        """
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        with_losses = pids is not None and not self.config.inference_only
+        needs_tokens = with_losses and self.decoder is not None
+        image = self.encode_image(pixel_values, return_tokens=needs_tokens)
+        text = self.encode_text(input_ids, attention_mask, return_tokens=needs_tokens)
+        image_embeds = F.normalize(image.global_features, dim=-1)
+        text_embeds = F.normalize(text.global_features, dim=-1)
+        logits_per_text = self.logit_scale * text_embeds @ image_embeds.t()
+
+        losses = {}
+        if with_losses:
+            if self.wants_loss("global"):
+                losses["global"] = ndf_loss(logits_per_text, pids)
+            if self.wants_loss("itm_global") or self.wants_loss("itm_local"):
+                losses.update(self.matching_losses(image.token_features, text.token_features, attention_mask,
+                                                   logits_per_text, pids))
+            if self.wants_loss("ara"):
+                losses["ara"] = self.attribute_loss(image.token_features, masked_input_ids, attention_mask,
+                                                    masked_labels, input_ids)
+        return TIReIDOutput(
+            loss=self.combine_losses(losses),
+            losses=losses,
+            image_embeds=image_embeds,
+            text_embeds=text_embeds,
+            logits_per_text=logits_per_text,
+        )
+
+    # ----------------------------------------------------------------------------- re-ranking
+    def rerank_scores(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor
+    ) -> torch.Tensor:
+        """Second-stage score of ONE text against K candidate images: the ITM probability of "match".
+
+        ``GalleryIndex.search(..., rerank=True)`` adds it to the first-stage cosine of the top
+        ``config.rerank_k`` images and re-sorts them (the reference adds the raw "match" logit; a
+        probability keeps the added term in [0, 1], on the scale of the cosine).
+
+        Args:
+            input_ids / attention_mask: [1, L] the query caption (right-padded).
+            pixel_values: [K, 3, H, W] the candidate images.
+        Returns: [K] ``softmax(itm_head(decode(text, image_k)))[1]``.
+        """
+        if self.itm_head is None:
+            raise ValueError("rerank_scores needs the matching head, which this model lacks (itm_global_loss_weight=0)")
+        if input_ids.dim() != 2 or input_ids.shape[0] != 1:
+            raise ValueError(f"input_ids must be one caption [1, length], got {list(input_ids.shape)}")
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        text_tokens = self.encode_text(input_ids, attention_mask, return_tokens=True).token_features
+        image_tokens = self.encode_image(pixel_values, return_tokens=True).token_features
+        count = image_tokens.shape[0]
+        mask = attention_mask.expand(count, -1)
+        decoded = self.decode(text_tokens.expand(count, -1, -1), mask, image_tokens)
+        return self.itm_head(pool_end_of_text(decoded, mask)).float().softmax(dim=-1)[:, 1]
+
+
+CADAModel.register_for_auto_class("AutoModel")

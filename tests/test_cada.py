@@ -1,0 +1,267 @@
+"""CADA: its losses against hand-computed cases, attribute masking, switches, export, re-ranking, learning."""
+
+import math
+
+import pytest
+import torch
+
+from tireid_hf.modeling import CADAConfig, CADAModel, losses
+from tireid_hf.modeling.modeling_cada import pool_end_of_text, pool_parts
+from tireid_hf.processing import CLIP_MASK_TOKEN_ID, clip_tokenizer, mask_attribute_tokens, tag_word_spans
+from tester import ModelTester, tiny_clip_config
+
+EPS = 1e-8
+
+
+# ----------------------------------------------------------------------------- loss functions
+def test_ndf_loss_distinct_identities_matches_hand_computation():
+    logits = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p_right, p_wrong = math.e / (math.e + 1), 1 / (math.e + 1)
+    forward_kl = p_right * (math.log(p_right) - math.log(1 + EPS)) + p_wrong * (math.log(p_wrong) - math.log(EPS))
+    reverse_kl = math.log(1 + EPS) - math.log(p_right)
+    cross_entropy = -math.log(p_right)
+    expected = forward_kl + reverse_kl + cross_entropy  # every row and column alike; (rows + columns) / 2
+    assert losses.ndf_loss(logits, torch.tensor([0, 1])).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ndf_loss_of_a_perfect_shared_identity_prediction_is_the_entropy_of_the_targets():
+    # one identity: q = p = (1/2, 1/2): both KLs vanish, the soft cross-entropy is log 2
+    assert losses.ndf_loss(torch.zeros(2, 2), torch.tensor([7, 7])).item() == pytest.approx(math.log(2), abs=1e-6)
+
+
+def test_ndf_loss_averages_rows_and_columns():
+    logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])  # rows differ from columns
+    pids = torch.tensor([0, 1])
+
+    def term(row, target):
+        p = [math.exp(v) / sum(math.exp(u) for u in row) for v in row]
+        q = [1.0 if j == target else 0.0 for j in range(len(row))]
+        return sum(p[j] * (math.log(p[j]) - math.log(q[j] + EPS)) + q[j] * (math.log(q[j] + EPS) - math.log(p[j]))
+                   - q[j] * math.log(p[j]) for j in range(len(row)))
+
+    rows = (term([2.0, 0.0], 0) + term([2.0, 0.0], 1)) / 2
+    columns = (term([2.0, 2.0], 0) + term([0.0, 0.0], 1)) / 2
+    assert losses.ndf_loss(logits, pids).item() == pytest.approx((rows + columns) / 2, rel=1e-5)
+
+
+def test_hardest_negatives_skip_same_identity_and_flag_pairs_without_negative():
+    similarity = torch.tensor([[0.9, 0.8, 0.1, 0.3],
+                               [0.7, 0.9, 0.2, 0.6],
+                               [0.5, 0.4, 0.9, 0.2],
+                               [0.1, 0.6, 0.0, 0.9]])
+    pids = torch.tensor([0, 0, 1, 2])
+    image_for_text, text_for_image, has_negative = losses.hardest_negatives(similarity, pids)
+    # text 0: images 2 (0.1) or 3 (0.3) -> 3; text 1 -> 3 (0.6); text 2: 0.5 vs 0.4 vs 0.2 -> 0; text 3 -> 1 (0.6)
+    assert image_for_text.tolist() == [3, 3, 0, 1]
+    # image 0: texts 2 (0.5) / 3 (0.1) -> 2; image 1: 0.4 / 0.6 -> 3; image 2: 0.1, 0.2, 0.0 -> 1; image 3: 0.3, 0.6, 0.2 -> 1
+    assert text_for_image.tolist() == [2, 3, 1, 1]
+    assert has_negative.all()
+    _, _, has_negative = losses.hardest_negatives(similarity, torch.tensor([5, 5, 5, 5]))
+    assert not has_negative.any()
+
+
+def test_matching_loss_matches_hand_computation():
+    logits = torch.tensor([[0.0, math.log(3.0)], [0.0, math.log(3.0)]])  # P(match) = 3/4 for both
+    value = losses.matching_loss(logits, torch.tensor([1, 0])).item()
+    assert value == pytest.approx((-math.log(0.75) - math.log(0.25)) / 2, rel=1e-6)
+
+
+def test_masked_token_loss_matches_hand_computation_and_is_zero_without_masks():
+    logits = torch.tensor([[0.0, 0.0, math.log(2.0)]], requires_grad=True)  # P(2) = 2/4
+    assert losses.masked_token_loss(logits, torch.tensor([2])).item() == pytest.approx(math.log(2.0), rel=1e-6)
+    empty = losses.masked_token_loss(torch.zeros(0, 5, requires_grad=True), torch.zeros(0, dtype=torch.long))
+    assert empty.item() == 0.0 and empty.requires_grad
+
+
+# ----------------------------------------------------------------------------- pooling
+def test_pool_parts_splits_real_words_into_contiguous_parts():
+    tokens = torch.arange(8, dtype=torch.float32).view(1, 8, 1).repeat(2, 1, 1)
+    # row 0: <start> w w w w w <end> <pad>: 5 words -> parts {1,2,3} and {4,5}; row 1: one word only
+    mask = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0, 0, 0]])
+    parts, valid = pool_parts(tokens, mask, num_parts=2)
+    torch.testing.assert_close(parts[0, :, 0], torch.tensor([2.0, 4.5]))
+    assert valid.tolist() == [[True, True], [True, False]]
+    assert parts[1, 0, 0].item() == 1.0
+    torch.testing.assert_close(pool_end_of_text(tokens, mask)[:, 0], torch.tensor([6.0, 2.0]))
+
+
+# ----------------------------------------------------------------------------- attribute masking
+CAPTION = "A young woman wearing a black-and-white striped shirt, and she carries blue jeans."
+
+
+def _encode(caption):
+    encoding = clip_tokenizer()(caption, return_offsets_mapping=True)
+    return encoding["input_ids"], encoding["offset_mapping"]
+
+
+def _masked_words(caption, ids, offsets, labels):
+    return {caption[offsets[i][0]:offsets[i][1]] for i, label in enumerate(labels) if label != -100}
+
+
+def test_mask_attribute_tokens_masks_every_noun_and_adjective_whole_at_probability_one():
+    ids, offsets = _encode(CAPTION)
+    spans = tag_word_spans(CAPTION)
+    masked, labels = mask_attribute_tokens(ids, offsets, spans, 1.0, CLIP_MASK_TOKEN_ID)
+    words = {CAPTION[start:end] for start, end, kind in spans if kind in ("noun", "adjective")}
+    assert "she" not in words and "wearing" not in words
+    positions = [i for i, label in enumerate(labels) if label != -100]
+    covered = {CAPTION[s:e] for s, e, kind in spans if kind in ("noun", "adjective")
+               for i in positions if offsets[i][0] >= s and offsets[i][1] <= e}
+    assert covered == words
+    # "black-and-white" is five BPE tokens, all masked; nothing else is
+    black_and_white = [i for i, (s, e) in enumerate(offsets) if e > s and s >= CAPTION.index("black") and e <= CAPTION.index(" striped")]
+    assert len(black_and_white) == 5 and all(labels[i] == ids[i] for i in black_and_white)
+    assert all(masked[i] == CLIP_MASK_TOKEN_ID and labels[i] == ids[i] for i in positions)
+    assert all(masked[i] == ids[i] for i in range(len(ids)) if i not in positions)
+    assert labels[0] == labels[-1] == -100  # special tokens never
+
+
+def test_mask_attribute_tokens_probability_zero_and_bad_arguments():
+    ids, offsets = _encode(CAPTION)
+    spans = tag_word_spans(CAPTION)
+    masked, labels = mask_attribute_tokens(ids, offsets, spans, 0.0, CLIP_MASK_TOKEN_ID)
+    assert masked == ids and set(labels) == {-100}
+    with pytest.raises(ValueError, match="unit"):
+        mask_attribute_tokens(ids, offsets, spans, 0.4, CLIP_MASK_TOKEN_ID, unit="sentence")
+    with pytest.raises(ValueError, match="probability"):
+        mask_attribute_tokens(ids, offsets, spans, 1.5, CLIP_MASK_TOKEN_ID)
+
+
+def test_phrase_unit_masks_adjective_noun_chunks_together_and_word_unit_does_not():
+    ids, offsets = _encode(CAPTION)
+    spans = tag_word_spans(CAPTION)
+    chunks = [{"young", "woman"}, {"black-and-white", "striped", "shirt"}, {"blue", "jeans"}]
+    saw_partial_word_chunk = False
+    for seed in range(30):
+        for unit in ("phrase", "word"):
+            generator = torch.Generator().manual_seed(seed)
+            _, labels = mask_attribute_tokens(ids, offsets, spans, 0.5, CLIP_MASK_TOKEN_ID, unit=unit, generator=generator)
+            words = {CAPTION[s:e] for s, e, _ in spans if any(labels[i] != -100 and offsets[i][0] >= s and offsets[i][1] <= e
+                                                             for i in range(len(ids)))}
+            partial = any(0 < len(chunk & words) < len(chunk) for chunk in chunks)
+            if unit == "phrase":
+                assert not partial, (seed, words)
+            else:
+                saw_partial_word_chunk |= partial
+    assert saw_partial_word_chunk
+    # the same generator seed gives the same mask
+    first = mask_attribute_tokens(ids, offsets, spans, 0.4, CLIP_MASK_TOKEN_ID, generator=torch.Generator().manual_seed(3))
+    again = mask_attribute_tokens(ids, offsets, spans, 0.4, CLIP_MASK_TOKEN_ID, generator=torch.Generator().manual_seed(3))
+    assert first == again
+
+
+# ----------------------------------------------------------------------------- the model
+def test_defaults_follow_the_reference_code():
+    config = CADAConfig()
+    assert (config.temperature, config.global_loss_weight, config.itm_global_loss_weight,
+            config.itm_local_loss_weight, config.ara_loss_weight) == (0.02, 1.0, 1.0, 1.0, 0.1)
+    assert (config.attribute_mask_probability, config.attribute_mask_unit, config.mask_token_id) == (0.4, "word", 49405)
+    assert config.rerank_k == 16 and config.num_local_parts == 2
+    assert CADAModel.text_transforms == ("attribute_masking",)
+    with pytest.raises(ValueError, match="decoder_num_heads"):
+        CADAConfig(clip_config=tiny_clip_config(), decoder_num_heads=5)
+    with pytest.raises(ValueError, match="attribute_mask_unit"):
+        CADAConfig(attribute_mask_unit="sentence")
+
+
+def test_losses_total_and_summary_term():
+    tester = ModelTester("cada")
+    output = tester.model()(**tester.inputs())
+    assert set(output.losses) == {"global", "itm", "itm_global", "itm_local", "ara"}
+    parts = output.losses
+    torch.testing.assert_close(parts["itm"], parts["itm_global"] + parts["itm_local"])
+    torch.testing.assert_close(output.loss, parts["global"] + parts["itm_global"] + parts["itm_local"] + 0.1 * parts["ara"])
+
+
+def test_inference_path_is_the_global_clip_embedding():
+    tester = ModelTester("cada")
+    model = tester.model().eval()
+    inputs = tester.inputs()
+    with torch.no_grad():
+        images = torch.nn.functional.normalize(model.encode_image(inputs["pixel_values"]).global_features, dim=-1)
+        texts = torch.nn.functional.normalize(
+            model.encode_text(inputs["input_ids"], inputs["attention_mask"]).global_features, dim=-1)
+        torch.testing.assert_close(model.get_image_features(inputs["pixel_values"]), images)
+        torch.testing.assert_close(model.get_text_features(inputs["input_ids"], inputs["attention_mask"]), texts)
+
+
+@pytest.mark.parametrize("switched_off, gone_losses, gone_modules", [
+    ({"itm_local_loss_weight": 0.0}, {"itm_local"}, {"itm_local_head"}),
+    ({"itm_global_loss_weight": 0.0}, {"itm_global"}, {"itm_head"}),
+    ({"ara_loss_weight": 0.0}, {"ara"}, {"mlm_head"}),
+    ({"global_loss_weight": 0.0}, {"global"}, set()),
+    ({"itm_local_loss_weight": 0.0, "itm_global_loss_weight": 0.0, "ara_loss_weight": 0.0},
+     {"itm", "itm_global", "itm_local", "ara"}, {"itm_head", "itm_local_head", "mlm_head", "decoder", "decoder_norm"}),
+])
+def test_switching_a_component_off_removes_its_loss_and_module(switched_off, gone_losses, gone_modules):
+    tester = ModelTester("cada", **switched_off)
+    model = tester.model()
+    output = model(**tester.inputs())
+    assert set(output.losses) == {"global", "itm", "itm_global", "itm_local", "ara"} - gone_losses
+    assert all(getattr(model, name) is None for name in gone_modules)
+    output.loss.backward()
+
+
+def test_ara_without_masked_inputs_is_an_error_and_shapes_are_checked():
+    tester = ModelTester("cada")
+    model = tester.model()
+    inputs = tester.inputs()
+    masked = {key: inputs.pop(key) for key in ("masked_input_ids", "masked_labels")}
+    with pytest.raises(ValueError, match="masked_input_ids"):
+        model(**inputs)
+    with pytest.raises(ValueError, match="masked_labels must have the shape"):
+        model(**inputs, masked_input_ids=masked["masked_input_ids"], masked_labels=masked["masked_labels"][:, :3])
+    ModelTester("cada", ara_loss_weight=0.0).model()(**inputs)  # ARA off: no masked inputs needed
+
+
+def test_export_keeps_the_matching_path_and_drops_training_heads(tmp_path):
+    tester = ModelTester("cada")
+    model = tester.model().eval()
+    exported = model.export_for_inference()
+    assert exported.mlm_head is None and exported.itm_local_head is None
+    assert exported.decoder is not None and exported.itm_head is not None
+    inputs = tester.inputs()
+    with torch.no_grad():
+        expected = model.rerank_scores(inputs["input_ids"][:1], inputs["attention_mask"][:1], inputs["pixel_values"])
+        torch.testing.assert_close(exported.rerank_scores(inputs["input_ids"][:1], inputs["attention_mask"][:1],
+                                                          inputs["pixel_values"]), expected, rtol=0, atol=0)
+    assert expected.shape == (tester.batch_size,) and ((expected > 0) & (expected < 1)).all()
+
+
+def test_rerank_scores_is_the_match_probability_of_the_decoded_pair():
+    tester = ModelTester("cada")
+    model = tester.model().eval()
+    inputs = tester.inputs()
+    ids, mask, pixels = inputs["input_ids"][2:3], inputs["attention_mask"][2:3], inputs["pixel_values"]
+    with torch.no_grad():
+        scores = model.rerank_scores(ids, mask, pixels)
+        text = model.encode_text(ids, mask, return_tokens=True).token_features
+        for k in range(pixels.shape[0]):
+            image = model.encode_image(pixels[k:k + 1], return_tokens=True).token_features
+            logits = model.itm_head(pool_end_of_text(model.decode(text, mask, image), mask))
+            assert scores[k].item() == pytest.approx(logits.softmax(-1)[0, 1].item(), abs=1e-6)
+    with pytest.raises(ValueError, match=r"\[1, length\]"):
+        model.rerank_scores(inputs["input_ids"], inputs["attention_mask"], pixels)
+    with pytest.raises(ValueError, match="itm_global_loss_weight=0"):
+        ModelTester("cada", itm_global_loss_weight=0.0).model().rerank_scores(ids, mask, pixels)
+
+
+def test_short_training_run_learns_every_term_and_the_batch_retrieval():
+    tester = ModelTester("cada", num_ids=4, decoder_layers=2)
+    model = tester.model(seed=1)
+    inputs = tester.inputs(seed=1)
+    inputs["pids"] = torch.arange(4)  # four identities: every pair has hard negatives
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
+    first = None
+    for _ in range(40):
+        output = model(**inputs)
+        optimizer.zero_grad()
+        output.loss.backward()
+        optimizer.step()
+        first = first if first is not None else (output.loss.item(), {k: v.item() for k, v in output.losses.items()})
+    with torch.no_grad():
+        final = model(**inputs)
+    assert final.loss.item() < 0.5 * first[0]
+    for name in ("global", "itm_global", "itm_local", "ara"):
+        assert final.losses[name].item() < 0.8 * first[1][name], (name, first[1][name], final.losses[name].item())
+    assert torch.equal(final.logits_per_text.argmax(dim=1), torch.arange(4))
