@@ -4,10 +4,12 @@ from .base import TIReIDConfig, TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_cada import CADAConfig
 from .configuration_clip_reid import ClipReIDConfig
 from .configuration_lcr2s import LCR2SConfig
+from .configuration_lgur import LGURConfig
 from .configuration_uit import UITConfig
 from .modeling_cada import CADAModel
 from .modeling_clip_reid import ClipReIDModel
 from .modeling_lcr2s import LCR2SModel
+from .modeling_lgur import LGURModel
 from .modeling_uit import UITModel
 
 # method name -> (config class, model class)
@@ -15,6 +17,7 @@ METHODS = {
     "clip_reid": (ClipReIDConfig, ClipReIDModel),
     "lcr2s": (LCR2SConfig, LCR2SModel),
     "cada": (CADAConfig, CADAModel),
+    "lgur": (LGURConfig, LGURModel),
     "uit": (UITConfig, UITModel),
 }
 
@@ -26,6 +29,8 @@ __all__ = [
     "ClipReIDModel",
     "LCR2SConfig",
     "LCR2SModel",
+    "LGURConfig",
+    "LGURModel",
     "TIReIDConfig",
     "TIReIDOutput",
     "TIReIDPreTrainedModel",

@@ -257,3 +257,64 @@ def masked_token_loss(token_logits: torch.Tensor, targets: torch.Tensor) -> torc
     if targets.numel() == 0:
         return token_logits.sum() * 0.0
     return F.cross_entropy(token_logits.float(), targets)
+
+
+def semi_hard_ranking_loss(
+    anchor_embeds: torch.Tensor,
+    paired_embeds: torch.Tensor,
+    pids: torch.Tensor,
+    margin: float,
+    generator: torch.Generator | None = None,
+    expected: bool = False,
+) -> torch.Tensor:
+    """Bidirectional triplet loss on cosine similarity with a RANDOM semi-hard negative (LGUR's RANK).
+
+    ``s = normalize(anchor_embeds) @ normalize(paired_embeds)^T``, pair i = (row i, column i) is the
+    positive. For every row anchor i (and, on ``s^T``, every column anchor) the negative n(i) is drawn
+    uniformly at random, on the detached similarities, from the candidate set::
+
+        C_i = S_i = {j : pid_j != pid_i  and  s_ii - margin < s_ij < s_ii}   (semi-hard: 0 < hinge < margin)
+        C_i = H_i = {j : pid_j != pid_i  and  s_ij >= s_ii}                  (when S_i is empty: hard ones)
+
+    With neither (every negative is easy, or no other identity is in the batch) C_i is empty and the
+    anchor contributes 0, which is what any negative would give. Then::
+
+        L = sum_i [margin + s_i,n(i) - s_ii]_+  (row anchors)  +  sum_j [margin + s_m(j),j - s_jj]_+  (columns)
+
+    SUMMED over anchors, as the reference code (ZhiyinShao-H/LGUR, RankingLoss) does. The reference
+    draws only from S_i and drops an anchor whose S_i is empty; the H_i fallback keeps a gradient on
+    anchors whose every violating negative already ranks above the positive (common early in training).
+    With ``expected=True`` the draw is replaced by its expectation, each anchor's hinge averaged over
+    C_i: a deterministic value (used for evaluation-mode losses).
+
+    Args:
+        anchor_embeds, paired_embeds: [N, D] embeddings (normalised here), row i paired with row i.
+        pids: [N] identities.
+        margin: the margin (0.3 in LGUR).
+        generator: random generator for the negative draw (any device); None uses the global one.
+        expected: return the expectation over the draw instead of one sample.
+    Returns: a scalar.
+    """
+    if anchor_embeds.shape != paired_embeds.shape or anchor_embeds.shape[0] != pids.shape[0]:
+        raise ValueError(
+            f"expected anchor_embeds and paired_embeds [N, D] and pids [N], got {list(anchor_embeds.shape)}, "
+            f"{list(paired_embeds.shape)} and {list(pids.shape)}"
+        )
+    similarity = F.normalize(anchor_embeds.float(), dim=-1) @ F.normalize(paired_embeds.float(), dim=-1).t()
+    different_identity = pids.view(-1, 1) != pids.view(1, -1)
+    loss = similarity.new_zeros(())
+    for matrix in (similarity, similarity.t()):  # row anchors, then column anchors
+        detached = matrix.detach()
+        positive = detached.diagonal().unsqueeze(1)
+        violating = different_identity & (detached > positive - margin)
+        semi_hard = violating & (detached < positive)
+        candidates = torch.where(semi_hard.any(dim=1, keepdim=True), semi_hard, violating).float()
+        if expected:
+            weights = candidates / candidates.sum(dim=1, keepdim=True).clamp(min=1)
+        else:
+            device = generator.device if generator is not None else matrix.device
+            draw = torch.rand(matrix.shape, generator=generator, device=device).to(matrix.device)
+            chosen = draw.masked_fill(candidates == 0, -1.0).argmax(dim=1, keepdim=True)
+            weights = torch.zeros_like(candidates).scatter_(1, chosen, 1.0) * candidates
+        loss = loss + (F.relu(margin + matrix - matrix.diagonal().unsqueeze(1)) * weights).sum()
+    return loss
