@@ -1,0 +1,92 @@
+"""Inference cost of each method against the `clip_reid` baseline: embeddings per second.
+
+Every model is the EXPORTED inference model (``export_for_inference()``) and shares the SAME random
+CLIP ViT-B/16 weights (384x128 images, 77-token texts with 30 real tokens); a method's own
+inference path runs on top (LGUR: dictionary + prototypes; CADA additionally times ``rerank_scores``
+of one query against ``--rerank-k`` candidates). Runs are interleaved with the same threads; FLOPs
+are counted once, medians and minima of the times are printed with the ratios method / clip_reid
+(on a shared CPU the minimum is the steadier estimate).
+
+    python benchmarks/bench_inference.py [--methods lcr2s cada lgur uit] [--batch 8] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import CLIPConfig
+
+from tireid_hf.modeling import METHODS
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def flops(function) -> int:
+    with FlopCounterMode(display=False) as counter:
+        function()
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "clip_reid"], choices=sorted(METHODS))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rerank-k", type=int, default=16)
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    clip_config = CLIPConfig(vision_config={"patch_size": 16}).to_dict()  # ViT-B/16 shapes
+    models = {}
+    for method in ["clip_reid", *args.methods]:
+        config_class, model_class = METHODS[method]
+        model = model_class(config_class(clip_config=clip_config, num_ids=10)).export_for_inference().eval()
+        if models:
+            model.clip.load_state_dict(models["clip_reid"].clip.state_dict())  # the same backbone weights
+        models[method] = model
+    pixels = torch.randn(args.batch, 3, 384, 128)
+    input_ids = torch.randint(300, 40000, (args.batch, 77))
+    input_ids[:, 0], input_ids[:, 29:] = 49406, 49407
+    attention_mask = (torch.arange(77) < 30).long().expand(args.batch, -1).contiguous()
+    candidates = torch.randn(args.rerank_k, 3, 384, 128)
+
+    runs = {}
+    for method, model in models.items():
+        runs[(method, "image")] = lambda model=model: model.get_image_features(pixel_values=pixels)
+        runs[(method, "text")] = lambda model=model: model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+        if hasattr(model, "rerank_scores"):
+            runs[(method, f"re-rank 1 x {args.rerank_k}")] = lambda model=model: model.rerank_scores(
+                input_ids[:1, :30], attention_mask[:1, :30], candidates)
+    counted = {key: flops(run) for key, run in runs.items()}
+    times = {key: [] for key in runs}
+    with torch.inference_mode():
+        for run in runs.values():
+            run()  # warm-up
+        for _ in range(args.repeats):
+            for key, run in runs.items():
+                times[key].append(timed(run))
+
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
+          f"batch {args.batch}, {args.repeats} interleaved repeats")
+    print("| method | what | GFLOP | median ms | per second | ratio to clip_reid (median / min / FLOP) |")
+    print("|---|---|---|---|---|---|")
+    for (method, what), values in times.items():
+        count = args.rerank_k if what.startswith("re-rank") else args.batch
+        base = ("clip_reid", what)
+        ratio = (f"{statistics.median(values) / statistics.median(times[base]):.3f} / "
+                 f"{min(values) / min(times[base]):.3f} / {counted[(method, what)] / counted[base]:.3f}") if base in times else "—"
+        print(f"| {method} | {what} | {counted[(method, what)] / 1e9:.1f} | {statistics.median(values) * 1000:.0f} | "
+              f"{count / statistics.median(values):.1f} | {ratio} |")
+
+
+if __name__ == "__main__":
+    main()

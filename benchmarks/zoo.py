@@ -1,0 +1,129 @@
+"""Train and evaluate every method of the zoo on the synthetic dataset with the same budget and seeds.
+
+Each run is ``train.py --config configs/<method>_synthetic.yaml --seed S`` (the configs share the
+data, the tiny CLIP and a 30-epoch budget); ablation runs add ``--model_config`` overrides. Runs go
+to ``--runs`` (one folder each, reused when its results.json exists) and execute ``--workers`` at a
+time with one torch thread each. The tables (mean and sample standard deviation over seeds of the
+TEST metrics, first stage and re-ranked for CADA) are printed and written to ``--summary`` as JSON.
+
+    python benchmarks/zoo.py --seeds 0 1 2 --workers 2            # the method comparison
+    python benchmarks/zoo.py --seeds 0 --ablations --workers 2    # one row per component
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+METHODS = ("clip_reid", "lcr2s", "cada", "lgur", "uit")
+KEYS = ("R1", "R5", "R10", "mAP", "mINP")
+# One row per component: the config overrides that switch it off.
+ABLATIONS = {
+    "clip_reid": {"no ID loss": {"id_loss_weight": 0.0}},
+    "lcr2s": {
+        "no teacher (student alone)": {"use_teacher": False},
+        "no support set": {"support_size": 0},
+        "no feature distillation": {"distill_feature_loss_weight": 0.0},
+        "no relation distillation": {"distill_relation_loss_weight": 0.0},
+        "joint schedule": {"training_schedule": "joint"},
+    },
+    "cada": {
+        "no local matching": {"itm_local_loss_weight": 0.0},
+        "no matching (ATP)": {"itm_global_loss_weight": 0.0, "itm_local_loss_weight": 0.0},
+        "no ARA": {"ara_loss_weight": 0.0},
+    },
+    "lgur": {
+        "no dictionary": {"use_dictionary": False, "rank_text_dict_loss_weight": 0.0},
+        "no foreground weighting": {"use_foreground_weighting": False},
+        "no cross-modality guidance": {"use_cross_modality_guidance": False},
+        "one prototype": {"num_prototypes": 1},
+    },
+    "uit": {
+        "no restoration (TIR)": {"use_tir": False, "tir_loss_weight": 0.0},
+        "no triplet": {"triplet_loss_weight": 0.0},
+        "no key-word augmentation": {"key_word_augmentation_probability": 0.0},
+    },
+}
+
+
+def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict) -> dict:
+    """One training run (or its cached results)."""
+    name = f"{method}-seed{seed}" + (f"-{variant.replace(' ', '_').replace('(', '').replace(')', '')}" if variant else "")
+    out = runs / name
+    if (out / "results.json").is_file():
+        return json.loads((out / "results.json").read_text())
+    command = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs" / f"{method}_synthetic.yaml"),
+               "--seed", str(seed), "--output_dir", str(out), "--overwrite_output_dir", "--report_to", "none"]
+    if overrides:
+        command += ["--model_config", json.dumps(overrides)]
+    started = time.perf_counter()
+    log = runs / f"{name}.log"
+    with log.open("w") as stream:
+        completed = subprocess.run(command, cwd=REPO, stdout=stream, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"})
+    if completed.returncode:
+        raise RuntimeError(f"{name} failed (exit {completed.returncode}); see {log}")
+    print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    return json.loads((out / "results.json").read_text())
+
+
+def summarise(results: list[dict], key: str = "test") -> dict:
+    """Mean and sample standard deviation over runs of each t2i metric of ``results[i][key]``."""
+    summary = {}
+    for metric in KEYS:
+        values = [result[key][f"t2i/{metric}"] for result in results]
+        summary[metric] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
+    summary["train_minutes"] = statistics.mean(result["train_runtime_seconds"] for result in results) / 60
+    return summary
+
+
+def table(rows: dict[str, dict]) -> str:
+    lines = ["| run | " + " | ".join(KEYS) + " | train min |", "|---|" + "---|" * (len(KEYS) + 1)]
+    for name, summary in rows.items():
+        cells = [f"{summary[k][0]:.2f} ± {summary[k][1]:.2f}" for k in KEYS]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary['train_minutes']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--ablations", action="store_true", help="run each method's ablation rows (first seed)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs")
+    parser.add_argument("--summary", type=Path, default=REPO / "benchmarks" / "zoo_summary.json")
+    args = parser.parse_args()
+    args.runs.mkdir(parents=True, exist_ok=True)
+
+    jobs = []
+    for method in args.methods:
+        variants = ABLATIONS[method].items() if args.ablations else [("", {})]
+        seeds = args.seeds[:1] if args.ablations else args.seeds
+        jobs += [(method, seed, variant, overrides) for variant, overrides in variants for seed in seeds]
+    with ThreadPoolExecutor(args.workers) as pool:
+        outcomes = list(pool.map(lambda job: (job, run_one(args.runs, *job)), jobs))
+
+    rows, reranked = {}, {}
+    for method in args.methods:
+        for variant in (ABLATIONS[method] if args.ablations else [""]):
+            results = [result for (m, _, v, _), result in outcomes if m == method and v == variant]
+            label = f"{method}" + (f": {variant}" if variant else "")
+            rows[label] = summarise(results)
+            if "test_reranked" in results[0]:
+                reranked[label + " (re-ranked)"] = summarise(results, "test_reranked")
+    print(table({**rows, **reranked}))
+    args.summary.write_text(json.dumps({"seeds": args.seeds, "ablations": args.ablations, "rows": rows,
+                                        "reranked": reranked}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
