@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tireid_hf.modeling import LGURConfig, LGURModel
+from tireid_hf.modeling import LGURConfig
 from tireid_hf.modeling.losses import semi_hard_ranking_loss
 from tester import ModelTester, tiny_clip_config
 

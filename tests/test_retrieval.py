@@ -1,8 +1,6 @@
 """GalleryIndex and evaluate_split with tiny test doubles of the model and processor."""
 
-import json
 import sys
-import types
 from types import SimpleNamespace
 
 import datasets
@@ -251,28 +249,6 @@ def test_evaluate_split_bad_input():
         evaluate_split(TinyRerankModel(), processor, split, rerank=True, directions=("t2i", "i2t"))
     with pytest.raises(ValueError, match="rerank_scores"):
         evaluate_split(model, processor, split, rerank=True)
-
-
-def test_cli_evaluate_writes_json(monkeypatch, tmp_path):
-    import transformers
-
-    from tireid_hf import cli
-
-    model, processor, split = TinyModel(), TinyProcessor(), make_split()
-    fake_data = types.ModuleType("tireid_hf.data")
-    fake_data.load_tireid_dataset = lambda name, root=None: datasets.DatasetDict({"train": split, "test": split})
-    monkeypatch.setitem(sys.modules, "tireid_hf.data", fake_data)
-    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", lambda path: model)
-    monkeypatch.setattr(transformers.AutoProcessor, "from_pretrained", lambda path: processor)
-    output = tmp_path / "results" / "eval.json"
-    argv = ["evaluate", "--model", str(tmp_path), "--dataset", "synthetic", "--root", str(tmp_path), "--output", str(output), "--device", "cpu"]
-    assert cli.main(argv + ["--directions", "t2i", "i2t"]) == 0
-    report = json.loads(output.read_text())
-    assert report["dataset"] == "synthetic" and report["split"] == "test" and report["rerank"] is False
-    assert report["metrics"] == pytest.approx(evaluate_split(model, processor, split, directions=("t2i", "i2t"), show_progress=False))
-    assert [p.name for p in output.parent.iterdir()] == ["eval.json"]
-    with pytest.raises(SystemExit, match="no split 'validation'"):
-        cli.main(argv + ["--split", "validation"])
 
 
 def test_faiss_backend_without_faiss_says_how_to_install(monkeypatch):

@@ -28,7 +28,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModel.from_pretrained(args.model).to(device)
     processor = AutoProcessor.from_pretrained(args.model)
-    dataset = load_tireid_dataset(args.dataset, root=args.root)
+    dataset = load_tireid_dataset(args.dataset, root=args.root, **_parse_options(args.option))
     if args.split not in dataset:
         raise SystemExit(f"tireid evaluate: dataset {args.dataset!r} has no split {args.split!r} (it has {sorted(dataset)})")
     metrics = evaluate_split(
@@ -81,6 +81,7 @@ def add_evaluate_parser(subparsers) -> None:
     parser.add_argument("--rerank", action="store_true", help="re-rank each query's top-k with the model's second stage")
     parser.add_argument("--rerank-k", "--rerank_k", dest="rerank_k", type=int, default=10)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    _add_options(parser)
     parser.set_defaults(run=run_evaluate)
 
 
