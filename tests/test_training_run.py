@@ -152,3 +152,11 @@ def test_two_gloo_processes_train_in_sync_and_count_every_validation_query_once(
                             show_progress=False)
     for key in ("t2i/R1", "t2i/R5", "t2i/mAP", "t2i/mINP"):
         assert single[key] == pytest.approx(best[key], abs=1e-4)
+
+
+def test_data_root_without_the_release_files_is_refused_naming_the_file(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="reid_raw.json"):
+        main(["--dataset", "cuhk-pedes", "--data_root", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "out"),
+              "--report_to", "none"])
+    assert not (tmp_path / "out" / "results.json").exists()
