@@ -25,7 +25,7 @@ from transformers.modeling_outputs import ModelOutput
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
 from .layers import IdentityClassifier
-from .losses import id_loss
+from .losses import id_loss, sdm_loss
 
 # CLIP ViT-B/16 (openai/clip-vit-base-patch16); CLIPConfig's own default is the patch-32 model.
 DEFAULT_CLIP_ARCHITECTURE = {"vision_config": {"patch_size": 16}}
@@ -402,6 +402,26 @@ class TIReIDPreTrainedModel(PreTrainedModel):
         return F.normalize(self.text_retrieval_features(input_ids, attention_mask), dim=-1)
 
     # ----------------------------------------------------------------------------- losses
+    def embed_pair(self, image_features: torch.Tensor, text_features: torch.Tensor):
+        """L2-normalise [N, D] image and text features; returns ``(image_embeds, text_embeds,
+        logits_per_text)`` with ``logits_per_text = text_embeds @ image_embeds^T / tau`` [N, N]."""
+        image_embeds, text_embeds = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
+        return image_embeds, text_embeds, self.logit_scale * text_embeds @ image_embeds.t()
+
+    def alignment_losses(
+        self, image_features: torch.Tensor, text_features: torch.Tensor, logits_per_text: torch.Tensor,
+        pids: torch.Tensor, classifier: IdentityClassifier | None, align_name: str = "sdm", id_name: str = "id",
+    ) -> dict[str, torch.Tensor]:
+        """IRRA's pair of terms, each only when switched on: ``align_name`` = :func:`~.losses.sdm_loss`
+        of ``logits_per_text`` [N, N], ``id_name`` = the shared-classifier ID loss of the
+        un-normalised features [N, D] (:meth:`identity_loss`)."""
+        losses = {}
+        if self.wants_loss(align_name):
+            losses[align_name] = sdm_loss(logits_per_text, pids)
+        if self.wants_loss(id_name):
+            losses[id_name] = self.identity_loss(classifier, image_features, text_features, pids, id_name)
+        return losses
+
     def combine_losses(self, losses: dict[str, torch.Tensor]) -> torch.Tensor | None:
         """``sum_k config.loss_weight(k) * losses[k]``; None when there is no term."""
         if not losses:

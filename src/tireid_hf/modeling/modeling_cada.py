@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .base import TIReIDOutput, TIReIDPreTrainedModel
@@ -204,9 +203,7 @@ class CADAModel(TIReIDPreTrainedModel):
         needs_tokens = with_losses and self.decoder is not None
         image = self.encode_image(pixel_values, return_tokens=needs_tokens)
         text = self.encode_text(input_ids, attention_mask, return_tokens=needs_tokens)
-        image_embeds = F.normalize(image.global_features, dim=-1)
-        text_embeds = F.normalize(text.global_features, dim=-1)
-        logits_per_text = self.logit_scale * text_embeds @ image_embeds.t()
+        image_embeds, text_embeds, logits_per_text = self.embed_pair(image.global_features, text.global_features)
 
         losses = {}
         if with_losses:

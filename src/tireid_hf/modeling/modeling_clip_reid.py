@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from .base import TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_clip_reid import ClipReIDConfig
-from .losses import sdm_loss
 
 
 class ClipReIDModel(TIReIDPreTrainedModel):
@@ -36,15 +34,10 @@ class ClipReIDModel(TIReIDPreTrainedModel):
         pids [N] identities (losses are computed only when given)."""
         image_features = self.encode_image(pixel_values).global_features
         text_features = self.encode_text(input_ids, attention_mask).global_features
-        image_embeds, text_embeds = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
-        logits_per_text = self.logit_scale * text_embeds @ image_embeds.t()
-
+        image_embeds, text_embeds, logits_per_text = self.embed_pair(image_features, text_features)
         losses = {}
         if pids is not None:
-            if self.wants_loss("sdm"):
-                losses["sdm"] = sdm_loss(logits_per_text, pids)
-            if self.wants_loss("id"):
-                losses["id"] = self.identity_loss(self.id_classifier, image_features, text_features, pids)
+            losses = self.alignment_losses(image_features, text_features, logits_per_text, pids, self.id_classifier)
         return TIReIDOutput(
             loss=self.combine_losses(losses),
             losses=losses,

@@ -14,7 +14,7 @@ from torch import nn
 from .base import TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_lcr2s import LCR2SConfig
 from .layers import DecoderLayer
-from .losses import feature_distillation_loss, relation_frobenius_loss, relation_kl_loss, sdm_loss
+from .losses import feature_distillation_loss, relation_frobenius_loss, relation_kl_loss
 
 
 def support_set_indices(pids: torch.Tensor, support_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -219,8 +219,7 @@ class LCR2SModel(TIReIDPreTrainedModel):
         ``image_embeds``/``text_embeds``/``logits_per_text`` are the student's (the inference path)."""
         image_features = self.encode_image(pixel_values).global_features
         text_features = self.encode_text(input_ids, attention_mask).global_features
-        image_embeds, text_embeds = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
-        logits_per_text = self.logit_scale * text_embeds @ image_embeds.t()
+        image_embeds, text_embeds, logits_per_text = self.embed_pair(image_features, text_features)
 
         losses = {}
         if pids is not None and not self.config.inference_only:
@@ -261,24 +260,13 @@ class LCR2SModel(TIReIDPreTrainedModel):
                     fuse_with_support_set(self._fusion_of("text"), text_features, index, padding))
 
     def _teacher_losses(self, enriched_image, enriched_text, pids):
-        losses = {}
-        if self.wants_loss("teacher_align"):
-            logits = self.logit_scale * cosine_similarity(enriched_image, enriched_text)
-            losses["teacher_align"] = sdm_loss(logits, pids)
-        if self.wants_loss("teacher_id"):
-            losses["teacher_id"] = self.identity_loss(
-                self.teacher_id_classifier, enriched_image, enriched_text, pids, "teacher_id"
-            )
-        return losses
+        logits = self.embed_pair(enriched_image, enriched_text)[2]
+        return self.alignment_losses(enriched_image, enriched_text, logits, pids, self.teacher_id_classifier,
+                                     "teacher_align", "teacher_id")
 
     def _student_losses(self, image_features, text_features, logits_per_text, pids, teacher):
-        losses = {}
-        if self.wants_loss("student_align"):
-            losses["student_align"] = sdm_loss(logits_per_text, pids)
-        if self.wants_loss("student_id"):
-            losses["student_id"] = self.identity_loss(
-                self.student_id_classifier, image_features, text_features, pids, "student_id"
-            )
+        losses = self.alignment_losses(image_features, text_features, logits_per_text, pids,
+                                       self.student_id_classifier, "student_align", "student_id")
         if teacher is None:
             return losses
         enriched_image, enriched_text = (embedding.detach() for embedding in teacher)

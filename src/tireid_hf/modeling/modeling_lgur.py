@@ -5,7 +5,6 @@ granularity-unified embeddings (PGU). Remote code."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
@@ -202,9 +201,7 @@ class LGURModel(TIReIDPreTrainedModel):
         text, text_padding = self.text_tokens(input_ids, attention_mask)
         image_parts_dict = self.unification(self.dictionary_image_tokens(patches))
         text_parts_dict = self.unification(self.dictionary_text_tokens(text), text_padding)
-        image_embeds = F.normalize(image_parts_dict.flatten(1), dim=-1)
-        text_embeds = F.normalize(text_parts_dict.flatten(1), dim=-1)
-        logits_per_text = self.logit_scale * text_embeds @ image_embeds.t()
+        image_embeds, text_embeds, logits_per_text = self.embed_pair(image_parts_dict.flatten(1), text_parts_dict.flatten(1))
 
         losses = {}
         if pids is not None and not self.config.inference_only:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import initialization as init
 
 from .base import EncoderOutput, TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_uit import UITConfig
 from .layers import DecoderLayer
-from .losses import hardest_negative_triplet_loss, masked_patch_mse, sdm_loss
+from .losses import hardest_negative_triplet_loss, masked_patch_mse
 
 # ITU-R BT.601 luma weights of (R, G, B): the weighted-RGB grey image of the restoration task.
 GREY_WEIGHTS = (0.299, 0.587, 0.114)
@@ -200,15 +199,11 @@ class UITModel(TIReIDPreTrainedModel):
         image_features = self.encode_image(pixel_values).global_features
         text = self.encode_text(input_ids, attention_mask, return_tokens=restore)
         text_features = text.global_features
-        image_embeds, text_embeds = F.normalize(image_features, dim=-1), F.normalize(text_features, dim=-1)
-        logits_per_text = self.logit_scale * text_embeds @ image_embeds.t()
+        image_embeds, text_embeds, logits_per_text = self.embed_pair(image_features, text_features)
 
         losses = {}
         if pids is not None:
-            if self.wants_loss("sdm"):
-                losses["sdm"] = sdm_loss(logits_per_text, pids)
-            if self.wants_loss("id"):
-                losses["id"] = self.identity_loss(self.id_classifier, image_features, text_features, pids)
+            losses.update(self.alignment_losses(image_features, text_features, logits_per_text, pids, self.id_classifier))
             if self.wants_loss("triplet"):
                 losses["triplet"] = hardest_negative_triplet_loss(image_embeds, text_embeds, pids, self.config.triplet_margin)
             if restore:
