@@ -160,3 +160,22 @@ def test_data_root_without_the_release_files_is_refused_naming_the_file(tmp_path
         main(["--dataset", "cuhk-pedes", "--data_root", str(tmp_path / "empty"), "--output_dir", str(tmp_path / "out"),
               "--report_to", "none"])
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["clip_reid", "lcr2s", "cada", "lgur", "uit"])
+def test_every_method_trains_through_the_common_loop_from_its_synthetic_config(method, tmp_path):
+    config = REPO / "configs" / f"{method}_synthetic.yaml"
+    main(["--config", str(config), "--dataset_options", json.dumps(DATA), "--output_dir", str(tmp_path / "out"),
+          "--max_steps", "3", "--per_device_train_batch_size", "8", "--per_device_eval_batch_size", "32",
+          "--report_to", "none"])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    stages = {entry["stage"] for entry in results["history"] if entry["kind"] == "train"}
+    assert results["method"] == method and len(stages) == (2 if method == "lcr2s" else 1)
+    trained = [entry for entry in results["history"] if entry["kind"] == "train"]
+    assert all(key.startswith(("train/", "lr/")) or key in ("kind", "stage", "epoch", "step") for key in trained[-1])
+    assert results["test"]["t2i/num_queries"] == DATA["num_test_ids"] * DATA["images_per_id"] * 2
+    model = AutoModel.from_pretrained(tmp_path / "out")
+    assert model.config.model_type == f"tireid-{method}" and model.config.inference_only
+    if method == "cada":
+        assert "test_reranked" in results
