@@ -33,7 +33,6 @@ ABLATIONS = {
         "no support set": {"support_size": 0},
         "no feature distillation": {"distill_feature_loss_weight": 0.0},
         "no relation distillation": {"distill_relation_loss_weight": 0.0},
-        "joint schedule": {"training_schedule": "joint"},
     },
     "cada": {
         "no local matching": {"itm_local_loss_weight": 0.0},
