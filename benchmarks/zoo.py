@@ -6,8 +6,12 @@ to ``--runs`` (one folder each, reused when its results.json exists) and execute
 time with one torch thread each. The tables (mean and sample standard deviation over seeds of the
 TEST metrics, first stage and re-ranked for CADA) are printed and written to ``--summary`` as JSON.
 
-    python benchmarks/zoo.py --seeds 0 1 2 --workers 2            # the method comparison
-    python benchmarks/zoo.py --seeds 0 --ablations --workers 2    # one row per component
+    python benchmarks/zoo.py --seeds 0 1 2 --workers 2                        # the method comparison
+    python benchmarks/zoo.py --seeds 0 --ablations --budget 0.34 --workers 2  # one row per component
+
+``--budget F`` scales every config's epochs (and its warm-up, milestones and validation interval)
+by F, so that a cheaper set of runs keeps each schedule's shape; with ``--ablations`` the full
+method is run again at that budget, so every ablation row has its own reference row.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("clip_reid", "lcr2s", "cada", "lgur", "uit")
@@ -53,9 +59,23 @@ ABLATIONS = {
 }
 
 
-def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict) -> dict:
+def budget_arguments(method: str, budget: float) -> list[str]:
+    """Command-line overrides scaling the method's synthetic config's epochs by ``budget``."""
+    if budget == 1.0:
+        return []
+    config = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+    arguments = ["--num_train_epochs", f"{config['num_train_epochs'] * budget:.4g}",
+                 "--warmup_epochs", f"{config.get('warmup_epochs', 0) * budget:.4g}",
+                 "--eval_epochs", f"{config.get('eval_epochs', 1) * budget:.4g}"]
+    if config.get("lr_milestones_epochs"):
+        arguments += ["--lr_milestones_epochs", *(f"{epoch * budget:.4g}" for epoch in config["lr_milestones_epochs"])]
+    return arguments
+
+
+def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict, budget: float = 1.0) -> dict:
     """One training run (or its cached results)."""
-    name = f"{method}-seed{seed}" + (f"-{variant.replace(' ', '_').replace('(', '').replace(')', '')}" if variant else "")
+    name = (f"{method}-seed{seed}" + (f"-budget{budget:g}" if budget != 1.0 else "")
+            + (f"-{variant.replace(' ', '_').replace('(', '').replace(')', '')}" if variant else ""))
     out = runs / name
     if (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
@@ -63,6 +83,7 @@ def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict) -
                "--seed", str(seed), "--output_dir", str(out), "--overwrite_output_dir", "--report_to", "none"]
     if overrides:
         command += ["--model_config", json.dumps(overrides)]
+    command += budget_arguments(method, budget)
     started = time.perf_counter()
     log = runs / f"{name}.log"
     with log.open("w") as stream:
@@ -97,6 +118,7 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--ablations", action="store_true", help="run each method's ablation rows (first seed)")
+    parser.add_argument("--budget", type=float, default=1.0, help="fraction of each config's epochs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs")
     parser.add_argument("--summary", type=Path, default=REPO / "benchmarks" / "zoo_summary.json")
@@ -105,22 +127,22 @@ def main() -> None:
 
     jobs = []
     for method in args.methods:
-        variants = ABLATIONS[method].items() if args.ablations else [("", {})]
+        variants = [("", {}), *ABLATIONS[method].items()] if args.ablations else [("", {})]
         seeds = args.seeds[:1] if args.ablations else args.seeds
         jobs += [(method, seed, variant, overrides) for variant, overrides in variants for seed in seeds]
     with ThreadPoolExecutor(args.workers) as pool:
-        outcomes = list(pool.map(lambda job: (job, run_one(args.runs, *job)), jobs))
+        outcomes = list(pool.map(lambda job: (job, run_one(args.runs, *job, budget=args.budget)), jobs))
 
     rows, reranked = {}, {}
     for method in args.methods:
-        for variant in (ABLATIONS[method] if args.ablations else [""]):
+        for variant in (["", *ABLATIONS[method]] if args.ablations else [""]):
             results = [result for (m, _, v, _), result in outcomes if m == method and v == variant]
             label = f"{method}" + (f": {variant}" if variant else "")
             rows[label] = summarise(results)
             if "test_reranked" in results[0]:
                 reranked[label + " (re-ranked)"] = summarise(results, "test_reranked")
     print(table({**rows, **reranked}))
-    args.summary.write_text(json.dumps({"seeds": args.seeds, "ablations": args.ablations, "rows": rows,
+    args.summary.write_text(json.dumps({"seeds": args.seeds, "ablations": args.ablations, "budget": args.budget, "rows": rows,
                                         "reranked": reranked}, indent=2))
 
 
