@@ -1,6 +1,7 @@
 """The demo Space `spaces/tireid-demo/`: its callbacks, a `gradio_client` call against the app served on
 localhost, and a real browser (Debian's chromium driven by Playwright) using the page."""
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -115,43 +116,85 @@ def test_uit_restoration_panel_and_non_image_upload(gallery, tmp_path):
         demo.close()
 
 
-def test_real_browser_types_a_query_and_sees_k_results(served, gallery, tmp_path):
+@contextlib.contextmanager
+def browser_page(url: str):
+    """A page of headless Debian chromium (driven by Playwright) at `url`; fails when chromium is missing."""
     assert os.path.exists(CHROMIUM), (
-        f"{CHROMIUM} is missing: the browser test drives Debian's chromium. Install it with "
+        f"{CHROMIUM} is missing: the browser tests drive Debian's chromium. Install it with "
         "`apt-get update && apt-get install -y chromium` (.ci/run does this); never `playwright install`."
     )
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
-            page.goto(served)
-            page.locator("#query textarea").fill("a person in a red jacket and black trousers")
-            k_box = page.locator("#k input[type=number]")
-            k_box.fill("4")
-            k_box.press("Enter")
-            page.locator("#search").click()
-            expect(page.locator("#results img")).to_have_count(4, timeout=30_000)
-            expect(page.locator("#status")).to_contain_text("Top 4 of 10 gallery images")
-            save_screenshot(page, tmp_path, "space-results.png")
-
-            page.get_by_role("button", name=gallery.examples[0][:20]).click()  # an example: its person is known
-            page.locator("#search").click()
-            expect(page.locator("#status")).to_contain_text(f"Identity {gallery.caption_pids[gallery.examples[0]]}: R@1",
-                                                            timeout=30_000)
-            expect(page.locator("#results img")).to_have_count(4)
-            save_screenshot(page, tmp_path, "space-marked.png")
-
-            page.locator("#query textarea").fill("")
-            page.locator("#search").click()
-            expect(page.locator("#status")).to_contain_text("the query is empty", timeout=30_000)
-            page.locator("#query textarea").fill("red " * 80)
-            page.locator("#search").click()
-            expect(page.locator("#status")).to_contain_text("tokens long; the model reads at most 77", timeout=30_000)
-            save_screenshot(page, tmp_path, "space-error.png")
+            page.goto(url)
+            yield page
         finally:
             browser.close()
+
+
+def test_real_browser_types_a_query_and_sees_k_results(served, gallery, tmp_path):
+    from playwright.sync_api import expect
+
+    with browser_page(served) as page:
+        page.locator("#query textarea").fill("a person in a red jacket and black trousers")
+        k_box = page.locator("#k input[type=number]")
+        k_box.fill("4")
+        k_box.press("Enter")
+        page.locator("#search").click()
+        expect(page.locator("#results img")).to_have_count(4, timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Top 4 of 10 gallery images")
+        save_screenshot(page, tmp_path, "space-results.png")
+
+        page.get_by_role("button", name=gallery.examples[0][:20]).click()  # an example: its person is known
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text(f"Identity {gallery.caption_pids[gallery.examples[0]]}: R@1",
+                                                        timeout=30_000)
+        expect(page.locator("#results img")).to_have_count(4)
+        save_screenshot(page, tmp_path, "space-marked.png")
+
+        page.locator("#query textarea").fill("")
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text("the query is empty", timeout=30_000)
+        page.locator("#query textarea").fill("red " * 80)
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text("tokens long; the model reads at most 77", timeout=30_000)
+        save_screenshot(page, tmp_path, "space-error.png")
+        page.locator("#query textarea").fill("a man")
+        k_box.fill("99")  # the page cannot send k out of range: the slider clamps it to the gallery size
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text("Top 10 of 10 gallery images", timeout=30_000)
+        expect(k_box).to_have_value("10")
+
+
+def test_real_browser_shows_the_non_image_upload_message(gallery, tmp_path):
+    from playwright.sync_api import expect
+
+    demo, url = serve("uit", gallery, tmp_path / "cache")
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    try:
+        with browser_page(url) as page:
+            page.get_by_text("Text-guided restoration (UIT)").click()
+            page.locator("#restore-upload input[type=file]").set_input_files(str(not_an_image))
+            expect(page.get_by_text("notes.png").first).to_be_visible(timeout=30_000)
+            page.locator("#restore-caption textarea").fill("a man in red")
+            page.locator("#restore").click()
+            expect(page.locator("#restore-status")).to_contain_text("notes.png is not an image", timeout=30_000)
+    finally:
+        demo.close()
+
+
+def test_cada_rerank_switch(gallery, tmp_path):
+    demo, url = serve("cada", gallery, tmp_path / "cache")
+    try:
+        client = Client(url, verbose=False)
+        results, status = client.predict(gallery.examples[0], 3, True, api_name="/search")
+        assert len(results) == 3 and "re-ranked" in status and "Identity" in status
+    finally:
+        demo.close()
 
 
 def save_screenshot(page, tmp_path, name: str) -> None:

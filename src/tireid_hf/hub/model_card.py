@@ -38,25 +38,25 @@ def method_section(method: str) -> str:
     return path.read_text().strip()
 
 
-def result_splits(results: dict) -> list[tuple[str, str, dict]]:
-    """``(split, label, metrics)`` for every evaluation in `results` (a `results.json`), test first."""
-    splits = [("test", "test", results["test"])]
+def result_splits(results: dict) -> list[tuple[str, bool, str, dict]]:
+    """``(split, reranked, label, metrics)`` for every evaluation in `results` (a `results.json`),
+    test first."""
+    splits = [("test", False, "test", results["test"])]
     if "test_reranked" in results:
-        splits.append(("test", "test, re-ranked", results["test_reranked"]))
-    splits.append(("validation", "validation (best)", results["best_validation"]["metrics"]))
+        splits.append(("test", True, "test, re-ranked", results["test_reranked"]))
+    splits.append(("validation", False, "validation (best)", results["best_validation"]["metrics"]))
     return splits
 
 
 def eval_results(results: dict, dataset_type: str, dataset_name: str) -> list[EvalResult]:
     """One `EvalResult` per metric and evaluated split of `results`."""
     entries = []
-    for split, label, metrics in result_splits(results):
-        suffix = " (re-ranked)" if "re-ranked" in label else ""
+    for split, reranked, _, metrics in result_splits(results):
         for key, (metric_type, name) in METRICS.items():
             entries.append(EvalResult(
                 task_type=TASK[0], task_name=TASK[1], dataset_type=dataset_type, dataset_name=dataset_name,
-                dataset_split=split, metric_type=metric_type + ("-reranked" if suffix else ""),
-                metric_name=name + suffix, metric_value=round(float(metrics[f"t2i/{key}"]), 2),
+                dataset_split=split, metric_type=metric_type + ("-reranked" if reranked else ""),
+                metric_name=name + (" (re-ranked)" if reranked else ""), metric_value=round(float(metrics[f"t2i/{key}"]), 2),
             ))
     return entries
 
@@ -95,7 +95,7 @@ def render_model_card(results: dict, config, *, repo_id: str, license: str | Non
         tireid_dataset=dataset,
     )
     rows = [dict(name=label, values=[metrics[f"t2i/{key}"] for key in METRICS])
-            for _, label, metrics in result_splits(results)]
+            for _, _, label, metrics in result_splits(results)]
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
