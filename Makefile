@@ -28,13 +28,16 @@ test: $(STAMP)
 	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q
 
 # The whole pipeline on the embedded synthetic data: generate it, train the clip_reid baseline
-# with `accelerate launch` on the CPU, evaluate on the synthetic test split, print the table and
-# leave a loadable model in $(DEMO_OUT).
+# with `accelerate launch` on the CPU, evaluate on the synthetic test split, print the table, leave
+# a loadable model in $(DEMO_OUT), then serve the demo Space over it on http://127.0.0.1:7860 until
+# Ctrl-C.
 DEMO_OUT ?= out/demo-clip_reid
 demo: $(STAMP)
 	HF_HOME=$${HF_HOME:-$$(mktemp -d)} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/accelerate launch \
 	    --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 	    train.py --config configs/clip_reid_synthetic.yaml --output_dir $(DEMO_OUT) --overwrite_output_dir
+	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python spaces/tireid-demo/app.py --model $(DEMO_OUT) \
+	    --cache-dir $(DEMO_OUT)/gallery-cache --host 127.0.0.1 --port 7860
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

@@ -7,3 +7,4 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="tireid-hf-home-"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"

@@ -13,6 +13,7 @@ from tireid_hf.data.prepare import load_prepared, prepare_dataset
 from tireid_hf.data.synthetic import export_cuhk_format
 from tireid_hf.hub.dataset_card import render_dataset_card
 from tireid_hf.hub.dataset_push import push_dataset
+from helpers import FakeApi
 
 SMALL = dict(num_train_ids=6, num_validation_ids=2, num_test_ids=2, images_per_id=3)
 SMALL_OPTIONS = [f"--option={k}={v}" for k, v in SMALL.items()]
@@ -89,17 +90,6 @@ def test_cli_prepare_and_export(tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     assert main(["data", "prepare", "--dataset", "synthetic", "--out", str(tmp_path / "syn"), *SMALL_OPTIONS]) == 0
     assert load_prepared(tmp_path / "syn")["train"].num_rows == 18
-
-
-class FakeApi:
-    def __init__(self):
-        self.calls = []
-
-    def create_repo(self, repo_id, **kwargs):
-        self.calls.append(("create_repo", repo_id, kwargs))
-
-    def upload_folder(self, **kwargs):
-        self.calls.append(("upload_folder", kwargs))
 
 
 def test_push_is_private_by_default_and_warns_for_restricted_datasets(tmp_path, raw_root):

@@ -3,10 +3,6 @@ registration and the bad inputs of the shared base (like timm's tests over list_
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
-import textwrap
 
 import pytest
 import torch
@@ -14,6 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 import tireid_hf
 from tireid_hf.modeling import METHODS
+from helpers import remote_code_embeddings
 from tester import IMAGE_SIZE, ModelTester, tiny_clip_config
 
 ALL_METHODS = sorted(METHODS)
@@ -98,24 +95,6 @@ def test_export_for_inference_drops_training_parts_and_keeps_embeddings(tester, 
         assert reloaded(**inputs).loss is None
 
 
-REMOTE_LOAD = textwrap.dedent(
-    """
-    import sys
-    sys.modules["tireid_hf"] = None  # the package must not be importable: only the remote code may run
-    import torch
-    from transformers import AutoModel
-    folder, inputs_file, out_file = sys.argv[1:]
-    model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
-    assert not type(model).__module__.startswith("tireid_hf"), type(model).__module__
-    inputs = torch.load(inputs_file, weights_only=True)
-    with torch.no_grad():
-        images = model.get_image_features(inputs["pixel_values"])
-        texts = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
-    torch.save({"images": images, "texts": texts, "module": type(model).__module__}, out_file)
-    """
-)
-
-
 def test_fresh_process_loads_remote_code_without_the_package(tester, tmp_path):
     model = tester.model().eval()
     folder = tmp_path / "checkpoint"
@@ -125,11 +104,7 @@ def test_fresh_process_loads_remote_code_without_the_package(tester, tmp_path):
     for module_path in config["auto_map"].values():
         assert (folder / (module_path.split(".")[0] + ".py")).is_file()
     inputs = tester.inputs()
-    torch.save(inputs, tmp_path / "inputs.pt")
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-                   check=True, env=env, cwd=tmp_path)
-    remote = torch.load(tmp_path / "out.pt", weights_only=True)
+    remote = remote_code_embeddings(folder, inputs, tmp_path)
     assert remote["module"].startswith("transformers_modules")
     with torch.no_grad():
         torch.testing.assert_close(remote["images"], model.get_image_features(inputs["pixel_values"]), rtol=0, atol=0)

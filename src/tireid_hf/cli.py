@@ -92,7 +92,63 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     add_data_parser(subparsers)
     add_evaluate_parser(subparsers)
+    add_push_parsers(subparsers)
     return parser
+
+
+def add_push_parsers(subparsers) -> None:
+    """Adds `tireid push` (a trained model) and `tireid push-metric` (the metric's Space)."""
+    push = subparsers.add_parser(
+        "push", help="upload a trained model (inference-only weights, remote code, processor, model card)",
+        description="Prepare the Hub folder of a model trained by train.py (weights exported for inference, "
+        "config.json with auto_map, remote code, processor, results.json, README.md model card) and upload it.",
+    )
+    push.add_argument("--model", required=True, help="folder written by train.py (with results.json)")
+    push.add_argument("--repo", required=True, help="org/name of the model repository")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--license", default=None, help="card license (default: apache-2.0, other for research-only datasets)")
+    push.add_argument("--dataset-repo", default=None, help="Hub dataset the model was trained on, for the card's metadata")
+    push.add_argument("--token", help="Hub token (default: the logged-in one)")
+    push.add_argument("--dry-run", metavar="OUT", default=None, help="write the folder to OUT and upload nothing")
+    push.set_defaults(run=run_push)
+
+    metric = subparsers.add_parser("push-metric", help="upload the tireid_retrieval metric as an evaluate-style Space")
+    metric.add_argument("--repo", default=None, help="org/name of the Space (required unless --dry-run)")
+    metric.add_argument("--private", action="store_true", help="create the Space private")
+    metric.add_argument("--token", help="Hub token (default: the logged-in one)")
+    metric.add_argument("--dry-run", metavar="OUT", default=None, help="write the Space folder to OUT and upload nothing")
+    metric.set_defaults(run=run_push_metric)
+
+
+def run_push(args: argparse.Namespace) -> int:
+    from .hub.model_push import push_model, write_model_folder
+    from .hub.upload import HubUploadError
+
+    try:
+        if args.dry_run:
+            print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo)}")
+        else:
+            print(push_model(args.model, args.repo, private=args.private, license=args.license,
+                             dataset_repo=args.dataset_repo, token=args.token))
+    except (HubUploadError, FileNotFoundError, FileExistsError) as error:
+        raise SystemExit(f"tireid push: {error}") from None
+    return 0
+
+
+def run_push_metric(args: argparse.Namespace) -> int:
+    from .hub.metric_space import push_metric_space, write_metric_space
+    from .hub.upload import HubUploadError
+
+    try:
+        if args.dry_run:
+            print(f"wrote {write_metric_space(args.dry_run)}")
+        elif not args.repo:
+            raise SystemExit("tireid push-metric: --repo org/name is required unless --dry-run OUT is given")
+        else:
+            print(push_metric_space(args.repo, private=args.private, token=args.token))
+    except (HubUploadError, FileExistsError) as error:
+        raise SystemExit(f"tireid push-metric: {error}") from None
+    return 0
 
 
 def add_data_parser(subparsers) -> None:
@@ -163,8 +219,12 @@ def run_data_prepare(args: argparse.Namespace) -> int:
 
 def run_data_push(args: argparse.Namespace) -> int:
     from .hub.dataset_push import push_dataset
+    from .hub.upload import HubUploadError
 
-    print(push_dataset(args.data, args.repo, private=not args.public, token=args.token))
+    try:
+        print(push_dataset(args.data, args.repo, private=not args.public, token=args.token))
+    except HubUploadError as error:
+        raise SystemExit(f"tireid data push: {error}") from None
     return 0
 
 

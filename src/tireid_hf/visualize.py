@@ -1,4 +1,5 @@
-"""Pictures of what a model does: UIT's text-guided image restoration (model card, Space).
+"""Pictures of what a model does: UIT's text-guided image restoration (model card, Space) and the
+ranked results of a query, framed by whether they are true matches (Space).
 
 Pure PIL + torch; not part of the remote code (``modeling/`` never imports it).
 """
@@ -12,6 +13,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 MARGIN = 8
 PANEL_TITLES = ("input", "grey + masked", "restored")
+MATCH_COLOURS = {True: (0, 170, 0), False: (210, 0, 0)}
 
 
 def to_pil(pixel_values: torch.Tensor, image_mean, image_std) -> Image.Image:
@@ -72,3 +74,14 @@ def _compose(panels: list[Image.Image], titles, caption: str) -> Image.Image:
     for index, line in enumerate(lines):
         draw.text((MARGIN, top + panel_height + MARGIN + index * line_height), line, fill="black", font=font)
     return figure
+
+
+def ranked_result(image: Image.Image, relevant: bool | None, height: int = 256, frame: int = 6) -> Image.Image:
+    """One ranked result for display: ``image`` scaled to ``height`` pixels (aspect kept), framed
+    green when it is a true match of the query, red when it is not, unframed when unknown (None),
+    as ReID toolboxes draw their ranked-result visualisations."""
+    width = max(1, round(image.width * height / image.height))
+    shown = image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC)
+    if relevant is not None:
+        ImageDraw.Draw(shown).rectangle((0, 0, width - 1, height - 1), outline=MATCH_COLOURS[relevant], width=frame)
+    return shown

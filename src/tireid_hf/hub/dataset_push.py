@@ -9,6 +9,7 @@ from pathlib import Path
 from huggingface_hub import DatasetCard, HfApi
 
 from ..data import REDISTRIBUTION_RESTRICTED
+from .upload import upload_folder
 
 
 def push_dataset(data_dir: str | os.PathLike, repo_id: str, *, private: bool = True, token: str | None = None,
@@ -32,8 +33,5 @@ def push_dataset(data_dir: str | os.PathLike, repo_id: str, *, private: bool = T
             UserWarning,
             stacklevel=2,
         )
-    api = api or HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-    api.upload_folder(folder_path=str(data_dir), repo_id=repo_id, repo_type="dataset",
-                      commit_message="Upload dataset prepared with tireid-hf")
-    return f"https://huggingface.co/datasets/{repo_id}"
+    return upload_folder(data_dir, repo_id, repo_type="dataset", private=private, api=api, token=token,
+                         commit_message="Upload dataset prepared with tireid-hf")

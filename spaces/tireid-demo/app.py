@@ -1,0 +1,251 @@
+"""tireid-demo: search a gallery of pedestrian images by a sentence, with a tireid-hf model.
+
+    python spaces/tireid-demo/app.py --model out/demo-clip_reid            # http://127.0.0.1:7860
+    TIREID_MODEL=org/lcr2s-cuhk TIREID_GALLERY=path/to/images python app.py
+
+The model is a folder written by train.py / `tireid push --dry-run` or a Hub id (`--model` /
+`TIREID_MODEL`). The gallery (`--gallery` / `TIREID_GALLERY`) is a folder of images, a folder written
+by `tireid data prepare` (its test split), or by default the synthetic test split. Its embeddings are
+computed once by `GalleryIndex` and cached on disk (`--cache-dir` / `TIREID_CACHE`) under a key of
+the model fingerprint and the gallery's content. Where the gallery has identities, picking an
+example caption (or typing any caption of the split) marks the true matches and shows R@1 / AP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import gradio as gr
+import torch
+from PIL import Image, UnidentifiedImageError
+from transformers import AutoModel, AutoProcessor
+
+import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
+from tireid_hf.data import load_tireid_dataset
+from tireid_hf.data.prepare import load_prepared
+from tireid_hf.metrics import rank_metrics
+from tireid_hf.retrieval import GalleryIndex, model_fingerprint
+from tireid_hf.visualize import ranked_result, restoration_figure
+
+MAX_K = 50
+NUM_EXAMPLES = 8
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tireid-demo"
+
+
+@dataclass
+class Gallery:
+    """The searched images, their ids, and (where known) their identities and captions."""
+
+    images: list
+    ids: list[str]
+    source: str
+    pids: list[int] | None = None
+    caption_pids: dict[str, int] = field(default_factory=dict)  # caption -> pid, captions of one pid only
+    examples: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_split(cls, split, source: str) -> "Gallery":
+        """A dataset split (one row per image: image, image_path, pid, captions)."""
+        pids, captions = [int(pid) for pid in split["pid"]], list(split["captions"])
+        owners: dict[str, set[int]] = {}
+        for pid, row in zip(pids, captions):
+            for caption in row:
+                owners.setdefault(caption, set()).add(pid)
+        caption_pids = {caption: next(iter(found)) for caption, found in owners.items() if len(found) == 1}
+        examples, seen = [], set()
+        for pid, row in zip(pids, captions):
+            unique = [caption for caption in row if caption in caption_pids]
+            if pid not in seen and unique and len(examples) < NUM_EXAMPLES:
+                examples.append(unique[0])
+                seen.add(pid)
+        return cls([image.convert("RGB") for image in split["image"]], list(split["image_path"]), source, pids,
+                   caption_pids, examples)
+
+    @classmethod
+    def from_folder(cls, folder: Path) -> "Gallery":
+        """Every image file of `folder` (sorted by name); no identities."""
+        files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"--gallery {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+        images = []
+        for path in files:
+            try:
+                images.append(Image.open(path).convert("RGB"))
+            except (UnidentifiedImageError, OSError) as error:
+                raise ValueError(f"--gallery {folder}: {path.name} is not a readable image ({error})") from None
+        ids = [f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files]
+        return cls(images, ids, str(folder.resolve()))
+
+    def cache_key(self, fingerprint: str) -> str:
+        """Key of this gallery's embeddings by `fingerprint` (the model's weights)."""
+        return hashlib.sha256("\n".join([fingerprint, self.source, *self.ids]).encode()).hexdigest()[:24]
+
+
+def load_gallery(source: str | None) -> Gallery:
+    """`source`: a folder of images, a `tireid data prepare` folder, or None / "synthetic"."""
+    if source in (None, "", "synthetic"):
+        return Gallery.from_split(load_tireid_dataset("synthetic")["test"], "synthetic:test")
+    folder = Path(source)
+    if not folder.is_dir():
+        raise ValueError(f"--gallery {source}: not a folder (give a folder of images, a prepared dataset, or 'synthetic')")
+    if (folder / "data").is_dir():
+        return Gallery.from_split(load_prepared(folder)["test"], f"{folder.resolve()}:test")
+    return Gallery.from_folder(folder)
+
+
+def load_model(name_or_path: str):
+    """A tireid model (eval mode) and its processor from a folder or a Hub id."""
+    return AutoModel.from_pretrained(name_or_path).eval(), AutoProcessor.from_pretrained(name_or_path)
+
+
+def cached_index(model, processor, gallery: Gallery, cache_dir: str | os.PathLike) -> GalleryIndex:
+    """The gallery's index: loaded from `cache_dir` when this model embedded it before, else built
+    and saved there."""
+    folder = Path(cache_dir) / gallery.cache_key(model_fingerprint(model))
+    if (folder / "index.json").is_file():
+        return GalleryIndex.load(folder, model=model, processor=processor, images=gallery.images)
+    index = GalleryIndex.build(model, processor, gallery.images, ids=list(range(len(gallery.images))), show_progress=False)
+    index.save(folder)
+    return index
+
+
+class Demo:
+    """The callbacks of the page: each returns a visible message instead of raising."""
+
+    def __init__(self, model, processor, gallery: Gallery, index: GalleryIndex):
+        self.model, self.processor, self.gallery, self.index = model, processor, gallery, index
+        self.max_tokens = processor.tokenizer.model_max_length
+        self.can_rerank = callable(getattr(model, "rerank_scores", None))
+        self.can_restore = hasattr(model, "restore_image") and not model.config.inference_only
+        self.max_k = min(MAX_K, len(gallery.images))
+
+    def check_query(self, query: str) -> str:
+        """The query stripped; ValueError with the message to show when it cannot be searched."""
+        query = (query or "").strip()
+        if not query:
+            raise ValueError("Type a description of the person to search for (the query is empty).")
+        tokens = len(self.processor.tokenizer(query, verbose=False)["input_ids"])
+        if tokens > self.max_tokens:
+            raise ValueError(f"The query is {tokens} tokens long; the model reads at most {self.max_tokens} "
+                             "(CLIP's limit): shorten it.")
+        return query
+
+    def search(self, query: str, k, rerank: bool = False):
+        """Top-k results as (image, caption) pairs and a Markdown status."""
+        try:
+            query = self.check_query(query)
+            if not isinstance(k, (int, float)) or int(k) != k or not 1 <= k <= self.max_k:
+                raise ValueError(f"k must be a whole number from 1 to {self.max_k}, got {k}.")
+        except ValueError as error:
+            return [], f"**Error:** {error}"
+        k, rerank = int(k), bool(rerank) and self.can_rerank
+        rerank_k = max(k, int(getattr(self.model.config, "rerank_k", k)))
+        results = self.index.search([query], k=k, rerank=rerank, rerank_k=rerank_k)
+        shown, scores = results.indices[0].tolist(), results.scores[0].tolist()
+        pid = self.gallery.caption_pids.get(query) if self.gallery.pids is not None else None
+        items = []
+        for rank, (position, score) in enumerate(zip(shown, scores), start=1):
+            relevant = None if pid is None else self.gallery.pids[position] == pid
+            mark = "" if relevant is None else (" ✓" if relevant else " ✗")
+            items.append((ranked_result(self.gallery.images[position], relevant), f"#{rank} · {score:.3f}{mark}"))
+        status = f"Top {len(items)} of {len(self.gallery.images)} gallery images" + (", re-ranked" if rerank else "") + "."
+        if pid is not None:
+            status += " " + self.query_metrics(query, pid, shown)
+        else:
+            status += " Free text: no identity known, so no matches are marked."
+        return items, status
+
+    def query_metrics(self, query: str, pid: int, shown: list[int]) -> str:
+        """R@1 and AP of the query over the whole gallery, in the order shown (re-ranked top-k first)."""
+        full = self.index.search([query], k=len(self.gallery.images))
+        row = torch.empty(len(self.gallery.images))
+        row[full.indices[0]] = full.scores[0]
+        row[shown] = row.max() + 1 + torch.arange(len(shown), 0, -1, dtype=row.dtype)
+        metrics = rank_metrics(row[None], [pid], self.gallery.pids, ks=(1,))
+        return f"Identity {pid}: R@1 = {metrics['R1']:.0f}%, AP = {metrics['mAP']:.1f}% (green: true match, red: other person)."
+
+    def restore(self, upload, position, caption: str):
+        """UIT's restoration of an uploaded image (or gallery image `position`) guided by `caption`."""
+        try:
+            caption = self.check_query(caption)
+            if upload is not None:
+                path = upload if isinstance(upload, str) else upload.name
+                try:
+                    image = Image.open(path).convert("RGB")
+                except (UnidentifiedImageError, OSError):
+                    raise ValueError(f"The uploaded file {Path(path).name} is not an image.") from None
+            else:
+                if position is None or int(position) != position or not 0 <= position < len(self.gallery.images):
+                    raise ValueError(f"Gallery image must be a number from 0 to {len(self.gallery.images) - 1}.")
+                image = self.gallery.images[int(position)]
+        except ValueError as error:
+            return None, f"**Error:** {error}"
+        return restoration_figure(self.model, self.processor, image, caption), "Restored."
+
+
+def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike = DEFAULT_CACHE) -> gr.Blocks:
+    """The Gradio app over `model` and `gallery` (embedded once, cached in `cache_dir`), queued."""
+    demo_state = Demo(model, processor, gallery, cached_index(model, processor, gallery, cache_dir))
+    name = getattr(model, "name_or_path", "") or type(model).__name__
+    with gr.Blocks(title="tireid-hf: text-to-image person search") as demo:
+        gr.Markdown(f"# Text-to-image person search\nModel `{name}` ({model.config.model_type}); gallery of "
+                    f"{len(gallery.images)} images from `{gallery.source}`. Research demo: do not use it to "
+                    "identify or track real people.")
+        with gr.Row():
+            query = gr.Textbox(label="Query", placeholder="a woman in a red coat with a black backpack", scale=4,
+                               elem_id="query")
+            k = gr.Slider(1, demo_state.max_k, value=min(10, demo_state.max_k), step=1, label="k", elem_id="k")
+        rerank = gr.Checkbox(label="Re-rank the top-k with the model's matching score", value=False,
+                             visible=demo_state.can_rerank, elem_id="rerank")
+        button = gr.Button("Search", variant="primary", elem_id="search")
+        if gallery.examples:
+            gr.Examples([[example] for example in gallery.examples], inputs=[query],
+                        label="Captions of the gallery (their person is known: matches are marked)")
+        status = gr.Markdown(elem_id="status")
+        results = gr.Gallery(label="Results", columns=10, height="auto", object_fit="contain", elem_id="results")
+        button.click(demo_state.search, [query, k, rerank], [results, status], api_name="search")
+        query.submit(demo_state.search, [query, k, rerank], [results, status], api_name=False)
+        if demo_state.can_restore:
+            with gr.Accordion("Text-guided restoration (UIT)", open=False):
+                with gr.Row():
+                    upload = gr.File(label="Image (or leave empty to use a gallery image)", elem_id="restore-upload")
+                    position = gr.Number(value=0, precision=0, label="Gallery image number", elem_id="restore-position")
+                    caption = gr.Textbox(label="Caption guiding the restoration", elem_id="restore-caption")
+                restore_button = gr.Button("Restore", elem_id="restore")
+                restore_status = gr.Markdown(elem_id="restore-status")
+                figure = gr.Image(label="input / grey + masked / restored", type="pil", elem_id="restore-figure")
+                restore_button.click(demo_state.restore, [upload, position, caption], [figure, restore_status],
+                                     api_name="restore")
+    return demo.queue()
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=os.environ.get("TIREID_MODEL"), help="model folder or Hub id (TIREID_MODEL)")
+    parser.add_argument("--gallery", default=os.environ.get("TIREID_GALLERY"),
+                        help="folder of images, prepared dataset folder, or 'synthetic' (TIREID_GALLERY; default synthetic)")
+    parser.add_argument("--cache-dir", default=os.environ.get("TIREID_CACHE", str(DEFAULT_CACHE)),
+                        help="where gallery embeddings are cached (TIREID_CACHE)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=7860)
+    args = parser.parse_args(argv)
+    if not args.model:
+        parser.error("give the model with --model DIR_OR_HUB_ID or the TIREID_MODEL environment variable")
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    model, processor = load_model(args.model)
+    demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir)
+    print(f"tireid-demo: serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+    demo.launch(server_name=args.host, server_port=args.port)
+
+
+if __name__ == "__main__":
+    main()

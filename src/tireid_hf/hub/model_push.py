@@ -1,0 +1,86 @@
+"""`tireid push`: a trained model folder -> the folder a Hub model repo holds -> the Hub.
+
+The folder holds the inference-only weights (safetensors), `config.json` with its `auto_map`, the
+remote-code files, the processor files, the run's `results.json`, the model card (`README.md`) and,
+for a UIT model trained on synthetic data, the restoration picture the card shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from huggingface_hub import HfApi
+
+from ..data.atomic import atomic_directory
+from .model_card import render_model_card
+from .upload import hub_api, upload_folder
+
+RESULTS_FILE = "results.json"
+RESTORATION_FIGURE = "restoration.png"
+
+
+def _load_trained(model_dir: Path):
+    from transformers import AutoModel
+
+    import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
+    from ..processing import TIReIDProcessor
+
+    if not (model_dir / "config.json").is_file():
+        raise FileNotFoundError(f"--model {model_dir}: no config.json (expected a folder written by train.py)")
+    results_path = model_dir / RESULTS_FILE
+    if not results_path.is_file():
+        raise FileNotFoundError(f"--model {model_dir}: {RESULTS_FILE} is missing; the model card's numbers come from "
+                                "the results.json that train.py writes")
+    return AutoModel.from_pretrained(model_dir), TIReIDProcessor.from_pretrained(model_dir), json.loads(results_path.read_text())
+
+
+def _restoration_figure(model, processor, results: dict):
+    """UIT's restoration of the first synthetic test image, or None (another method, an inference-only
+    model without the decoder, or a real dataset whose images are not at hand)."""
+    if not hasattr(model, "restore_image") or model.config.inference_only or results["dataset"] != "synthetic":
+        return None
+    from ..data import load_tireid_dataset
+    from ..visualize import restoration_figure
+
+    options = results["config"].get("data", {}).get("dataset_options", {})
+    example = load_tireid_dataset("synthetic", **options)["test"][0]
+    return restoration_figure(model, processor, example["image"], example["captions"][0])
+
+
+def write_model_folder(model_dir: str | os.PathLike, out: str | os.PathLike, repo_id: str, *,
+                       license: str | None = None, dataset_repo: str | None = None, overwrite: bool = False) -> Path:
+    """Writes the Hub folder of the trained model in `model_dir` to `out` (all of it, or nothing).
+
+    A checkpoint that still has training-only parts is exported with `export_for_inference()`; its
+    retrieval embeddings are unchanged.
+    """
+    model_dir = Path(model_dir)
+    model, processor, results = _load_trained(model_dir)
+    figure = _restoration_figure(model, processor, results)
+    exported = model if model.config.inference_only else model.export_for_inference()
+    card = render_model_card(results, exported.config, repo_id=repo_id, license=license, dataset_repo=dataset_repo,
+                             figure=RESTORATION_FIGURE if figure is not None else None)
+    with atomic_directory(out, overwrite=overwrite) as folder:
+        exported.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        (folder / RESULTS_FILE).write_text((model_dir / RESULTS_FILE).read_text())
+        card.save(folder / "README.md")
+        if figure is not None:
+            figure.save(folder / RESTORATION_FIGURE)
+    return Path(out)
+
+
+def push_model(model_dir: str | os.PathLike, repo_id: str, *, private: bool = False, license: str | None = None,
+               dataset_repo: str | None = None, token: str | None = None, api: HfApi | None = None) -> str:
+    """Writes the Hub folder of `model_dir` to a temporary place and uploads it to the model repo
+    `repo_id` (created if needed) in one commit; returns the repo URL. Offline or without a token it
+    fails before any work."""
+    api = api or hub_api(token)
+    with tempfile.TemporaryDirectory(prefix="tireid-push-") as staging:
+        folder = write_model_folder(model_dir, Path(staging) / "model", repo_id, license=license,
+                                    dataset_repo=dataset_repo)
+        return upload_folder(folder, repo_id, repo_type="model", private=private, api=api,
+                             commit_message=f"Upload {repo_id.split('/')[-1]} trained with tireid-hf")

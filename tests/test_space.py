@@ -1,0 +1,206 @@
+"""The demo Space `spaces/tireid-demo/`: its callbacks, a `gradio_client` call against the app served on
+localhost, and a real browser (Debian's chromium driven by Playwright) using the page."""
+
+import contextlib
+import importlib.util
+import os
+import shutil
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from tester import IMAGE_SIZE, ModelTester
+from tireid_hf.data import load_tireid_dataset
+from tireid_hf.processing import TIReIDProcessor
+
+SPACE = Path(__file__).resolve().parents[1] / "spaces" / "tireid-demo"
+SMALL = dict(num_train_ids=4, num_validation_ids=3, num_test_ids=5, images_per_id=2)
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def load_app():
+    spec = importlib.util.spec_from_file_location("tireid_demo_app", SPACE / "app.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+app = load_app()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def gallery():
+    return app.Gallery.from_split(load_tireid_dataset("synthetic", **SMALL)["test"], "synthetic:test:small")
+
+
+def serve(method, gallery, cache_dir):
+    """The app over a tiny random `method` model, launched on a free localhost port."""
+    model, processor = ModelTester(method).model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
+    demo = app.build_demo(model, processor, gallery, cache_dir=cache_dir)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def served(gallery, tmp_path_factory):
+    demo, url = serve("clip_reid", gallery, tmp_path_factory.mktemp("cache"))
+    yield url
+    demo.close()
+
+
+def test_space_folder_is_a_gradio_space():
+    header = (SPACE / "README.md").read_text().split("---")[1]
+    assert "sdk: gradio" in header and "app_file: app.py" in header
+    assert "tireid-hf[demo]" in (SPACE / "requirements.txt").read_text()
+
+
+def test_gallery_embeddings_are_cached_by_model_fingerprint(gallery, tmp_path):
+    model, processor = ModelTester("clip_reid").model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
+    built = app.cached_index(model, processor, gallery, tmp_path)
+    (folder,) = tmp_path.iterdir()
+    loaded = app.cached_index(model, processor, gallery, tmp_path)  # from disk now
+    assert loaded.fingerprint == built.fingerprint and (loaded.embeddings == built.embeddings).all()
+    app.cached_index(ModelTester("clip_reid").model(seed=1).eval(), processor, gallery, tmp_path)
+    assert len(list(tmp_path.iterdir())) == 2  # another model: another key
+
+
+def test_gradio_client_searches_and_gets_messages_for_bad_input(served, gallery):
+    client = Client(served, verbose=False)
+    example = gallery.examples[0]
+    results, status = client.predict(example, 4, False, api_name="/search")
+    assert len(results) == 4 and results[0]["caption"].startswith("#1 · ")
+    pid = gallery.caption_pids[example]
+    assert f"Identity {pid}: R@1 = " in status and "AP = " in status
+    assert all(item["caption"][-1] in "✓✗" for item in results)  # a known identity: every result is marked
+    results, status = client.predict("someone in a hat", 3, False, api_name="/search")
+    assert len(results) == 3 and "no matches are marked" in status
+    for query, k, message in [("   ", 3, "the query is empty"), ("red " * 80, 3, "tokens long; the model reads at most 77"),
+                              ("a man", 2.5, "k must be a whole number from 1 to 10")]:
+        results, status = client.predict(query, k, False, api_name="/search")
+        assert results == [] and message in status, (query, k, status)
+    for k, message in [(0, "less than minimum value 1"), (11, "greater than maximum value 10")]:  # the slider's own check
+        with pytest.raises(AppError, match=message):
+            client.predict("a man", k, False, api_name="/search")
+
+
+def test_uit_restoration_panel_and_non_image_upload(gallery, tmp_path):
+    demo, url = serve("uit", gallery, tmp_path / "cache")
+    try:
+        client = Client(url, verbose=False)
+        not_an_image = tmp_path / "notes.png"
+        not_an_image.write_text("not an image")
+        figure, status = client.predict(handle_file(str(not_an_image)), 0, "a man in red", api_name="/restore")
+        assert figure is None and "notes.png is not an image" in status
+        picture = tmp_path / "person.png"
+        Image.new("RGB", (32, 64), (200, 30, 30)).save(picture)
+        figure, status = client.predict(handle_file(str(picture)), 0, "a man in red", api_name="/restore")
+        assert status == "Restored." and Image.open(figure).width == 3 * IMAGE_SIZE[1] + 4 * 8
+        figure, status = client.predict(None, 99, "a man in red", api_name="/restore")
+        assert "Gallery image must be a number from 0 to 9" in status
+    finally:
+        demo.close()
+
+
+@contextlib.contextmanager
+def browser_page(url: str):
+    """A page of headless Debian chromium (driven by Playwright) at `url`; fails when chromium is missing."""
+    assert os.path.exists(CHROMIUM), (
+        f"{CHROMIUM} is missing: the browser tests drive Debian's chromium. Install it with "
+        "`apt-get update && apt-get install -y chromium` (.ci/run does this); never `playwright install`."
+    )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_real_browser_types_a_query_and_sees_k_results(served, gallery, tmp_path):
+    from playwright.sync_api import expect
+
+    with browser_page(served) as page:
+        page.locator("#query textarea").fill("a person in a red jacket and black trousers")
+        k_box = page.locator("#k input[type=number]")
+        k_box.fill("4")
+        k_box.press("Enter")
+        page.locator("#search").click()
+        expect(page.locator("#results img")).to_have_count(4, timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Top 4 of 10 gallery images")
+        save_screenshot(page, tmp_path, "space-results.png")
+
+        page.get_by_role("button", name=gallery.examples[0][:20]).click()  # an example: its person is known
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text(f"Identity {gallery.caption_pids[gallery.examples[0]]}: R@1",
+                                                        timeout=30_000)
+        expect(page.locator("#results img")).to_have_count(4)
+        save_screenshot(page, tmp_path, "space-marked.png")
+
+        page.locator("#query textarea").fill("")
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text("the query is empty", timeout=30_000)
+        page.locator("#query textarea").fill("red " * 80)
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text("tokens long; the model reads at most 77", timeout=30_000)
+        save_screenshot(page, tmp_path, "space-error.png")
+        page.locator("#query textarea").fill("a man")
+        k_box.fill("99")  # the page cannot send k out of range: the slider clamps it to the gallery size
+        page.locator("#search").click()
+        expect(page.locator("#status")).to_contain_text("Top 10 of 10 gallery images", timeout=30_000)
+        expect(k_box).to_have_value("10")
+
+
+def test_real_browser_shows_the_non_image_upload_message(gallery, tmp_path):
+    from playwright.sync_api import expect
+
+    demo, url = serve("uit", gallery, tmp_path / "cache")
+    not_an_image = tmp_path / "notes.png"
+    not_an_image.write_text("not an image")
+    try:
+        with browser_page(url) as page:
+            page.get_by_text("Text-guided restoration (UIT)").click()
+            page.locator("#restore-upload input[type=file]").set_input_files(str(not_an_image))
+            expect(page.get_by_text("notes.png").first).to_be_visible(timeout=30_000)
+            page.locator("#restore-caption textarea").fill("a man in red")
+            page.locator("#restore").click()
+            expect(page.locator("#restore-status")).to_contain_text("notes.png is not an image", timeout=30_000)
+    finally:
+        demo.close()
+
+
+def test_cada_rerank_switch(gallery, tmp_path):
+    demo, url = serve("cada", gallery, tmp_path / "cache")
+    try:
+        client = Client(url, verbose=False)
+        results, status = client.predict(gallery.examples[0], 3, True, api_name="/search")
+        assert len(results) == 3 and "re-ranked" in status and "Identity" in status
+    finally:
+        demo.close()
+
+
+def save_screenshot(page, tmp_path, name: str) -> None:
+    """Writes the page to `tmp_path/name` and, when TIREID_TEST_ARTIFACTS is set, copies it there."""
+    page.screenshot(path=str(tmp_path / name), full_page=True)
+    artifacts = os.environ.get("TIREID_TEST_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy(tmp_path / name, Path(artifacts) / name)
