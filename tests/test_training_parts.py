@@ -1,6 +1,7 @@
 """The training loop's parts: identity sampler, argument parsing, optimizer groups, schedule."""
 
 from collections import Counter
+from pathlib import Path
 
 import pytest
 import torch
@@ -95,3 +96,17 @@ def test_schedule_warms_up_linearly_then_follows_the_chosen_curve():
     assert lr_multiplier(7, 10, 4, "linear") == pytest.approx(0.5)
     assert lr_multiplier(9, 10, 0, "multistep", milestones=[3, 6], decay_factor=0.1) == pytest.approx(0.01)
     assert lr_multiplier(5, 10, 0, "constant") == 1.0
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda path: path.stem)
+def test_every_shipped_config_parses_and_builds_its_model_config(config):
+    from tireid_hf.modeling import METHODS
+
+    model_args, data_args, _ = parse_training_arguments(["--config", str(config), "--data_root", "/data/somewhere"])
+    method, dataset = config.stem.rsplit("_", 1)
+    assert (model_args.method, data_args.dataset) == (method, dataset)
+    built = METHODS[method][0](**model_args.model_config)
+    assert built.model_type == f"tireid-{method}"
+    if dataset != "synthetic":
+        assert model_args.clip_name_or_path == "openai/clip-vit-base-patch16" and tuple(built.image_size) == (384, 128)
