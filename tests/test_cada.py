@@ -265,3 +265,11 @@ def test_short_training_run_learns_every_term_and_the_batch_retrieval():
     for name in ("global", "itm_global", "itm_local", "ara"):
         assert final.losses[name].item() < 0.8 * first[1][name], (name, first[1][name], final.losses[name].item())
     assert torch.equal(final.logits_per_text.argmax(dim=1), torch.arange(4))
+
+
+def test_without_its_matching_head_cada_says_it_cannot_rerank_and_training_skips_the_rerank():
+    from tireid_hf.retrieval import supports_rerank
+
+    model = ModelTester("cada", itm_global_loss_weight=0.0, itm_local_loss_weight=0.0).model()
+    assert not model.can_rerank and not supports_rerank(model)
+    assert supports_rerank(ModelTester("cada").model())

@@ -28,7 +28,7 @@ import tireid_hf  # noqa: F401  (registers the tireid model classes with the Aut
 from tireid_hf.data import load_tireid_dataset
 from tireid_hf.data.prepare import load_prepared
 from tireid_hf.metrics import rank_metrics
-from tireid_hf.retrieval import GalleryIndex, model_fingerprint
+from tireid_hf.retrieval import GalleryIndex, model_fingerprint, supports_rerank
 from tireid_hf.visualize import ranked_result, restoration_figure
 
 MAX_K = 50
@@ -120,7 +120,7 @@ class Demo:
     def __init__(self, model, processor, gallery: Gallery, index: GalleryIndex):
         self.model, self.processor, self.gallery, self.index = model, processor, gallery, index
         self.max_tokens = processor.tokenizer.model_max_length
-        self.can_rerank = callable(getattr(model, "rerank_scores", None))
+        self.can_rerank = supports_rerank(model)
         self.can_restore = hasattr(model, "restore_image") and not model.config.inference_only
         self.max_k = min(MAX_K, len(gallery.images))
 

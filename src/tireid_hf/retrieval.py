@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 
 from .metrics import DIRECTIONS, rank_metrics
 
-__all__ = ["GalleryIndex", "SearchResults", "embed_images", "embed_texts", "evaluate_split", "model_fingerprint"]
+__all__ = ["GalleryIndex", "SearchResults", "embed_images", "embed_texts", "evaluate_split", "model_fingerprint",
+           "supports_rerank"]
 
 INDEX_FORMAT_VERSION = 1
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -151,6 +152,12 @@ def embed_texts(
     return _embed_in_batches(texts, batch_size, embed_batch, "texts", _embedding_width(model), show_progress, accelerator)
 
 
+def supports_rerank(model) -> bool:
+    """Whether ``model`` has a usable second stage: a ``rerank_scores`` method, and ``can_rerank``
+    true where the model says (a CADA model trained without its matching head has the method but
+    cannot re-rank)."""
+    return callable(getattr(model, "rerank_scores", None)) and bool(getattr(model, "can_rerank", True))
+
 def _rerank_one(model, processor, text: str, candidate_images: list, first_scores: torch.Tensor):
     """Second stage for one query: score = first-stage cosine + ``model.rerank_scores``, re-sorted.
 
@@ -170,7 +177,7 @@ def _rerank_one(model, processor, text: str, candidate_images: list, first_score
 
 
 def _check_rerank(model, images, rerank_k: int, k: int) -> None:
-    if not callable(getattr(model, "rerank_scores", None)):
+    if not supports_rerank(model):
         raise ValueError(f"rerank=True needs a model with a second stage (`rerank_scores`); {type(model).__name__} has none")
     if images is None:
         raise ValueError("rerank=True needs the gallery images: build the index from them, or pass `images=` to load()")

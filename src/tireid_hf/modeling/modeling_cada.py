@@ -224,6 +224,11 @@ class CADAModel(TIReIDPreTrainedModel):
         )
 
     # ----------------------------------------------------------------------------- re-ranking
+    @property
+    def can_rerank(self) -> bool:
+        """Whether :meth:`rerank_scores` works: the matching head exists (``itm_global_loss_weight`` > 0)."""
+        return self.itm_head is not None
+
     def rerank_scores(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor
     ) -> torch.Tensor:

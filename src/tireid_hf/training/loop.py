@@ -30,7 +30,7 @@ from ..data.collators import TrainingCollator, add_word_spans, caption_pairs, ep
 from ..data.samplers import IdentityBatchSampler
 from ..modeling import METHODS
 from ..processing import TIReIDProcessor, TrainingImageAugmentation
-from ..retrieval import evaluate_split
+from ..retrieval import evaluate_split, supports_rerank
 from .arguments import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import CheckpointManager, TrainingProgress
 from .optim import build_optimizer, build_scheduler
@@ -293,7 +293,7 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress,
         "config": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
                    "training": dataclasses.asdict(args)},
     }
-    if hasattr(best, "rerank_scores"):
+    if supports_rerank(best):
         results["test_reranked"] = evaluate_split(
             best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size, rerank=True,
             rerank_k=best.config.rerank_k, accelerator=accelerator, show_progress=accelerator.is_local_main_process)
