@@ -5,36 +5,61 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from . import __version__
 from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset
+from .data.atomic import atomic_file
 
 
-def run_evaluate(args: argparse.Namespace) -> int:
-    """`tireid evaluate`: rank metrics of a saved model on one split, written as JSON."""
+def _model_and_split(args: argparse.Namespace, command: str):
+    """The saved model (on ``--device``), its processor and the ``--split`` of ``--dataset``."""
     import torch
     from transformers import AutoModel, AutoProcessor
 
     import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
-    from tireid_hf.data import load_tireid_dataset
-    from tireid_hf.retrieval import evaluate_split
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = AutoModel.from_pretrained(args.model).to(device)
     processor = AutoProcessor.from_pretrained(args.model)
-    dataset = load_tireid_dataset(args.dataset, root=args.root, **_parse_options(args.option))
+    try:
+        dataset = load_tireid_dataset(args.dataset, root=args.root, **_parse_options(args.option))
+    except DatasetFormatError as error:
+        raise SystemExit(f"tireid {command}: {error}") from None
     if args.split not in dataset:
-        raise SystemExit(f"tireid evaluate: dataset {args.dataset!r} has no split {args.split!r} (it has {sorted(dataset)})")
+        raise SystemExit(f"tireid {command}: dataset {args.dataset!r} has no split {args.split!r} (it has {sorted(dataset)})")
+    return model, processor, dataset[args.split]
+
+
+def _add_model_and_split_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
+    parser.add_argument("--dataset", required=True, help="dataset name: cuhk-pedes, icfg-pedes, rstpreid, synthetic")
+    parser.add_argument("--root", "--data_root", "--data-root", dest="root", default=None, help="dataset root directory")
+    parser.add_argument("--split", default="test", help="split to use (default: test)")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
+    parser.add_argument("--rerank", action="store_true", help="re-rank each query's top-k with the model's second stage")
+    parser.add_argument("--rerank-k", "--rerank_k", dest="rerank_k", type=int, default=10)
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    _add_options(parser)
+
+
+def _default_output(model: str, name: str) -> Path:
+    """``name`` inside the model's folder, or in the current folder for a Hub id."""
+    return (Path(model) if Path(model).is_dir() else Path(".")) / name
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """`tireid evaluate`: rank metrics of a saved model on one split, written as JSON."""
+    from tireid_hf.retrieval import evaluate_split
+
+    model, processor, split = _model_and_split(args, "evaluate")
     metrics = evaluate_split(
         model,
         processor,
-        dataset[args.split],
+        split,
         batch_size=args.batch_size,
         rerank=args.rerank,
         rerank_k=args.rerank_k,
@@ -48,17 +73,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "rerank_k": args.rerank_k if args.rerank else None,
         "metrics": metrics,
     }
-    output = Path(args.output) if args.output else Path(args.model) / f"eval_results_{args.dataset}_{args.split}.json"
+    output = Path(args.output) if args.output else _default_output(args.model, f"eval_results_{args.dataset}_{args.split}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(report, stream, indent=2)
-        os.replace(temporary, output)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    atomic_file(output, lambda path: Path(path).write_text(json.dumps(report, indent=2)))
     print(json.dumps(metrics, indent=2))
     print(f"wrote {output}")
     return 0
@@ -71,18 +88,57 @@ def add_evaluate_parser(subparsers) -> None:
         description="Embed a split (queries: every caption, gallery: every image), compute the rank "
         "metrics and write them as JSON.",
     )
-    parser.add_argument("--model", required=True, help="directory of a saved tireid model and processor")
-    parser.add_argument("--dataset", required=True, help="dataset name: cuhk-pedes, icfg-pedes, rstpreid, synthetic")
-    parser.add_argument("--root", "--data_root", "--data-root", dest="root", default=None, help="dataset root directory")
-    parser.add_argument("--split", default="test", help="split to evaluate (default: test)")
+    _add_model_and_split_arguments(parser)
     parser.add_argument("--output", default=None, help="JSON file (default: MODEL/eval_results_DATASET_SPLIT.json)")
-    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
     parser.add_argument("--directions", nargs="+", choices=("t2i", "i2t"), default=["t2i"])
-    parser.add_argument("--rerank", action="store_true", help="re-rank each query's top-k with the model's second stage")
-    parser.add_argument("--rerank-k", "--rerank_k", dest="rerank_k", type=int, default=10)
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    _add_options(parser)
     parser.set_defaults(run=run_evaluate)
+
+
+def run_visualize(args: argparse.Namespace) -> int:
+    """`tireid visualize`: a ranked-results figure of a saved model on one split, written as PNG."""
+    from tireid_hf.retrieval import split_queries
+    from tireid_hf.visualize import choose_queries, rank_split_queries, ranked_results_figure
+
+    model, processor, split = _model_and_split(args, "visualize")
+    indices = list(args.query_index)
+    try:
+        if not indices and not args.text:
+            indices = choose_queries(split_queries(split)[1], args.num_queries, seed=args.seed)
+        queries = rank_split_queries(model, processor, split, query_indices=indices, texts=args.text, k=args.k,
+                                     rerank=args.rerank, rerank_k=max(args.rerank_k, args.k), batch_size=args.batch_size)
+    except ValueError as error:
+        raise SystemExit(f"tireid visualize: {error}") from None
+    title = f"{args.model} on {args.dataset} {args.split}: top {args.k}" + (" (re-ranked)" if args.rerank else "")
+    figure = ranked_results_figure(queries, title=title)
+    output = Path(args.output) if args.output else _default_output(args.model, f"ranked_results_{args.dataset}_{args.split}.png")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_file(output, lambda path: figure.save(path, format="PNG"))
+    known = [query for query in queries if query.pid is not None]
+    hits = sum(query.first_match == 1 for query in known)
+    print(f"wrote {output} ({figure.width}x{figure.height}): {len(queries)} quer{'y' if len(queries) == 1 else 'ies'}, top {args.k}"
+          + (f"; a true match at rank 1 for {hits} of {len(known)} queries of known identity" if known else ""))
+    return 0
+
+
+def add_visualize_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "visualize",
+        help="ranked-results figure: queries and their top-k gallery images framed green (match) / red",
+        description="Search a split's gallery (every image) with some of its captions (their identity is known, "
+        "so each result is framed green if it shows that person, red if not) and/or free texts (unframed), "
+        "and draw one row per query.",
+    )
+    _add_model_and_split_arguments(parser)
+    parser.add_argument("--output", default=None, help="PNG file (default: MODEL/ranked_results_DATASET_SPLIT.png)")
+    parser.add_argument("--k", type=int, default=10, help="results shown per query (default: 10)")
+    parser.add_argument("--num-queries", "--num_queries", dest="num_queries", type=int, default=4,
+                        help="captions of this many distinct identities, drawn with --seed (default: 4), "
+                        "unless --query-index or --text is given")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--query-index", "--query_index", dest="query_index", type=int, action="append", default=[],
+                        metavar="I", help="caption I of the split (row order, captions of a row in order), repeatable")
+    parser.add_argument("--text", action="append", default=[], help="a free-text query, repeatable")
+    parser.set_defaults(run=run_visualize)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     add_data_parser(subparsers)
     add_evaluate_parser(subparsers)
+    add_visualize_parser(subparsers)
     add_push_parsers(subparsers)
     return parser
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
+from .data.atomic import atomic_file
 from .metrics import DIRECTIONS, rank_metrics
 
 __all__ = ["GalleryIndex", "SearchResults", "embed_images", "embed_texts", "evaluate_split", "model_fingerprint",
@@ -376,10 +376,10 @@ class GalleryIndex:
             metadata_text = json.dumps(metadata, indent=2)
         except TypeError as error:
             raise TypeError(f"gallery `ids` must be JSON-serialisable (str or int) to save the index: {error}") from error
-        _atomic_write(directory / EMBEDDINGS_FILE, lambda path: save_file({"embeddings": self.embeddings}, path))
+        atomic_file(directory / EMBEDDINGS_FILE, lambda path: save_file({"embeddings": self.embeddings}, path))
         if self._faiss_index is not None:
-            _atomic_write(directory / FAISS_FILE, lambda path: _import_faiss().write_index(self._faiss_index, path))
-        _atomic_write(directory / METADATA_FILE, lambda path: Path(path).write_text(metadata_text))
+            atomic_file(directory / FAISS_FILE, lambda path: _import_faiss().write_index(self._faiss_index, path))
+        atomic_file(directory / METADATA_FILE, lambda path: Path(path).write_text(metadata_text))
 
     @classmethod
     def load(cls, directory: str | os.PathLike, model=None, processor=None, images: Sequence | None = None) -> GalleryIndex:
@@ -440,17 +440,14 @@ def _import_faiss():
     return faiss
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(temporary_path)`` next to ``path``, then rename it to ``path``."""
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+def split_queries(split_dataset) -> tuple[list[str], list[int]]:
+    """The queries of a split under the TIReID protocol: every caption of every row, in row order,
+    with its row's pid. Returns ``(texts, pids)``, two lists of length ``sum(len(row.captions))``."""
+    texts, pids = [], []
+    for pid, captions in zip(split_dataset["pid"], split_dataset["captions"]):
+        texts += captions
+        pids += [int(pid)] * len(captions)
+    return texts, pids
 
 
 def evaluate_split(
@@ -501,9 +498,8 @@ def evaluate_split(
         _check_rerank(model, split_dataset, rerank_k, 1)
 
     image_pids = torch.tensor(list(split_dataset["pid"]), dtype=torch.int64)
-    captions = list(split_dataset["captions"])
-    texts = [caption for row in captions for caption in row]
-    text_pids = torch.repeat_interleave(image_pids, torch.tensor([len(row) for row in captions], dtype=torch.int64))
+    texts, text_pids = split_queries(split_dataset)
+    text_pids = torch.tensor(text_pids, dtype=torch.int64)
 
     was_training = model.training
     model.eval()

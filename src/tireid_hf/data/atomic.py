@@ -1,4 +1,4 @@
-"""Write a whole output folder or nothing: build it under a temporary sibling name, then rename."""
+"""Write a whole output folder or file, or nothing: build it under a temporary sibling name, then rename."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -36,4 +36,19 @@ def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False) -> Iter
             tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_file(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary_path)`` next to ``path``, then rename the result to ``path``; on any
+    exception the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
         raise
