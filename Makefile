@@ -10,7 +10,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo clean
+.PHONY: install test demo report clean
 
 install: $(STAMP)
 
@@ -38,6 +38,13 @@ demo: $(STAMP)
 	    train.py --config configs/clip_reid_synthetic.yaml --output_dir $(DEMO_OUT) --overwrite_output_dir
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python spaces/tireid-demo/app.py --model $(DEMO_OUT) \
 	    --cache-dir $(DEMO_OUT)/gallery-cache --host 127.0.0.1 --port 7860
+
+# The model zoo report: every method trained on the synthetic data (3 seeds, then the ablations) into
+# benchmarks/runs/ (runs already there are reused), the training- and inference-cost benchmarks and
+# the figures; rewrites benchmarks/RESULTS.md's report block, README.md's zoo table and
+# benchmarks/figures/. Run it on an otherwise idle machine: it times the CPU.
+report: $(STAMP)
+	HF_HOME=$${HF_HOME:-$$(mktemp -d)} $(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

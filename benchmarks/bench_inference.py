@@ -7,15 +7,17 @@ of one query against ``--rerank-k`` candidates). Runs are interleaved with the s
 are counted once, medians and minima of the times are printed with the ratios method / clip_reid
 (on a shared CPU the minimum is the steadier estimate).
 
-    python benchmarks/bench_inference.py [--methods lcr2s cada lgur uit] [--batch 8] [--repeats 5]
+    python benchmarks/bench_inference.py [--methods lcr2s cada lgur uit] [--batch 8] [--repeats 5] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -36,56 +38,75 @@ def flops(function) -> int:
     return counter.get_total_flops()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "clip_reid"], choices=sorted(METHODS))
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--rerank-k", type=int, default=16)
-    args = parser.parse_args()
-
+def measure(methods, batch: int, repeats: int, rerank_k: int) -> list[dict]:
+    """FLOPs and interleaved timings of clip_reid and ``methods`` (see the module docstring)."""
     torch.manual_seed(0)
     clip_config = CLIPConfig(vision_config={"patch_size": 16}).to_dict()  # ViT-B/16 shapes
     models = {}
-    for method in ["clip_reid", *args.methods]:
+    for method in ["clip_reid", *methods]:
         config_class, model_class = METHODS[method]
         model = model_class(config_class(clip_config=clip_config, num_ids=10)).export_for_inference().eval()
         if models:
             model.clip.load_state_dict(models["clip_reid"].clip.state_dict())  # the same backbone weights
         models[method] = model
-    pixels = torch.randn(args.batch, 3, 384, 128)
-    input_ids = torch.randint(300, 40000, (args.batch, 77))
+    pixels = torch.randn(batch, 3, 384, 128)
+    input_ids = torch.randint(300, 40000, (batch, 77))
     input_ids[:, 0], input_ids[:, 29:] = 49406, 49407
-    attention_mask = (torch.arange(77) < 30).long().expand(args.batch, -1).contiguous()
-    candidates = torch.randn(args.rerank_k, 3, 384, 128)
+    attention_mask = (torch.arange(77) < 30).long().expand(batch, -1).contiguous()
+    candidates = torch.randn(rerank_k, 3, 384, 128)
 
     runs = {}
     for method, model in models.items():
         runs[(method, "image")] = lambda model=model: model.get_image_features(pixel_values=pixels)
         runs[(method, "text")] = lambda model=model: model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
         if hasattr(model, "rerank_scores"):
-            runs[(method, f"re-rank 1 x {args.rerank_k}")] = lambda model=model: model.rerank_scores(
+            runs[(method, f"re-rank 1 query x {rerank_k} images")] = lambda model=model: model.rerank_scores(
                 input_ids[:1, :30], attention_mask[:1, :30], candidates)
     counted = {key: flops(run) for key, run in runs.items()}
     times = {key: [] for key in runs}
     with torch.inference_mode():
         for run in runs.values():
             run()  # warm-up
-        for _ in range(args.repeats):
+        for _ in range(repeats):
             for key, run in runs.items():
                 times[key].append(timed(run))
+    rows = []
+    for (method, what), values in times.items():
+        count = rerank_k if what.startswith("re-rank") else batch
+        rows.append({"method": method, "what": what, "gflop": counted[(method, what)] / 1e9,
+                     "median_ms": statistics.median(values) * 1000, "min_ms": min(values) * 1000,
+                     "per_second": count / statistics.median(values)})
+    return rows
 
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a table with the ratios method / clip_reid of median time, minimum time and FLOPs."""
+    base = {row["what"]: row for row in rows if row["method"] == "clip_reid"}
+    lines = ["| method | what | GFLOP | median ms | per second | ratio to clip_reid (median / min / FLOP) |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        reference = base.get(row["what"])
+        ratio = (f"{row['median_ms'] / reference['median_ms']:.3f} / {row['min_ms'] / reference['min_ms']:.3f} / "
+                 f"{row['gflop'] / reference['gflop']:.3f}") if reference else "—"
+        lines.append(f"| {row['method']} | {row['what']} | {row['gflop']:.1f} | {row['median_ms']:.0f} | "
+                     f"{row['per_second']:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=[m for m in METHODS if m != "clip_reid"], choices=sorted(METHODS))
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rerank-k", type=int, default=16)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
+    args = parser.parse_args()
+    rows = measure(args.methods, args.batch, args.repeats, args.rerank_k)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}; "
           f"batch {args.batch}, {args.repeats} interleaved repeats")
-    print("| method | what | GFLOP | median ms | per second | ratio to clip_reid (median / min / FLOP) |")
-    print("|---|---|---|---|---|---|")
-    for (method, what), values in times.items():
-        count = args.rerank_k if what.startswith("re-rank") else args.batch
-        base = ("clip_reid", what)
-        ratio = (f"{statistics.median(values) / statistics.median(times[base]):.3f} / "
-                 f"{min(values) / min(times[base]):.3f} / {counted[(method, what)] / counted[base]:.3f}") if base in times else "—"
-        print(f"| {method} | {what} | {counted[(method, what)] / 1e9:.1f} | {statistics.median(values) * 1000:.0f} | "
-              f"{count / statistics.median(values):.1f} | {ratio} |")
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

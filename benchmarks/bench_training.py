@@ -1,17 +1,30 @@
-"""Training throughput (samples/s) of a method on the CPU, at its synthetic config and at ViT-B/16 size.
+"""Training cost of each method on the CPU: samples per second and peak memory, per training stage,
+at the zoo's synthetic config and at ViT-B/16 size.
 
 A step is forward + backward + Adam on a batch collated from the synthetic dataset by the training
-collator (image processing, augmentation, tokenisation); collation is timed separately.
+collator (image processing, augmentation, tokenisation, the method's text transforms); collation is
+timed separately; the first step of each stage is a warm-up and is not timed. Every (method, setup)
+runs in a fresh process, one after the other, with the same torch threads.
 
-    python benchmarks/bench_training.py [--method clip_reid] [--steps 10] [--vit-batch 8]
+Memory (Linux): the process's peak resident memory during the stage's steps (``VmHWM``, reset
+through ``/proc/self/clear_refs`` when the stage starts) and that peak minus the resident memory
+just before the steps (model, data and collator already loaded): the second figure is what
+training adds — activations, gradients and optimizer state — the part that grows with the batch.
+
+    python benchmarks/bench_training.py [--methods clip_reid uit] [--setups synthetic vit-b16]
+        [--steps 10] [--vit-steps 3] [--vit-batch 8] [--json FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import torch
 import yaml
@@ -22,11 +35,29 @@ from tireid_hf.data.collators import TrainingCollator, add_word_spans, caption_p
 from tireid_hf.modeling import METHODS
 from tireid_hf.processing import TIReIDProcessor, TrainingImageAugmentation
 
+REPO = Path(__file__).resolve().parents[1]
+SETUPS = {"synthetic": "synthetic config (tiny CLIP, 96x32)", "vit-b16": "ViT-B/16, 384x128"}
 
-def measure(model, collator, pairs, batch_size: int, steps: int) -> tuple[float, float]:
-    """Median seconds of one collation and of one optimizer step."""
+
+def memory_mib(field: str) -> float:
+    """``VmRSS`` (now) or ``VmHWM`` (peak) of this process from /proc/self/status, in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field} line (this benchmark needs Linux)")
+
+
+def reset_peak_memory() -> None:
+    """Make ``VmHWM`` start again from the current resident memory (Linux >= 4.0)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def measure_stage(model, collator, pairs, batch_size: int, steps: int) -> dict:
+    """Median collation and step seconds over ``steps`` steps after one warm-up step, and memory."""
     optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-5)
     model.train()
+    reset_peak_memory()
+    resident = memory_mib("VmRSS")
     collate_times, step_times = [], []
     for step in range(steps + 1):
         start = time.perf_counter()
@@ -37,39 +68,86 @@ def measure(model, collator, pairs, batch_size: int, steps: int) -> tuple[float,
         optimizer.step()
         optimizer.zero_grad()
         step_times.append(time.perf_counter() - start)
-    return statistics.median(collate_times[1:]), statistics.median(step_times[1:])  # first step: warm-up
+    collate, step_seconds = statistics.median(collate_times[1:]), statistics.median(step_times[1:])
+    peak = memory_mib("VmHWM")
+    return {"batch": batch_size, "collate_ms": collate * 1000, "step_ms": step_seconds * 1000,
+            "samples_per_second": batch_size / (collate + step_seconds),
+            "trainable_parameters_m": sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+            "peak_rss_mib": peak, "training_mib": peak - resident}
+
+
+def measure(method: str, setup: str, steps: int, batch_size: int | None) -> list[dict]:
+    """Every training stage of ``method`` at ``setup``, in this process."""
+    synthetic = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+    config_class, model_class = METHODS[method]
+    dataset = load_tireid_dataset("synthetic")["train"]
+    num_ids = len(set(dataset["pid"]))
+    if setup == "synthetic":
+        config = config_class(**{**synthetic["model_config"], "num_ids": num_ids})
+        batch_size = batch_size or synthetic["per_device_train_batch_size"]
+    else:
+        config = config_class(clip_config=CLIPConfig(vision_config={"patch_size": 16}).to_dict(), num_ids=num_ids)
+    torch.manual_seed(0)
+    model = model_class(config)
+    split = add_word_spans(dataset) if model.text_transforms else dataset
+    collator = TrainingCollator(split, TIReIDProcessor.for_image_size(config.image_size), config,
+                                model.text_transforms, TrainingImageAugmentation())
+    pairs, _ = caption_pairs(split)
+    rows = []
+    for stage in model.training_stages():
+        model.start_stage(stage)
+        rows.append({"method": method, "setup": setup, "stage": stage,
+                     **measure_stage(model, collator, pairs, batch_size, steps)})
+    return rows
+
+
+def run_all(methods, setups, steps: int, vit_steps: int, vit_batch: int) -> list[dict]:
+    """Each (method, setup) in a fresh process (so that one's memory does not hide another's)."""
+    rows = []
+    for method in methods:
+        for setup in setups:
+            arguments = ["--child", method, setup, str(steps if setup == "synthetic" else vit_steps)]
+            if setup == "vit-b16":
+                arguments.append(str(vit_batch))
+            completed = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True, cwd=REPO)
+            if completed.returncode:
+                raise RuntimeError(f"{method} at {setup} failed:\n{completed.stderr[-3000:]}")
+            rows += json.loads(completed.stdout.strip().splitlines()[-1])
+            print(f"{method} at {setup}: measured", file=sys.stderr, flush=True)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    """The rows as a table, samples/s also relative to clip_reid's first stage at the same setup."""
+    base = {row["setup"]: row["samples_per_second"] for row in rows if row["method"] == "clip_reid"}
+    lines = ["| method | stage | setup | batch | trainable params (M) | collate ms | step ms | samples/s | "
+             "vs clip_reid | peak RSS (MiB) | added by training (MiB) |", "|---" * 11 + "|"]
+    for row in sorted(rows, key=lambda row: list(SETUPS).index(row["setup"])):
+        ratio = f"{row['samples_per_second'] / base[row['setup']]:.2f}" if row["setup"] in base else "—"
+        lines.append(f"| {row['method']} | {row['stage']} | {SETUPS[row['setup']]} | {row['batch']} | "
+                     f"{row['trainable_parameters_m']:.2f} | {row['collate_ms']:.0f} | {row['step_ms']:.0f} | "
+                     f"{row['samples_per_second']:.1f} | {ratio} | {row['peak_rss_mib']:.0f} | {row['training_mib']:.0f} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--method", default="clip_reid", choices=sorted(METHODS))
-    parser.add_argument("--steps", type=int, default=10)
+    if sys.argv[1:2] == ["--child"]:
+        method, setup, steps, *batch = sys.argv[2:]
+        print(json.dumps(measure(method, setup, int(steps), int(batch[0]) if batch else None)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=sorted(METHODS))
+    parser.add_argument("--setups", nargs="+", default=list(SETUPS), choices=list(SETUPS))
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per stage at the synthetic config")
+    parser.add_argument("--vit-steps", type=int, default=3, help="timed steps per stage at ViT-B/16 size")
     parser.add_argument("--vit-batch", type=int, default=8)
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
-
-    synthetic = yaml.safe_load(open(f"configs/{args.method}_synthetic.yaml"))
-    config_class, model_class = METHODS[args.method]
-    dataset = load_tireid_dataset("synthetic")["train"]
-    num_ids = len(set(dataset["pid"]))
-    setups = {
-        "synthetic config": (config_class(**{**synthetic["model_config"], "num_ids": num_ids}),
-                             synthetic["per_device_train_batch_size"]),
-        "ViT-B/16, 384x128": (config_class(clip_config=CLIPConfig(vision_config={"patch_size": 16}).to_dict(),
-                                           num_ids=num_ids), args.vit_batch),
-    }
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-    print(f"| {args.method} | batch | collate ms | step ms | samples/s (step) | samples/s (collate + step) |")
-    print("|---|---|---|---|---|---|")
-    for name, (config, batch_size) in setups.items():
-        torch.manual_seed(0)
-        model = model_class(config)
-        split = add_word_spans(dataset) if model.text_transforms else dataset
-        processor = TIReIDProcessor.for_image_size(config.image_size)
-        collator = TrainingCollator(split, processor, config, model.text_transforms, TrainingImageAugmentation())
-        pairs, _ = caption_pairs(split)
-        collate, step = measure(model, collator, pairs, batch_size, args.steps)
-        print(f"| {name} | {batch_size} | {collate * 1000:.0f} | {step * 1000:.0f} | {batch_size / step:.1f} | "
-              f"{batch_size / (collate + step):.1f} |")
+    rows = run_all(args.methods, args.setups, args.steps, args.vit_steps, args.vit_batch)
+    print(markdown(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

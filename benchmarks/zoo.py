@@ -102,15 +102,50 @@ def summarise(results: list[dict], key: str = "test") -> dict:
         values = [result[key][f"t2i/{metric}"] for result in results]
         summary[metric] = (statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0)
     summary["train_minutes"] = statistics.mean(result["train_runtime_seconds"] for result in results) / 60
+    summary["runs"] = len(results)
     return summary
 
 
-def table(rows: dict[str, dict]) -> str:
-    lines = ["| run | " + " | ".join(KEYS) + " | train min |", "|---|" + "---|" * (len(KEYS) + 1)]
+def table(rows: dict[str, dict], first_column: str = "run") -> str:
+    """Markdown: one row per summary, ``mean ± std`` cells (the mean alone for a single run)."""
+    lines = [f"| {first_column} | " + " | ".join(KEYS) + " | train min |", "|---|" + "---|" * (len(KEYS) + 1)]
     for name, summary in rows.items():
-        cells = [f"{summary[k][0]:.2f} ± {summary[k][1]:.2f}" for k in KEYS]
+        cells = [f"{summary[k][0]:.2f}" + (f" ± {summary[k][1]:.2f}" if summary["runs"] > 1 else "") for k in KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary['train_minutes']:.1f} |")
     return "\n".join(lines)
+
+
+def run_jobs(runs: Path, jobs: list[tuple], budget: float, workers: int) -> list[tuple[tuple, dict]]:
+    """``(job, results)`` for each ``job = (method, seed, variant, overrides)``, ``workers`` at a time."""
+    runs.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(lambda job: (job, run_one(runs, *job, budget=budget)), jobs))
+
+
+def compare(runs: Path, methods, seeds, workers: int) -> dict:
+    """Every method at the full budget over ``seeds``: ``{"rows", "reranked", "results"}`` where
+    ``results[method]`` lists the runs' results.json contents (with their validation histories)."""
+    outcomes = run_jobs(runs, [(method, seed, "", {}) for method in methods for seed in seeds], 1.0, workers)
+    results = {method: [result for (m, *_), result in outcomes if m == method] for method in methods}
+    rows, reranked = {}, {}
+    for method, method_results in results.items():
+        rows[method] = summarise(method_results)
+        if "test_reranked" in method_results[0]:
+            reranked[f"{method} (re-ranked)"] = summarise(method_results, "test_reranked")
+    return {"seeds": list(seeds), "budget": 1.0, "rows": rows, "reranked": reranked, "results": results}
+
+
+def ablate(runs: Path, methods, seed: int, budget: float, workers: int) -> dict:
+    """Each method and one run per component switched off (``ABLATIONS``), one seed, at ``budget``."""
+    jobs = [(method, seed, variant, overrides)
+            for method in methods for variant, overrides in [("", {}), *ABLATIONS[method].items()]]
+    rows = {}
+    for (method, _, variant, _), result in run_jobs(runs, jobs, budget, workers):
+        label = method + (f": {variant}" if variant else "")
+        rows[label] = summarise([result])
+        if "test_reranked" in result:
+            rows[f"{label} (re-ranked)"] = summarise([result], "test_reranked")
+    return {"seeds": [seed], "budget": budget, "rows": rows}
 
 
 def main() -> None:
@@ -123,27 +158,16 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs")
     parser.add_argument("--summary", type=Path, default=REPO / "benchmarks" / "zoo_summary.json")
     args = parser.parse_args()
-    args.runs.mkdir(parents=True, exist_ok=True)
-
-    jobs = []
-    for method in args.methods:
-        variants = [("", {}), *ABLATIONS[method].items()] if args.ablations else [("", {})]
-        seeds = args.seeds[:1] if args.ablations else args.seeds
-        jobs += [(method, seed, variant, overrides) for variant, overrides in variants for seed in seeds]
-    with ThreadPoolExecutor(args.workers) as pool:
-        outcomes = list(pool.map(lambda job: (job, run_one(args.runs, *job, budget=args.budget)), jobs))
-
-    rows, reranked = {}, {}
-    for method in args.methods:
-        for variant in (["", *ABLATIONS[method]] if args.ablations else [""]):
-            results = [result for (m, _, v, _), result in outcomes if m == method and v == variant]
-            label = f"{method}" + (f": {variant}" if variant else "")
-            rows[label] = summarise(results)
-            if "test_reranked" in results[0]:
-                reranked[label + " (re-ranked)"] = summarise(results, "test_reranked")
-    print(table({**rows, **reranked}))
-    args.summary.write_text(json.dumps({"seeds": args.seeds, "ablations": args.ablations, "budget": args.budget, "rows": rows,
-                                        "reranked": reranked}, indent=2))
+    if args.ablations:
+        summary = ablate(args.runs, args.methods, args.seeds[0], args.budget, args.workers)
+        print(table(summary["rows"]))
+    else:
+        if args.budget != 1.0:
+            parser.error("--budget applies to --ablations; the comparison runs the full budget")
+        summary = compare(args.runs, args.methods, args.seeds, args.workers)
+        summary.pop("results")
+        print(table({**summary["rows"], **summary["reranked"]}))
+    args.summary.write_text(json.dumps(summary, indent=2))
 
 
 if __name__ == "__main__":
