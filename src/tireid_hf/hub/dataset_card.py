@@ -1,16 +1,16 @@
-"""Render the dataset card (`hub_cards/dataset_card.md`) of a prepared TIReID dataset."""
+"""Render the dataset card (`cards/dataset_card.md`) of a prepared TIReID dataset."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 from datasets import DatasetDict
 from huggingface_hub import DatasetCard, DatasetCardData
 
 from ..data import REDISTRIBUTION_RESTRICTED, SPLITS
 from ..data.synthetic import VOCABULARY
+from . import CARDS
 
-TEMPLATE = Path(__file__).resolve().parents[3] / "hub_cards" / "dataset_card.md"
+TEMPLATE = CARDS / "dataset_card.md"
 
 SOURCES = {
     "cuhk-pedes": dict(

@@ -1,4 +1,4 @@
-"""Render the model card (`hub_cards/model_card.md`) of a trained model from its `results.json`.
+"""Render the model card (`cards/model_card.md`) of a trained model from its `results.json`.
 
 The card's metadata holds a `model-index` with one `EvalResult` per metric (R@1, R@5, R@10, mAP,
 mINP) of the test split, the validation split that selected the checkpoint and, for a method with a
@@ -7,15 +7,14 @@ second stage (CADA), the re-ranked test split.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..data import REDISTRIBUTION_RESTRICTED
+from . import CARDS
 from .dataset_card import SOURCES
 
-CARDS = Path(__file__).resolve().parents[3] / "hub_cards"
 TEMPLATE = CARDS / "model_card.md"
 METHOD_SECTIONS = CARDS / "methods"
 
@@ -31,7 +30,7 @@ TAGS = ["tireid-hf", "text-to-image-retrieval", "person-re-identification", "tex
 
 
 def method_section(method: str) -> str:
-    """The method's model-card section, `hub_cards/methods/<method>.md`."""
+    """The method's model-card section, `cards/methods/<method>.md`."""
     path = METHOD_SECTIONS / f"{method}.md"
     if not path.is_file():
         raise FileNotFoundError(f"no model-card section for method {method!r}: {path} is missing")
