@@ -141,8 +141,9 @@ def readme_table(comparison: dict, papers: dict) -> str:
 
 
 def results_block(comparison, ablations, training, inference, curves: Path, ranked: dict[str, Path],
-                  phases: Phases, trained_now: int, total_runs: int) -> str:
+                  phases: Phases, trained_now: int, total_runs: int, workers: int) -> str:
     """The generated part of RESULTS.md."""
+    rerank_k = yaml.safe_load((REPO / "configs" / "cada_synthetic.yaml").read_text())["model_config"]["rerank_k"]
     relative = lambda path: path.relative_to(BENCHMARKS).as_posix()  # noqa: E731
     minutes = {name: f"{seconds / 60:.1f}" for name, seconds in phases.seconds.items()}
     ranked_images = "\n\n".join(f"**{method}**\n\n![{method}: ranked results]({relative(path)})" for method, path in ranked.items())
@@ -157,13 +158,13 @@ Protocol: every method trained by `train.py` from its `configs/<method>_syntheti
 generated data (200 training identities), the same tiny random-init CLIP (64 wide, 2 text / 3 vision
 layers, 96x32 images), the same 30-epoch budget (LCR²S: 15 teacher + 15 student epochs) —, the model
 chosen on validation R@1, then evaluated once on the test split (50 identities, 200 images, 400
-captions; chance R@1 = 2%). Two runs at a time with one torch thread each.
+captions; chance R@1 = 2%). {workers} run(s) at a time with one torch thread each.
 
 ### Test metrics: mean ± sample standard deviation over seeds {", ".join(map(str, comparison["seeds"]))}
 
 {comparison_table(comparison)}
 
-CADA's re-ranked row re-scores each query's top 16 (its config's `rerank_k`) with its matching head.
+CADA's re-ranked row re-scores each query's top {rerank_k} (its config's `rerank_k`) with its matching head.
 
 ### Validation R@1 against epoch
 
@@ -242,7 +243,8 @@ def main() -> None:
     (BENCHMARKS / "training_cost.json").write_text(json.dumps(training, indent=2))
     (BENCHMARKS / "inference_cost.json").write_text(json.dumps(inference, indent=2))
     replace_block(BENCHMARKS / "RESULTS.md", MARKERS["results"],
-                  results_block(comparison, ablations, training, inference, curves, ranked, phases, trained_now, total_runs))
+                  results_block(comparison, ablations, training, inference, curves, ranked, phases, trained_now, total_runs,
+                                args.workers))
     papers = yaml.safe_load((BENCHMARKS / "papers.yaml").read_text())
     replace_block(REPO / "README.md", MARKERS["readme"], readme_table(comparison, papers))
     print(comparison_table(comparison))
