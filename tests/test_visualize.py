@@ -5,8 +5,6 @@ import torch
 from PIL import Image, ImageFont
 
 from tireid_hf.cli import main as tireid
-from tireid_hf.data import load_tireid_dataset
-from tireid_hf.processing import TIReIDProcessor
 from tireid_hf.retrieval import split_queries
 from tireid_hf.visualize import (
     MATCH_COLOURS,
@@ -16,25 +14,12 @@ from tireid_hf.visualize import (
     rank_split_queries,
     ranked_results_figure,
 )
-from tester import IMAGE_SIZE, ModelTester
+from tester import ModelTester
 
-DATA = {"num_train_ids": 4, "num_validation_ids": 3, "num_test_ids": 5, "images_per_id": 2, "seed": 1}
-
-
-@pytest.fixture(scope="module")
-def test_split():
-    return load_tireid_dataset("synthetic", **DATA)["test"]
-
-
-@pytest.fixture(scope="module")
-def processor():
-    return TIReIDProcessor.for_image_size(IMAGE_SIZE)
-
-
-def test_split_queries_are_every_caption_in_row_order_with_its_rows_pid(test_split):
-    texts, pids = split_queries(test_split)
-    assert texts == [caption for row in test_split["captions"] for caption in row]
-    assert pids == [pid for pid, row in zip(test_split["pid"], test_split["captions"]) for _ in row]
+def test_split_queries_are_every_caption_in_row_order_with_its_rows_pid(small_test_split):
+    texts, pids = split_queries(small_test_split)
+    assert texts == [caption for row in small_test_split["captions"] for caption in row]
+    assert pids == [pid for pid, row in zip(small_test_split["pid"], small_test_split["captions"]) for _ in row]
 
 
 def test_choose_queries_takes_the_first_query_of_distinct_identities_reproducibly():
@@ -56,28 +41,28 @@ def test_first_match_is_the_rank_of_the_first_true_match():
     assert RankedQuery("q", None, [image], [None], [0.3]).first_match is None
 
 
-def test_rank_split_queries_shows_the_models_own_ranking_marked_by_identity(test_split, processor):
+def test_rank_split_queries_shows_the_models_own_ranking_marked_by_identity(small_test_split, tiny_processor):
     model = ModelTester("clip_reid").model().eval()
-    texts, pids = split_queries(test_split)
+    texts, pids = split_queries(small_test_split)
     free_text = "a woman in a red coat"
-    ranked = rank_split_queries(model, processor, test_split, query_indices=[0, 5], texts=[free_text], k=4,
+    ranked = rank_split_queries(model, tiny_processor, small_test_split, query_indices=[0, 5], texts=[free_text], k=4,
                                 show_progress=False)
-    images = list(test_split["image"])
+    images = list(small_test_split["image"])
     with torch.no_grad():
-        scores = (model.get_text_features(**processor(text=[texts[0], texts[5], free_text]))
-                  @ model.get_image_features(**processor(images=images)).T)
+        scores = (model.get_text_features(**tiny_processor(text=[texts[0], texts[5], free_text]))
+                  @ model.get_image_features(**tiny_processor(images=images)).T)
     expected = scores.topk(4, dim=1)
     assert [query.text for query in ranked] == [texts[0], texts[5], free_text]
     assert [query.pid for query in ranked] == [pids[0], pids[5], None]
     for query, indices, values in zip(ranked, expected.indices.tolist(), expected.values):
         assert [image.tobytes() for image in query.images] == [images[i].tobytes() for i in indices]
         torch.testing.assert_close(torch.tensor(query.scores), values, atol=1e-5, rtol=0)
-        marks = [None] * 4 if query.pid is None else [test_split["pid"][i] == query.pid for i in indices]
+        marks = [None] * 4 if query.pid is None else [small_test_split["pid"][i] == query.pid for i in indices]
         assert query.relevant == marks
     with pytest.raises(ValueError, match="query index 20 is out of range: the split has 20 captions \\(0 to 19\\)"):
-        rank_split_queries(model, processor, test_split, query_indices=[20], show_progress=False)
+        rank_split_queries(model, tiny_processor, small_test_split, query_indices=[20], show_progress=False)
     with pytest.raises(ValueError, match="no queries"):
-        rank_split_queries(model, processor, test_split, show_progress=False)
+        rank_split_queries(model, tiny_processor, small_test_split, show_progress=False)
 
 
 def test_ranked_results_figure_lays_out_one_framed_row_per_query():
@@ -105,15 +90,14 @@ def test_ranked_results_figure_lays_out_one_framed_row_per_query():
         ranked_results_figure([])
 
 
-def test_tireid_visualize_writes_the_figure_of_the_chosen_queries(test_split, processor, tmp_path, capsys):
+def test_tireid_visualize_writes_the_figure_of_the_chosen_queries(small_test_split, tiny_processor, tmp_path, capsys, small_synthetic_options):
     model = ModelTester("clip_reid").model().export_for_inference()
     model.save_pretrained(tmp_path / "model")
-    processor.save_pretrained(tmp_path / "model")
-    options = [argument for key, value in DATA.items() for argument in ("--option", f"{key}={value}")]
-    common = ["visualize", "--model", str(tmp_path / "model"), "--dataset", "synthetic", *options, "--k", "5"]
+    tiny_processor.save_pretrained(tmp_path / "model")
+    common = ["visualize", "--model", str(tmp_path / "model"), "--dataset", "synthetic", *small_synthetic_options, "--k", "5"]
     assert tireid([*common, "--num-queries", "3"]) == 0
     figure = Image.open(tmp_path / "model" / "ranked_results_synthetic_test.png")
-    width, height = test_split[0]["image"].size
+    width, height = small_test_split[0]["image"].size
     cell = round(width * 128 / height)  # thumbnails 128 pixels high by default
     assert figure.width == 2 * MARGIN + 240 + 5 * (cell + MARGIN) and figure.height > 3 * 128
     assert "3 queries, top 5; a true match at rank 1 for" in capsys.readouterr().out
