@@ -3,8 +3,8 @@ at the zoo's synthetic config and at ViT-B/16 size.
 
 A step is forward + backward + Adam on a batch collated from the synthetic dataset by the training
 collator (image processing, augmentation, tokenisation, the method's text transforms); collation is
-timed separately; the first step of each stage is a warm-up and is not timed. Every (method, setup)
-runs in a fresh process, one after the other, with the same torch threads.
+timed separately; the first step of each stage is a warm-up and is not timed. Every (method, setup,
+stage) runs in a fresh process, one after the other, with the same torch threads.
 
 Memory (Linux): the process's peak resident memory during the stage's steps (``VmHWM``, reset
 through ``/proc/self/clear_refs`` when the stage starts) and that peak minus the resident memory
@@ -76,8 +76,10 @@ def measure_stage(model, collator, pairs, batch_size: int, steps: int) -> dict:
             "peak_rss_mib": peak, "training_mib": peak - resident}
 
 
-def measure(method: str, setup: str, steps: int, batch_size: int | None) -> list[dict]:
-    """Every training stage of ``method`` at ``setup``, in this process."""
+def measure(method: str, setup: str, stage_index: int, steps: int, batch_size: int | None) -> dict:
+    """Stage ``stage_index`` of ``method`` at ``setup``, in this process; the earlier stages are
+    entered (LCR²S's student needs its frozen teacher) but not trained. Also returns the number of
+    stages under ``"num_stages"``."""
     synthetic = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
     config_class, model_class = METHODS[method]
     dataset = load_tireid_dataset("synthetic")["train"]
@@ -93,27 +95,32 @@ def measure(method: str, setup: str, steps: int, batch_size: int | None) -> list
     collator = TrainingCollator(split, TIReIDProcessor.for_image_size(config.image_size), config,
                                 model.text_transforms, TrainingImageAugmentation())
     pairs, _ = caption_pairs(split)
-    rows = []
-    for stage in model.training_stages():
+    stages = model.training_stages()
+    for stage in stages[:stage_index + 1]:
         model.start_stage(stage)
-        rows.append({"method": method, "setup": setup, "stage": stage,
-                     **measure_stage(model, collator, pairs, batch_size, steps)})
-    return rows
+    return {"method": method, "setup": setup, "stage": stages[stage_index], "num_stages": len(stages),
+            **measure_stage(model, collator, pairs, batch_size, steps)}
 
 
 def run_all(methods, setups, steps: int, vit_steps: int, vit_batch: int) -> list[dict]:
-    """Each (method, setup) in a fresh process (so that one's memory does not hide another's)."""
+    """Each (method, setup, stage) in a fresh process, so that memory one stage freed (but the
+    allocator kept) does not hide what the next one needs."""
     rows = []
     for method in methods:
         for setup in setups:
-            arguments = ["--child", method, setup, str(steps if setup == "synthetic" else vit_steps)]
-            if setup == "vit-b16":
-                arguments.append(str(vit_batch))
-            completed = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True, cwd=REPO)
-            if completed.returncode:
-                raise RuntimeError(f"{method} at {setup} failed:\n{completed.stderr[-3000:]}")
-            rows += json.loads(completed.stdout.strip().splitlines()[-1])
-            print(f"{method} at {setup}: measured", file=sys.stderr, flush=True)
+            stage_index, num_stages = 0, 1
+            while stage_index < num_stages:
+                arguments = ["--child", method, setup, str(stage_index), str(steps if setup == "synthetic" else vit_steps)]
+                if setup == "vit-b16":
+                    arguments.append(str(vit_batch))
+                completed = subprocess.run([sys.executable, __file__, *arguments], capture_output=True, text=True, cwd=REPO)
+                if completed.returncode:
+                    raise RuntimeError(f"{method} at {setup}, stage {stage_index} failed:\n{completed.stderr[-3000:]}")
+                row = json.loads(completed.stdout.strip().splitlines()[-1])
+                num_stages = row.pop("num_stages")
+                rows.append(row)
+                print(f"{method} at {setup}, stage {row['stage']}: measured", file=sys.stderr, flush=True)
+                stage_index += 1
     return rows
 
 
@@ -132,8 +139,8 @@ def markdown(rows: list[dict]) -> str:
 
 def main() -> None:
     if sys.argv[1:2] == ["--child"]:
-        method, setup, steps, *batch = sys.argv[2:]
-        print(json.dumps(measure(method, setup, int(steps), int(batch[0]) if batch else None)))
+        method, setup, stage_index, steps, *batch = sys.argv[2:]
+        print(json.dumps(measure(method, setup, int(stage_index), int(steps), int(batch[0]) if batch else None)))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=sorted(METHODS))
