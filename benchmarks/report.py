@@ -110,7 +110,8 @@ def ranked_figures(runs: Path, methods) -> dict[str, Path]:
     figures = {}
     for method in methods:
         figures[method] = FIGURES / f"ranked_{method}.png"
-        tireid(["visualize", "--model", str(runs / f"{method}-seed0"), "--dataset", "synthetic", "--split", "test",
+        model = os.path.relpath(runs / f"{method}-seed0")  # relative: the figure's title shows it
+        tireid(["visualize", "--model", model, "--dataset", "synthetic", "--split", "test",
                 "--num-queries", str(RANKED_QUERIES), "--seed", "0", "--output", str(figures[method])])
     return figures
 
