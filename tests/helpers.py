@@ -39,6 +39,16 @@ def remote_code_embeddings(folder, inputs: dict, tmp_path) -> dict:
     return torch.load(tmp_path / "out.pt", weights_only=True)
 
 
+def assert_remote_code_matches(folder, model, inputs: dict, tmp_path) -> None:
+    """The folder, loaded as remote code without tireid_hf, embeds ``inputs`` exactly as ``model`` does."""
+    remote = remote_code_embeddings(folder, inputs, tmp_path)
+    assert remote["module"].startswith("transformers_modules")
+    with torch.no_grad():
+        torch.testing.assert_close(remote["images"], model.get_image_features(inputs["pixel_values"]), rtol=0, atol=0)
+        torch.testing.assert_close(remote["texts"], model.get_text_features(inputs["input_ids"], inputs["attention_mask"]),
+                                   rtol=0, atol=0)
+
+
 class FakeApi:
     """Stands in for `huggingface_hub.HfApi`: records `create_repo` and `upload_folder` calls (with the
     names of the files the uploaded folder held at that moment, under ``"files"``)."""

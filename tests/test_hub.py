@@ -5,12 +5,11 @@ import json
 import time
 
 import pytest
-import torch
 from huggingface_hub import ModelCard, RepoCard
 from safetensors.torch import load_file
 from transformers import CLIPImageProcessor, CLIPTokenizer
 
-from helpers import FakeApi, remote_code_embeddings
+from helpers import FakeApi, assert_remote_code_matches
 from tester import IMAGE_SIZE, ModelTester
 from tireid_hf.cli import main
 from tireid_hf.hub import upload
@@ -57,12 +56,7 @@ def test_dry_run_folder_loads_without_the_package_and_its_card_holds_the_run(tmp
         assert (out / name).is_file(), name
 
     inputs = ModelTester("clip_reid").inputs()
-    remote = remote_code_embeddings(out, inputs, tmp_path)
-    assert remote["module"].startswith("transformers_modules")
-    with torch.no_grad():
-        torch.testing.assert_close(remote["images"], model.get_image_features(inputs["pixel_values"]), rtol=0, atol=0)
-        torch.testing.assert_close(remote["texts"], model.get_text_features(inputs["input_ids"], inputs["attention_mask"]),
-                                   rtol=0, atol=0)
+    assert_remote_code_matches(out, model, inputs, tmp_path)
     assert CLIPImageProcessor.from_pretrained(out).size["height"] == IMAGE_SIZE[0]  # the card's way without tireid_hf
     assert CLIPTokenizer.from_pretrained(out).model_max_length == 77
 

@@ -10,7 +10,7 @@ from transformers import AutoConfig, AutoModel
 
 import tireid_hf
 from tireid_hf.modeling import METHODS
-from helpers import remote_code_embeddings
+from helpers import assert_remote_code_matches
 from tester import IMAGE_SIZE, ModelTester, tiny_clip_config
 
 ALL_METHODS = sorted(METHODS)
@@ -104,12 +104,7 @@ def test_fresh_process_loads_remote_code_without_the_package(tester, tmp_path):
     for module_path in config["auto_map"].values():
         assert (folder / (module_path.split(".")[0] + ".py")).is_file()
     inputs = tester.inputs()
-    remote = remote_code_embeddings(folder, inputs, tmp_path)
-    assert remote["module"].startswith("transformers_modules")
-    with torch.no_grad():
-        torch.testing.assert_close(remote["images"], model.get_image_features(inputs["pixel_values"]), rtol=0, atol=0)
-        torch.testing.assert_close(remote["texts"], model.get_text_features(inputs["input_ids"], inputs["attention_mask"]),
-                                   rtol=0, atol=0)
+    assert_remote_code_matches(folder, model, inputs, tmp_path)
 
 
 def test_auto_classes_are_registered(tester):
