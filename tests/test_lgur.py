@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from tireid_hf.modeling import LGURConfig
 from tireid_hf.modeling.losses import semi_hard_ranking_loss
+from tireid_hf.modeling.modeling_lgur import ID_TERMS
 from tester import ModelTester, tiny_clip_config
 
 LOSS_NAMES = ("id_guided", "rank_guided", "id_dict", "rank_dict", "rank_text_dict", "rank_image_dict")
@@ -249,3 +250,53 @@ def test_short_training_run_learns_the_batch():
         scores = model.get_text_features(inputs["input_ids"], inputs["attention_mask"]) @ \
             model.get_image_features(inputs["pixel_values"]).t()
     assert torch.equal(inputs["pids"][scores.argmax(dim=1)], inputs["pids"])
+
+
+def test_initialisation_follows_the_reference_code():
+    """Part projections Kaiming-normal fan-out (std sqrt(2 / out_dim)), ID classifiers N(0, 0.001) with zero
+    bias, as ZhiyinShao-H/LGUR's weights_init_kaiming / weights_init_classifier (issue 15: at N(0, 0.02)
+    the ID terms never left chance)."""
+    torch.manual_seed(0)
+    model = ModelTester("lgur", num_ids=50, prototype_dim=256, num_prototypes=4).model()
+    projections = torch.cat([projection.weight.flatten() for projection in model.unification.projections])
+    assert projections.std().item() == pytest.approx(math.sqrt(2 / 256), rel=0.05)
+    assert projections.mean().abs().item() < 0.01
+    classifiers = torch.cat([classifier.weight.flatten() for classifier in model.id_classifiers])
+    assert classifiers.std().item() == pytest.approx(0.001, rel=0.05)
+    assert all(torch.count_nonzero(classifier.bias) == 0 for classifier in model.id_classifiers)
+
+
+def test_prototype_decoder_is_cross_attention_only_with_wide_heads_by_default():
+    config = LGURConfig()
+    assert (config.prototype_self_attention, config.prototype_num_heads, config.prototype_head_dim) == (False, 6, 512)
+    model = ModelTester("lgur", prototype_num_heads=3, prototype_head_dim=40).model()
+    for layer in model.unification.layers:
+        assert layer.self_attention is None
+        assert layer.cross_attention.in_proj_weight.shape == (3 * 3 * 40, model.config.hidden_size)
+    with_self = ModelTester("lgur", prototype_self_attention=True).model()
+    assert all(layer.self_attention is not None for layer in with_self.unification.layers)
+
+
+def test_both_id_terms_learn_with_the_synthetic_optimiser_settings():
+    """A few dozen steps with the synthetic config's optimiser (Adam 5e-4, part projections and classifiers
+    at x10): both ID terms fall well below chance ln(num_ids). At N(0, 0.02) projections they stayed there."""
+    from tireid_hf.training.arguments import TrainingArguments
+    from tireid_hf.training.optim import build_optimizer
+
+    num_ids = 8
+    tester = ModelTester("lgur", batch_size=8, num_ids=num_ids, prototype_dim=24)
+    model = tester.model(seed=0).train()
+    inputs = tester.inputs()
+    inputs["pids"] = torch.arange(num_ids)
+    model.clip.text_model.embeddings.token_embedding.requires_grad_(False)  # CPU time only
+    optimizer = build_optimizer(model, TrainingArguments(learning_rate=5e-4, head_learning_rate_multiplier=10.0,
+                                                         weight_decay=4e-5))
+    for _ in range(30):
+        loss = model(**inputs).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        final = model.eval()(**inputs).losses
+    for name in ID_TERMS:
+        assert final[name].item() < 0.5 * math.log(num_ids), (name, final[name].item())

@@ -189,3 +189,25 @@ def test_encode_image_with_kept_patches_equals_encoding_the_selected_tokens():
     torch.testing.assert_close(partial.token_features, expected)
     with pytest.raises(ValueError, match="keep_patches"):
         model.encode_image(pixels, keep_patches=torch.tensor([0, 1]))
+
+
+def test_multi_head_attention_loads_torch_weights_and_matches_torch():
+    """Same parameter names and outputs as nn.MultiheadAttention (with padding, with weights), so
+    checkpoints made with torch's module load; a free head width changes only the inner shapes."""
+    from tireid_hf.modeling.layers import MultiHeadAttention
+
+    torch.manual_seed(0)
+    reference = torch.nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    ours = MultiHeadAttention(8, 2).eval()
+    ours.load_state_dict(reference.state_dict(), strict=True)
+    query, memory = torch.randn(3, 4, 8), torch.randn(3, 6, 8)
+    padding = torch.tensor([[False] * 6, [False] * 4 + [True] * 2, [False] + [True] * 5])
+    expected, expected_weights = reference(query, memory, memory, key_padding_mask=padding, need_weights=True)
+    out, weights = ours(query, memory, memory, key_padding_mask=padding, need_weights=True)
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(weights, expected_weights)
+    torch.testing.assert_close(ours(query, memory, memory, key_padding_mask=padding)[0], expected)
+
+    wide = MultiHeadAttention(8, 2, head_dim=16)
+    assert wide.in_proj_weight.shape == (3 * 32, 8) and wide.out_proj.weight.shape == (8, 32)
+    assert wide(query, memory, memory)[0].shape == (3, 4, 8)

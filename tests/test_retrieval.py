@@ -255,3 +255,65 @@ def test_faiss_backend_without_faiss_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "faiss", None)  # makes `import faiss` raise ImportError
     with pytest.raises(ImportError, match=r"tireid-hf\[faiss\]"):
         GalleryIndex(torch.randn(3, 4), backend="faiss")
+
+
+class ColourMatcher(torch.nn.Module):
+    """Three solid-colour images (red, green, blue; one identity each), captions naming a colour.
+    First stage: image = its RGB, text = a fixed vector; second stage: a fixed probability table."""
+
+    TEXT = {0: [1.0, 0.6, 0.2], 1: [0.2, 1.0, 0.6], 2: [0.6, 0.2, 1.0]}  # hardest negatives: red->green, green->blue, blue->red
+    MATCH = {0: [0.9, 0.55, 0.0], 1: [0.0, 0.3, 0.2], 2: [0.7, 0.0, 0.6]}  # P(match | caption, image colour)
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+
+    def get_image_features(self, pixel_values):
+        return torch.nn.functional.normalize(pixel_values.mean((2, 3)), dim=-1)
+
+    def get_text_features(self, input_ids, attention_mask):
+        return torch.nn.functional.normalize(torch.tensor([self.TEXT[int(i)] for i in input_ids[:, 0]]), dim=-1)
+
+    def rerank_scores(self, input_ids, attention_mask, pixel_values):
+        colours = pixel_values.mean((2, 3)).argmax(dim=1)
+        return torch.tensor([self.MATCH[int(input_ids[0, 0])][int(c)] for c in colours])
+
+
+class ColourProcessor:
+    WORDS = {"red": 0, "green": 1, "blue": 2}
+
+    def __call__(self, text=None, images=None, return_tensors="pt", padding=False, truncation=False):
+        if text is not None:
+            ids = torch.tensor([[self.WORDS[word]] for word in text])
+            return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+        arrays = [np.asarray(image, dtype=np.float32) / 255 for image in images]
+        return {"pixel_values": torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2)}
+
+
+def test_matching_accuracy_scores_own_image_against_the_hardest_other_identity():
+    from tireid_hf.retrieval import matching_accuracy
+
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
+    split = {"image": [Image.new("RGB", (4, 8), colour) for colour in colours], "pid": [0, 1, 2],
+             "captions": [["red"], ["green"], ["blue"]]}
+    model = ColourMatcher().train()
+    metrics = matching_accuracy(model, ColourProcessor(), split)
+    # positives 0.9 / 0.3 / 0.6 -> 2 of 3 above 0.5; hardest negatives (green .55, blue .2, red .7) -> 1 of 3 below
+    assert metrics["itm/positive_accuracy"] == pytest.approx(2 / 3)
+    assert metrics["itm/negative_accuracy"] == pytest.approx(1 / 3)
+    assert metrics["itm/accuracy"] == pytest.approx(0.5)
+    assert metrics["itm/pairwise_accuracy"] == pytest.approx(2 / 3)  # .9 > .55, .3 > .2, .6 < .7
+    assert metrics["itm/num_queries"] == 3 and model.training
+    assert matching_accuracy(model, ColourProcessor(), split, max_queries=1)["itm/num_queries"] == 1
+    with pytest.raises(ValueError, match="second stage"):
+        matching_accuracy(TinyModel(), ColourProcessor(), split)
+
+
+def test_rerank_refusal_needs_balanced_accuracy_two_standard_errors_above_chance():
+    from tireid_hf.training.loop import rerank_refusal
+
+    threshold = 0.5 + 2 * 0.5 / (2 * 200) ** 0.5  # 0.55 for 200 queries
+    assert rerank_refusal({"itm/accuracy": threshold + 1e-3, "itm/num_queries": 200.0}) is None
+    refused = rerank_refusal({"itm/accuracy": threshold - 1e-3, "itm/num_queries": 200.0})
+    assert "0.549" in refused and "0.550" in refused and "noise" in refused
+    assert rerank_refusal({"t2i/R1": 50.0}) is None  # no matching head measured: nothing to refuse

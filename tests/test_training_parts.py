@@ -110,3 +110,37 @@ def test_every_shipped_config_parses_and_builds_its_model_config(config):
     assert built.model_type == f"tireid-{method}"
     if dataset != "synthetic":
         assert model_args.clip_name_or_path == "openai/clip-vit-base-patch16" and tuple(built.image_size) == (384, 128)
+
+
+def test_parameter_groups_by_role_bias_rate_and_adam_epsilon():
+    """UIT names its boosted modules (SEN: cross-modal modules + classifier): the decoder's input and
+    output layers train at the base rate; biases outside the boosted modules at the bias rate."""
+    from tireid_hf.training.optim import build_optimizer, learning_rate_role
+
+    model = ModelTester("uit", tir_decoder_width=32, tir_decoder_heads=4, tir_decoder_layers=1).model()
+    assert learning_rate_role(model, "clip.text_model.embeddings.token_embedding.weight") == "backbone"
+    assert learning_rate_role(model, "restoration_decoder.text_attention.attention.in_proj_weight") == "heads"
+    assert learning_rate_role(model, "restoration_decoder.layers.0.mlp.0.weight") == "heads"
+    assert learning_rate_role(model, "id_classifier.weight") == "heads"
+    assert learning_rate_role(model, "restoration_decoder.predict.weight") == "new"
+    args = TrainingArguments(learning_rate=1e-5, head_learning_rate_multiplier=5.0, bias_learning_rate_multiplier=2.0,
+                             weight_decay=0.1, adam_epsilon=1e-3)
+    groups = {group["name"]: group for group in parameter_groups(model, args)}
+    assert groups["heads"]["lr"] == pytest.approx(5e-5) and groups["new"]["lr"] == pytest.approx(1e-5)
+    assert groups["backbone_bias_no_decay"]["lr"] == pytest.approx(2e-5)
+    assert groups["new_bias_no_decay"]["lr"] == pytest.approx(2e-5)
+    assert groups["heads_no_decay"]["lr"] == pytest.approx(5e-5)  # the classifier's bias keeps the head rate (IRRA)
+    assert any(p is model.restoration_decoder.predict.bias for p in groups["new_bias_no_decay"]["params"])
+    assert any(p is model.id_classifier.bias for p in groups["heads_no_decay"]["params"])
+    assert any(p is model.restoration_decoder.predict.weight for p in groups["new"]["params"])
+    assert sum(len(group["params"]) for group in groups.values()) == sum(1 for p in model.parameters() if p.requires_grad)
+    optimizer = build_optimizer(model, args)
+    assert all(group["eps"] == 1e-3 for group in optimizer.param_groups)
+
+
+def test_warmup_can_start_from_a_fraction_of_the_rate():
+    # IRRA's linear warm-up from 0.1: f + (1 - f) (step + 1) / warmup
+    assert [lr_multiplier(step, 10, 4, "cosine", warmup_start=0.1) for step in range(4)] == pytest.approx(
+        [0.1 + 0.9 * 0.25, 0.1 + 0.9 * 0.5, 0.1 + 0.9 * 0.75, 1.0])
+    with pytest.raises(ValueError, match="warmup_start_factor"):
+        TrainingArguments(warmup_start_factor=1.5)

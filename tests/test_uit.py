@@ -298,3 +298,31 @@ def test_short_training_run_learns_retrieval_and_restoration(tester):
     assert last.loss.item() < 0.5 * first.loss.item()
     assert last.losses["tir"].item() < 0.5 * first.losses["tir"].item()
     assert torch.equal(last.logits_per_text.argmax(dim=1), torch.arange(4))
+
+
+def test_text_bottleneck_passes_everything_through_the_caption():
+    """SEN's bottleneck: with a one-token caption the attention weights are 1, so the restored patches
+    cannot depend on the image at all; the residual variant still sees the image tokens."""
+    from tireid_hf.modeling.modeling_uit import RestorationDecoder
+
+    torch.manual_seed(0)
+    keep = torch.tensor([[0, 3, 5]] * 2)
+    images = torch.randn(2, 4, 24)  # class token + 3 kept patches, two different images
+    images[1] = torch.randn(4, 24)
+    one_token_text = torch.randn(1, 1, 24).expand(2, -1, -1)
+    outputs = {}
+    for bottleneck in (True, False):
+        decoder = RestorationDecoder(24, 16, 4, 1, 2.0, GRID, 16, text_bottleneck=bottleneck).eval()
+        with torch.no_grad():
+            outputs[bottleneck] = decoder(images, keep, one_token_text)
+    torch.testing.assert_close(outputs[True][0], outputs[True][1])
+    assert not torch.allclose(outputs[False][0], outputs[False][1])
+
+
+def test_bottleneck_is_the_default_and_the_residual_variant_an_option(tester):
+    from tireid_hf.modeling.layers import DecoderLayer
+    from tireid_hf.modeling.modeling_uit import TextBottleneck
+
+    assert UITConfig().tir_text_bottleneck is True
+    assert isinstance(tester.model().restoration_decoder.text_attention, TextBottleneck)
+    assert isinstance(tester.model(tir_text_bottleneck=False).restoration_decoder.text_attention, DecoderLayer)

@@ -31,8 +31,8 @@ from tqdm.auto import tqdm
 from .data.atomic import atomic_file
 from .metrics import DIRECTIONS, rank_metrics
 
-__all__ = ["GalleryIndex", "SearchResults", "embed_images", "embed_texts", "evaluate_split", "model_fingerprint",
-           "supports_rerank"]
+__all__ = ["GalleryIndex", "SearchResults", "embed_images", "embed_texts", "evaluate_split", "matching_accuracy",
+           "model_fingerprint", "supports_rerank"]
 
 INDEX_FORMAT_VERSION = 1
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -520,6 +520,62 @@ def evaluate_split(
         metrics = rank_metrics(similarity, text_pids, image_pids, ks=ks, direction=direction)
         results.update({f"{direction}/{key}": value for key, value in metrics.items()})
     return results
+
+
+def matching_accuracy(
+    model, processor, split_dataset, *, max_queries: int = 256, batch_size: int = 64
+) -> dict[str, float]:
+    """How well a second stage tells a caption's own image from the hardest other identity, on held-out pairs.
+
+    For up to ``max_queries`` captions, evenly spaced over the split's queries (:func:`split_queries`),
+    the positive is the caption's own image and the hardest negative the image of ANOTHER identity
+    that the first stage (cosine of the retrieval embeddings) ranks highest for it. Both are scored
+    by ``model.rerank_scores`` (a probability of "match", as CADA's matching head gives)::
+
+        positive_accuracy = mean_q 1[score(q, own image) > 0.5]
+        negative_accuracy = mean_q 1[score(q, hardest negative) < 0.5]
+        accuracy          = (positive_accuracy + negative_accuracy) / 2     (balanced: a constant answer gets 0.5)
+        pairwise_accuracy = mean_q 1[score(q, own image) > score(q, hardest negative)]   (chance 0.5)
+
+    Returns the four as ``"itm/<name>"`` in [0, 1] (plus ``"itm/num_queries"``); the model's mode is restored.
+    """
+    if not supports_rerank(model):
+        raise ValueError(f"matching_accuracy needs a model with a second stage (`rerank_scores`); {type(model).__name__} has none")
+    if max_queries < 1:
+        raise ValueError(f"`max_queries` must be >= 1, got {max_queries}")
+    texts, text_pids = split_queries(split_dataset)
+    image_pids = torch.tensor(list(split_dataset["pid"]), dtype=torch.int64)
+    rows = [row for row, captions in enumerate(split_dataset["captions"]) for _ in captions]
+    chosen = torch.linspace(0, len(texts) - 1, min(max_queries, len(texts))).round().long().unique().tolist()
+    images = split_dataset["image"]
+    device = _device_of(model)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            pixel_values = torch.cat([processor(images=images[start:start + batch_size], return_tensors="pt")["pixel_values"]
+                                      for start in range(0, len(images), batch_size)]).to(device)
+            image_embeds = torch.cat([model.get_image_features(pixel_values=pixel_values[start:start + batch_size])
+                                      for start in range(0, len(images), batch_size)]).float().cpu()
+        text_embeds = embed_texts(model, processor, [texts[q] for q in chosen], batch_size=batch_size, show_progress=False)
+        similarity = (text_embeds @ image_embeds.T).masked_fill(
+            torch.tensor([text_pids[q] for q in chosen]).view(-1, 1) == image_pids.view(1, -1), float("-inf"))
+        if torch.isinf(similarity).all(dim=1).any():
+            raise ValueError("matching_accuracy needs at least two identities in the split (no negative image otherwise)")
+        hardest = similarity.argmax(dim=1).tolist()
+        scores = []
+        with torch.inference_mode():
+            for q, negative in zip(chosen, hardest):
+                scores.append(model.rerank_scores(**_tokenize(processor, [texts[q]], device),
+                                                  pixel_values=pixel_values[[rows[q], negative]]).float().cpu())
+    finally:
+        model.train(was_training)
+    scores = torch.stack(scores)  # [Q, 2]: own image, hardest negative
+    positive, negative = (scores[:, 0] > 0.5).float().mean().item(), (scores[:, 1] < 0.5).float().mean().item()
+    return {"itm/positive_accuracy": positive, "itm/negative_accuracy": negative,
+            "itm/accuracy": (positive + negative) / 2,
+            "itm/pairwise_accuracy": (scores[:, 0] > scores[:, 1]).float().mean().item(),
+            "itm/num_queries": float(len(chosen))}
 
 
 def _rerank_similarity(model, processor, texts, images, similarity: torch.Tensor, rerank_k: int, show_progress: bool):

@@ -24,7 +24,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
-from .layers import IdentityClassifier
+from .layers import IdentityClassifier, MultiHeadAttention
 from .losses import id_loss, sdm_loss
 
 # CLIP ViT-B/16 (openai/clip-vit-base-patch16); CLIPConfig's own default is the patch-32 model.
@@ -214,6 +214,11 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     # Named text transforms the training collator applies for this method (parameters in the config):
     # "key_word_augmentation" (UIT) and "attribute_masking" (CADA). See tireid_hf.processing.
     text_transforms: tuple[str, ...] = ()
+    # Name prefixes (as in named_parameters) of the new modules trained at learning_rate x
+    # head_learning_rate_multiplier; None: every module outside the CLIP backbone. A method names
+    # them where its reference code boosts only some (SEN/IRRA: the cross-modal modules and the
+    # classifier; LGUR: the part projections and classifiers). See tireid_hf.training.optim.
+    head_multiplier_prefixes: tuple[str, ...] | None = None
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -240,7 +245,7 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     @torch.no_grad()
     def _init_weights(self, module):
         """Weights of the heads: ID classifiers N(0, 0.001), other linear layers N(0, 0.02), zero
-        biases, LayerNorm (1, 0). The CLIP
+        biases, attention input projections Xavier-uniform (as ``nn.MultiheadAttention``), LayerNorm (1, 0). The CLIP
         backbone is initialised by CLIP's own ``_init_weights``."""
         if isinstance(module, IdentityClassifier):
             init.normal_(module.weight, mean=0.0, std=0.001)
@@ -249,6 +254,9 @@ class TIReIDPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=0.02)
             if module.bias is not None:
                 init.zeros_(module.bias)
+        elif isinstance(module, MultiHeadAttention):  # as nn.MultiheadAttention; its out_proj is a Linear
+            init.xavier_uniform_(module.in_proj_weight)
+            init.zeros_(module.in_proj_bias)
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)

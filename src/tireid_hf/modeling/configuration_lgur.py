@@ -16,7 +16,8 @@ class LGURConfig(TIReIDConfig):
             width (``clip_config.projection_dim``, 512 for ViT-B/16) and no extra projection; another
             value adds one linear map (shared by both modalities) from the joint width to it.
         num_attention_heads (`int`, *optional*, defaults to 8):
-            Heads of every attention block of the head (64 per head at 512, as the reference's 6 at 384).
+            Heads of the dictionary's reconstruction (and guidance) attention, each ``hidden_size /
+            num_attention_heads`` wide (64 at 512, as the reference's 6 x 64 at 384).
         mlp_ratio (`float`, *optional*, defaults to 2.0):
             Feed-forward width over `hidden_size` in every decoder layer (reference: 768 at 384).
         use_dictionary (`bool`, *optional*, defaults to `True`):
@@ -38,8 +39,14 @@ class LGURConfig(TIReIDConfig):
             Shared learnable prototypes (PGU queries). 1 is the "single global query" ablation.
         num_prototype_layers (`int`, *optional*, defaults to 2):
             Decoder layers of the PGU.
-        prototype_self_attention (`bool`, *optional*, defaults to `True`):
-            Self-attention among the prototypes in each PGU layer (DETR-style decoder).
+        prototype_num_heads (`int`, *optional*, defaults to 6):
+            Heads of the PGU cross-attention (reference: 6).
+        prototype_head_dim (`int`, *optional*, defaults to 512):
+            Width of each PGU attention head, independent of `hidden_size` (reference: 512, an inner
+            width of 6 x 512 = 3072 at model width 384).
+        prototype_self_attention (`bool`, *optional*, defaults to `False`):
+            Self-attention among the prototypes in each PGU layer (DETR-style). The reference decoder
+            has cross-attention only; `True` is an ablation option.
         prototype_dim (`int`, *optional*, defaults to 512):
             Output width of each prototype's own projection; the embedding is their concatenation,
             ``num_prototypes * prototype_dim`` wide (3072 by default): see :attr:`embed_dim`.
@@ -86,7 +93,9 @@ class LGURConfig(TIReIDConfig):
     share_guidance_layer: bool = True
     num_prototypes: int = 6
     num_prototype_layers: int = 2
-    prototype_self_attention: bool = True
+    prototype_num_heads: int = 6
+    prototype_head_dim: int = 512
+    prototype_self_attention: bool = False
     prototype_dim: int = 512
     ranking_margin: float = 0.3
     id_guided_loss_weight: float = 1.0
@@ -101,7 +110,8 @@ class LGURConfig(TIReIDConfig):
         super().__post_init__(**kwargs)
         if self.hidden_size is None:
             self.hidden_size = self.clip_config.projection_dim
-        for name in ("hidden_size", "num_attention_heads", "num_atoms", "num_prototypes", "num_prototype_layers", "prototype_dim"):
+        for name in ("hidden_size", "num_attention_heads", "num_atoms", "num_prototypes", "num_prototype_layers", "prototype_dim",
+                     "prototype_num_heads", "prototype_head_dim"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.hidden_size % self.num_attention_heads:

@@ -32,6 +32,10 @@ class UITConfig(TIReIDConfig):
         tir_mask_ratio (`float`, *optional*, defaults to 0.7):
             Fraction of the patches dropped from the grey image; ``round((1 - ratio) * rows * cols)``
             patches are kept (at least one kept and one dropped).
+        tir_text_bottleneck (`bool`, *optional*, defaults to `True`):
+            SEN's text bottleneck: the decoder's image tokens are replaced by their cross-attention
+            read-out of the caption (no residual), so restoration must go through the text. `False`
+            keeps them through a residual cross-attention layer (+ MLP), the ablation variant.
         tir_decoder_width (`int`, *optional*):
             Width of the restoration decoder; defaults to the joint width ``clip_config.projection_dim``
             (512 for ViT-B/16, as the reference code). Must divide by ``tir_decoder_heads`` and by 4
@@ -70,6 +74,7 @@ class UITConfig(TIReIDConfig):
     tir_loss_weight: float = 10.0
     use_tir: bool = True
     tir_mask_ratio: float = 0.7
+    tir_text_bottleneck: bool = True
     tir_decoder_width: int | None = None
     tir_decoder_heads: int = 8
     tir_decoder_layers: int = 4

@@ -8,7 +8,7 @@ from transformers import initialization as init
 
 from .base import EncoderOutput, TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_uit import UITConfig
-from .layers import DecoderLayer
+from .layers import DecoderLayer, MultiHeadAttention
 from .losses import hardest_negative_triplet_loss, masked_patch_mse
 
 # ITU-R BT.601 luma weights of (R, G, B): the weighted-RGB grey image of the restoration task.
@@ -53,6 +53,29 @@ def unpatchify(patches: torch.Tensor, patch_size: int, grid_size: tuple[int, int
     return pixels.permute(0, 5, 1, 3, 2, 4).reshape(batch, channels, rows * patch_size, cols * patch_size)
 
 
+class TextBottleneck(nn.Module):
+    """SEN's text-guided step: the image tokens are REPLACED by what they read from the caption::
+
+        x' = LN_out(CrossAttn(LN_q(x), text))          [N, 1 + P, W]    (no residual, no MLP)
+
+    The queries (kept patches, mask tokens, positions) only choose WHICH caption tokens each position
+    reads: everything the later layers restore passes through the text. ``text`` arrives already
+    normalised and projected (the decoder's ``text_embed``).
+    """
+
+    def __init__(self, width: int, num_heads: int):
+        super().__init__()
+        self.query_norm = nn.LayerNorm(width)
+        self.attention = MultiHeadAttention(width, num_heads)
+        self.output_norm = nn.LayerNorm(width)
+
+    def forward(self, queries: torch.Tensor, memory: torch.Tensor, memory_padding_mask: torch.Tensor | None = None):
+        """queries [N, Lq, W], memory (the text) [N, L, W], memory_padding_mask [N, L] (True = padding)
+        -> [N, Lq, W]; called like a cross-attention :class:`~.layers.DecoderLayer`."""
+        read = self.attention(self.query_norm(queries), memory, memory, key_padding_mask=memory_padding_mask)[0]
+        return self.output_norm(read)
+
+
 class RestorationDecoder(nn.Module):
     """UIT's light decoder: restores the colour patches of a masked grey image, guided by the caption.
 
@@ -61,7 +84,9 @@ class RestorationDecoder(nn.Module):
         x = Linear(LN(encoder tokens of the kept patches + class token))          [N, 1 + M, W]
         x = [class, mask_token at dropped positions / kept tokens at theirs]       [N, 1 + P, W] (grid order)
         x = x + [0, sincos_position_table(W, grid)]                                (fixed, not learned)
-        x = DecoderLayer(cross-attention only)(x, memory=Linear(LN(text tokens)))   text padding ignored
+        t = Linear(LN(text tokens))                                                text padding ignored below
+        x = TextBottleneck(x, t)             (text_bottleneck=True, SEN: x replaced by what it reads from t)
+          | DecoderLayer(cross-attention only)(x, memory=t)   (False: x + CrossAttn + MLP, residual)
         x = 4 x DecoderLayer(self-attention only)(x)
         patches = Linear(LN(x[:, 1:]))                                             [N, P, p * p * 3]
 
@@ -69,17 +94,22 @@ class RestorationDecoder(nn.Module):
         embed_dim: width D of the CLIP token features (image and text, joint space).
         width, num_heads, num_layers, mlp_ratio: the decoder's shape.
         grid_size: (rows, cols) of the patch grid; patch_size: pixels per patch side.
+        text_bottleneck: SEN's text bottleneck (:class:`TextBottleneck`) instead of a residual
+            cross-attention layer.
     """
 
     def __init__(self, embed_dim: int, width: int, num_heads: int, num_layers: int, mlp_ratio: float,
-                 grid_size: tuple[int, int], patch_size: int):
+                 grid_size: tuple[int, int], patch_size: int, text_bottleneck: bool = True):
         super().__init__()
         self.grid_size = tuple(grid_size)
         self.image_embed = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, width))
         self.text_embed = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, width))
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.position_embedding = nn.Buffer(self.position_table(), persistent=False)
-        self.text_attention = DecoderLayer(width, num_heads, self_attention=False, cross_attention=True, mlp_ratio=mlp_ratio)
+        self.text_attention = (
+            TextBottleneck(width, num_heads) if text_bottleneck
+            else DecoderLayer(width, num_heads, self_attention=False, cross_attention=True, mlp_ratio=mlp_ratio)
+        )
         self.layers = nn.ModuleList(
             DecoderLayer(width, num_heads, self_attention=True, cross_attention=False, mlp_ratio=mlp_ratio)
             for _ in range(num_layers)
@@ -148,16 +178,21 @@ class UITModel(TIReIDPreTrainedModel):
       CLIP's text tower has no dropout and does not see the image, so we reuse the tokens of the
       main pass (identical values, one text forward saved). Padding tokens are masked out of the
       cross-attention (SEN attends to them).
-    * Cross-attention block: SEN replaces the image tokens by the attention output
-      (``x = LN(CrossAttn(x, text))``, no residual, no MLP); we use the zoo's shared pre-norm
-      :class:`~.layers.DecoderLayer` (residual + MLP), so the kept grey patches still reach the
-      self-attention layers directly. Decoder text/image inputs get LayerNorm + Linear as SEN's image side.
+    * Cross-attention block: as SEN, the image tokens are REPLACED by the attention output
+      (``x = LN(CrossAttn(LN(x), text))``, no residual, no MLP: :class:`TextBottleneck`), so the
+      restoration must pass through the caption. ``tir_text_bottleneck=False`` keeps the image tokens
+      through a residual (the zoo's shared pre-norm :class:`~.layers.DecoderLayer`, + MLP), an option
+      and an ablation row. Decoder text/image inputs get LayerNorm + Linear (SEN: LayerNorm, and a
+      Linear on the image side only, its widths being equal).
     * Kept patches: ``round`` (SEN: ``int``) of ``(1 - ratio) P``, at least one kept and one dropped.
     * The MAE-style restoration runs as a second image forward on the grey, partial image (as SEN).
     """
 
     config_class = UITConfig
     text_transforms = ("key_word_augmentation",)
+    # SEN's optimiser boosts only its cross-modal modules ("cross" in the name: the text attention and
+    # the decoder transformer) and the classifier; the decoder's input/output layers train at the base rate
+    head_multiplier_prefixes = ("restoration_decoder.text_attention.", "restoration_decoder.layers.", "id_classifier.")
 
     def __init__(self, config: UITConfig):
         super().__init__(config)
@@ -167,6 +202,7 @@ class UITModel(TIReIDPreTrainedModel):
             self.restoration_decoder = RestorationDecoder(
                 config.embed_dim, config.decoder_width, config.tir_decoder_heads, config.tir_decoder_layers,
                 config.tir_decoder_mlp_ratio, config.grid_size, config.clip_config.vision_config.patch_size,
+                config.tir_text_bottleneck,
             )
         self.post_init()
 

@@ -89,8 +89,12 @@ class TrainingArguments:
     optimizer: str = field(default="adam", metadata={"help": "adam or adamw."})
     adam_beta1: float = field(default=0.9, metadata={"help": "Adam beta1."})
     adam_beta2: float = field(default=0.999, metadata={"help": "Adam beta2."})
+    adam_epsilon: float = field(default=1e-8, metadata={"help": "Adam epsilon (IRRA/SEN: 1e-3)."})
+    bias_learning_rate_multiplier: float = field(
+        default=1.0, metadata={"help": "Biases outside the head-multiplied modules: learning_rate x this (IRRA/SEN: 2)."})
     lr_scheduler_type: str = field(default="cosine", metadata={"help": f"One of {SCHEDULERS}, after linear warm-up."})
     warmup_epochs: float = field(default=5, metadata={"help": "Linear warm-up length in epochs (per stage)."})
+    warmup_start_factor: float = field(default=0.0, metadata={"help": "Warm-up starts at learning_rate x this (IRRA: 0.1)."})
     lr_milestones_epochs: list[float] = field(default_factory=list, metadata={"help": "multistep: epochs where lr x lr_decay_factor."})
     lr_decay_factor: float = field(default=0.1, metadata={"help": "multistep decay factor."})
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping norm (0: off)."})
@@ -113,6 +117,10 @@ class TrainingArguments:
             raise ValueError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if not self.adam_epsilon > 0:
+            raise ValueError(f"adam_epsilon must be > 0, got {self.adam_epsilon}")
+        if not 0.0 <= self.warmup_start_factor <= 1.0:
+            raise ValueError(f"warmup_start_factor must lie in [0, 1], got {self.warmup_start_factor}")
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -30,7 +30,7 @@ from ..data.collators import TrainingCollator, add_word_spans, caption_pairs, ep
 from ..data.samplers import IdentityBatchSampler
 from ..modeling import METHODS
 from ..processing import TIReIDProcessor, TrainingImageAugmentation
-from ..retrieval import evaluate_split, supports_rerank
+from ..retrieval import evaluate_split, matching_accuracy, supports_rerank
 from .arguments import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import CheckpointManager, TrainingProgress
 from .optim import build_optimizer, build_scheduler
@@ -245,6 +245,8 @@ def _validate(model, accelerator, args, validation, processor, progress, output,
     metrics = evaluate_split(unwrapped, processor, validation, batch_size=args.per_device_eval_batch_size,
                              directions=("t2i", "i2t") if args.eval_i2t else ("t2i",),
                              accelerator=accelerator, show_progress=False)
+    if supports_rerank(unwrapped):
+        metrics.update(matching_accuracy(unwrapped, processor, validation, batch_size=args.per_device_eval_batch_size))
     model.train()
     accelerator.log({f"validation/{key}": value for key, value in metrics.items()}, step=progress.global_step)
     key = f"t2i/{args.metric_for_best_model}"
@@ -255,7 +257,9 @@ def _validate(model, accelerator, args, validation, processor, progress, output,
     accelerator.print(
         f"[{stages[progress.stage_index]}] epoch {progress.epoch + 1} step {progress.stage_step}: "
         f"loss {progress.last_train_loss():.4f} | validation R1 {metrics['t2i/R1']:.2f} R5 {metrics['t2i/R5']:.2f} "
-        f"mAP {metrics['t2i/mAP']:.2f} mINP {metrics['t2i/mINP']:.2f}" + (" (best)" if improved else "")
+        f"mAP {metrics['t2i/mAP']:.2f} mINP {metrics['t2i/mINP']:.2f}"
+        + (f" | matching accuracy {metrics['itm/accuracy']:.3f}" if "itm/accuracy" in metrics else "")
+        + (" (best)" if improved else "")
     )
     if improved and accelerator.is_main_process:
         _atomic_save(unwrapped.export_for_inference(), processor, output / "best")
@@ -293,7 +297,11 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress,
         "config": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
                    "training": dataclasses.asdict(args)},
     }
-    if supports_rerank(best):
+    rerank_refused = rerank_refusal(progress.best["metrics"]) if supports_rerank(best) else None
+    if rerank_refused:
+        results["rerank_skipped"] = rerank_refused
+        accelerator.print(f"no re-ranked test evaluation: {rerank_refused}")
+    elif supports_rerank(best):
         results["test_reranked"] = evaluate_split(
             best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size, rerank=True,
             rerank_k=best.config.rerank_k, accelerator=accelerator, show_progress=accelerator.is_local_main_process)
@@ -310,6 +318,24 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress,
         print(_summary_table(results))
     accelerator.wait_for_everyone()
     return results
+
+
+def rerank_refusal(validation_metrics: dict) -> str | None:
+    """Why the second stage must not re-rank, or None when it may.
+
+    A matching head re-ranks only when, on the validation split's held-out positive / hardest-negative
+    pairs (:func:`~tireid_hf.retrieval.matching_accuracy`), its balanced accuracy beats the 0.5 of a
+    constant answer by more than two standard errors, ``0.5 + 2 * 0.5 / sqrt(2 Q)`` for Q queries:
+    otherwise re-ranking would re-order the top-k by noise.
+    """
+    accuracy, queries = validation_metrics.get("itm/accuracy"), validation_metrics.get("itm/num_queries")
+    if accuracy is None or not queries:
+        return None
+    threshold = 0.5 + 2 * 0.5 / math.sqrt(2 * queries)
+    if accuracy > threshold:
+        return None
+    return (f"the matching head's balanced accuracy on validation pairs is {accuracy:.3f}, not above "
+            f"{threshold:.3f} (a constant answer gets 0.5; {int(queries)} queries): it would re-rank by noise")
 
 
 def _summary_table(results: dict) -> str:

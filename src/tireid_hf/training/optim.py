@@ -12,44 +12,62 @@ from .arguments import TrainingArguments
 BACKBONE_PREFIX = "clip."
 
 
+def learning_rate_role(model: torch.nn.Module, name: str) -> str:
+    """``"backbone"`` (``clip.*``), ``"heads"`` (new modules that take the head multiplier: every new
+    module unless the model names them in ``head_multiplier_prefixes``) or ``"new"`` (the other new
+    modules, at the backbone's rate)."""
+    if name.startswith(BACKBONE_PREFIX):
+        return "backbone"
+    prefixes = getattr(model, "head_multiplier_prefixes", None)
+    return "heads" if prefixes is None or name.startswith(tuple(prefixes)) else "new"
+
+
 def parameter_groups(model: torch.nn.Module, args: TrainingArguments) -> list[dict]:
-    """Trainable parameters in four groups, as the IRRA family of reference code does:
-    backbone (``clip.*``) at ``learning_rate``, new modules at ``learning_rate x
-    head_learning_rate_multiplier``; weight decay only on matrices (no decay on biases, norm
-    weights and other 1-d parameters). Frozen parameters (``requires_grad=False``) are left out."""
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    """Trainable parameters grouped as the IRRA family of reference code does.
+
+    * rate: ``learning_rate`` for the backbone (``clip.*``) and for new modules outside the model's
+      ``head_multiplier_prefixes``, ``learning_rate x head_learning_rate_multiplier`` for the rest
+      (:func:`learning_rate_role`); biases outside the multiplied modules at ``learning_rate x
+      bias_learning_rate_multiplier`` (IRRA/SEN: 2);
+    * weight decay only on matrices (none on biases, norm weights and other 1-d parameters).
+
+    Groups are named ``<role>[_bias][_no_decay]``; frozen parameters (``requires_grad=False``) are left out."""
+    groups: dict[tuple[str, bool, bool], list[torch.nn.Parameter]] = {}
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        key = (name.startswith(BACKBONE_PREFIX), parameter.ndim >= 2)
-        groups.setdefault(key, []).append(parameter)
+        role = learning_rate_role(model, name)
+        bias_rate = role != "heads" and name.endswith(".bias") and args.bias_learning_rate_multiplier != 1.0
+        groups.setdefault((role, bias_rate, parameter.ndim >= 2), []).append(parameter)
+    rates = {"backbone": 1.0, "new": 1.0, "heads": args.head_learning_rate_multiplier}
     return [
         {
             "params": params,
-            "lr": args.learning_rate * (1.0 if is_backbone else args.head_learning_rate_multiplier),
+            "lr": args.learning_rate * (args.bias_learning_rate_multiplier if bias_rate else rates[role]),
             "weight_decay": args.weight_decay if decays else 0.0,
-            "name": f"{'backbone' if is_backbone else 'heads'}{'' if decays else '_no_decay'}",
+            "name": f"{role}{'_bias' if bias_rate else ''}{'' if decays else '_no_decay'}",
         }
-        for (is_backbone, decays), params in sorted(groups.items(), reverse=True)
+        for (role, bias_rate, decays), params in sorted(groups.items(), key=lambda item: (item[0][0], item[0][1], not item[0][2]))
     ]
 
 
 def build_optimizer(model: torch.nn.Module, args: TrainingArguments) -> torch.optim.Optimizer:
     optimizer_class = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_class(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2))
+    return optimizer_class(parameter_groups(model, args), betas=(args.adam_beta1, args.adam_beta2), eps=args.adam_epsilon)
 
 
 def lr_multiplier(step: int, total_steps: int, warmup_steps: int, scheduler: str,
-                  milestones: list[int] = (), decay_factor: float = 0.1) -> float:
+                  milestones: list[int] = (), decay_factor: float = 0.1, warmup_start: float = 0.0) -> float:
     """Multiplier of the base learning rates at optimizer step ``step`` (0-based):
 
-    * warm-up: ``(step + 1) / warmup_steps`` for ``step < warmup_steps``;
+    * warm-up: ``f + (1 - f) (step + 1) / warmup_steps`` for ``step < warmup_steps``, ``f = warmup_start``
+      (IRRA: 0.1; 0 ramps from nothing);
     * then, with ``p = (step - warmup) / (total - warmup)`` in [0, 1):
       cosine ``0.5 (1 + cos(pi p))``, linear ``1 - p``, constant ``1``,
       multistep ``decay_factor ** (milestones passed)`` (milestones in steps).
     """
     if step < warmup_steps:
-        return (step + 1) / warmup_steps
+        return warmup_start + (1.0 - warmup_start) * (step + 1) / warmup_steps
     progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
     if scheduler == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
@@ -66,5 +84,6 @@ def build_scheduler(optimizer, args: TrainingArguments, total_steps: int, steps_
     milestones = [round(epoch * steps_per_epoch) for epoch in args.lr_milestones_epochs]
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda step: lr_multiplier(step, total_steps, warmup_steps, args.lr_scheduler_type, milestones, args.lr_decay_factor),
+        lambda step: lr_multiplier(step, total_steps, warmup_steps, args.lr_scheduler_type, milestones, args.lr_decay_factor,
+                                   args.warmup_start_factor),
     )
