@@ -35,7 +35,7 @@ def give_usual_permissions(path: str | os.PathLike) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False,
-                     overwrite_hint: str = "pass overwrite=True to replace it") -> Iterator[Path]:
+                     overwrite_hint: str = "pass overwrite=True, or --overwrite on the command line, to replace it") -> Iterator[Path]:
     """Yields an empty temporary folder next to `out`, renamed to `out` when the block succeeds.
 
     On any exception the temporary folder is deleted and `out` is left as it was. `out` must not

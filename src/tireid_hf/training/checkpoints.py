@@ -7,6 +7,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ _PREFIX = "checkpoint-"
 _DELETING = ".deleting"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(ValueError):
     """A checkpoint cannot be resumed from; the message names the file and what to do."""
 
 
@@ -31,7 +32,8 @@ class TrainingProgress:
 
     ``epoch`` / ``batch_in_epoch`` / ``stage_step`` count within the current stage; ``global_step``
     over the whole run. ``best`` holds the best validation record, ``history`` every train log and
-    validation, ``scheduler_state`` the learning-rate schedule's state.
+    validation, ``scheduler_state`` the learning-rate schedule's state, ``loss_window`` the losses of
+    the next train log (so a resumed run logs the same means as an uninterrupted one).
     """
 
     method: str
@@ -44,6 +46,7 @@ class TrainingProgress:
     history: list = field(default_factory=list)
     scheduler_state: dict | None = None
     train_runtime_seconds: float = 0.0  # training time of every process up to this checkpoint
+    loss_window: dict = field(default_factory=dict)  # losses of the batches since the last train log
 
     def __post_init__(self):
         self.start_clock()
@@ -157,7 +160,7 @@ class CheckpointManager:
         if not self.root.is_dir():
             return []
         found = [path for path in self.root.iterdir()
-                 if path.name.startswith(_PREFIX) and not path.name.endswith(".tmp") and (path / PROGRESS_FILE).is_file()]
+                 if re.fullmatch(rf"{_PREFIX}\d+", path.name) and (path / PROGRESS_FILE).is_file()]
         return sorted(found, key=lambda path: int(path.name[len(_PREFIX):]))
 
     def resolve(self, spec: str) -> Path:

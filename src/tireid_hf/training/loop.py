@@ -34,7 +34,7 @@ from ..modeling import METHODS
 from ..processing import TIReIDProcessor, TrainingImageAugmentation
 from ..retrieval import evaluate_split, supports_rerank
 from .arguments import DataArguments, ModelArguments, TrainingArguments
-from .checkpoints import CheckpointManager, TrainingProgress, verify_checkpoint
+from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint
 from .faults import kill_point
 from .optim import build_optimizer, build_scheduler
 
@@ -177,7 +177,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
         verify_checkpoint(resume_dir)
     progress = TrainingProgress.load(resume_dir) if resume_dir else TrainingProgress(method=model_args.method)
     if progress.method != model_args.method:
-        raise ValueError(f"resume_from_checkpoint {resume_dir} is a {progress.method!r} run, not {model_args.method!r}")
+        raise CheckpointError(f"resume_from_checkpoint {resume_dir} is a {progress.method!r} run, not {model_args.method!r}")
     if accelerator.is_main_process and args.overwrite_output_dir and not resume_dir and output.is_dir():
         _start_over(output)
     accelerator.wait_for_everyone()
@@ -248,7 +248,7 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
                                    accelerator.process_index, progress.batch_in_epoch)
         loader = torch.utils.data.DataLoader(epoch_data, batch_size=None, shuffle=False,
                                              num_workers=args.dataloader_num_workers)
-        window, window_start = {}, time.perf_counter()
+        window_start, batches_in_window = time.perf_counter(), 0
         for batch in loader:
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
             with accelerator.accumulate(model):
@@ -260,7 +260,8 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
                 optimizer.zero_grad()
             progress.batch_in_epoch += 1
             for name, value in {"loss": outputs.loss, **outputs.losses}.items():
-                window.setdefault(name, []).append(value.detach().float().item())
+                progress.loss_window.setdefault(name, []).append(value.detach().float().item())
+            batches_in_window += 1
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
@@ -270,14 +271,14 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
             bar.update(1)
             if progress.stage_step % args.logging_steps == 0 or progress.stage_step == total_steps:
                 elapsed = time.perf_counter() - window_start
-                samples = len(window["loss"]) * args.per_device_train_batch_size * accelerator.num_processes
-                logs = {f"train/{name}": sum(values) / len(values) for name, values in window.items()}
+                samples = batches_in_window * args.per_device_train_batch_size * accelerator.num_processes
+                logs = {f"train/{name}": sum(values) / len(values) for name, values in progress.loss_window.items()}
                 logs.update({f"lr/{group['name']}": group["lr"] for group in optimizer.param_groups})
                 logs["train/samples_per_second"] = samples / max(elapsed, 1e-9)
                 accelerator.log(logs, step=progress.global_step)
                 progress.record_train(logs)
                 bar.set_postfix(loss=f"{logs['train/loss']:.3f}")
-                window, window_start = {}, time.perf_counter()
+                progress.loss_window, window_start, batches_in_window = {}, time.perf_counter(), 0
             if progress.stage_step % eval_every == 0 or progress.stage_step == total_steps:
                 _validate(model, accelerator, args, validation, processor, progress, output, stages)
             if progress.stage_step % args.save_steps == 0 or progress.stage_step == total_steps:
