@@ -264,6 +264,29 @@ def test_output_dir_that_is_a_file_is_refused_in_one_sentence(tmp_path, capsys):
         command_line_main(["--config", str(tmp_path / "bad.yaml")])
 
 
+def test_train_py_under_accelerate_launch_stops_with_one_message(tmp_path):
+    (tmp_path / "out").write_text("not a folder")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+    completed = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--quiet", "--num_processes", "1", "--num_machines", "1",
+         "--mixed_precision", "no", "--dynamo_backend", "no", str(REPO / "train.py"),
+         "--config", str(write_config(tmp_path)), "--output_dir", str(tmp_path / "out")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 1
+    assert "Traceback" not in completed.stderr, completed.stderr
+    assert f"train.py: output_dir {tmp_path / 'out'} is a file, not a folder" in completed.stderr
+
+
+def test_model_card_names_the_versions_its_numbers_depend_on():
+    from tireid_hf.hub.model_card import render_model_card
+
+    results = {**fake_results("clip_reid"), "library_versions": {"torch": "2.13.0", "pillow": "12.3.0"}}
+    config = ModelTester("clip_reid").config()
+    card = render_model_card(results, config, repo_id="org/x").text
+    assert "computed with\ntorch 2.13.0, pillow 12.3.0; use" in card
+    assert 'AutoProcessor.from_pretrained("org/x", trust_remote_code=True)' in card
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A tiny finished run: 6 steps, checkpoints at 3 and 6."""

@@ -365,6 +365,7 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress)
         "method": model_args.method,
         "dataset": data_args.dataset,
         "tireid_hf_version": __version__,
+        "library_versions": _library_versions(),
         "num_processes": accelerator.num_processes,
         "best_validation": progress.best,
         "test": test,
@@ -383,6 +384,13 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress)
         print(_summary_table(results))
     accelerator.wait_for_everyone()
     return results
+
+
+def _library_versions() -> dict[str, str]:
+    """Versions of what the numbers depend on (Pillow's resize included: its output changed across majors)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "accelerate", "pillow", "numpy")}
 
 
 def _finished_results(output: Path, progress: TrainingProgress) -> dict | None:
