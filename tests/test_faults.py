@@ -182,6 +182,15 @@ def test_evaluate_names_a_bad_model_argument(saved_model, small_synthetic_option
         cli_main(["evaluate", "--model", model(saved_model), "--dataset", "synthetic", *small_synthetic_options])
 
 
+def test_demo_app_names_a_bad_model_argument(saved_model, tmp_path):
+    from test_space import app
+
+    with pytest.raises(SystemExit, match=r"^app.py: --model .*no-config: no config.json"):
+        app.main(["--model", _no_config(saved_model), "--cache-dir", str(tmp_path)])
+    with pytest.raises(SystemExit, match=r"^app.py: --model .*never/trained: no such folder"):
+        app.main(["--model", str(tmp_path / "never" / "trained"), "--cache-dir", str(tmp_path)])
+
+
 def test_evaluate_names_an_unknown_dataset(saved_model, capsys):
     with pytest.raises(SystemExit):
         cli_main(["evaluate", "--model", str(saved_model), "--dataset", "bogus"])
@@ -200,7 +209,8 @@ def test_push_dry_run_into_an_existing_folder_offers_an_option_that_exists(saved
     assert (tmp_path / "taken" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("repo", ["org/has space", "a/b/c", "org/" + "x" * 100, "org/--double", "org/x..y"])
+@pytest.mark.parametrize("repo", ["org/has space", "a/b/c", "org/" + "x" * 100, "org/--double", "org/x..y"],
+                         ids=["space", "two slashes", "too long", "double dash", "double dot"])
 def test_push_refuses_an_invalid_hub_repo_id_before_any_work(tmp_path, repo):
     for command in (["push", "--model", str(tmp_path / "never-read"), "--dry-run", str(tmp_path / "out")],
                     ["push-metric", "--dry-run", str(tmp_path / "out")],
@@ -221,7 +231,7 @@ def test_push_metric_dry_run_offers_overwrite(tmp_path):
 # The metric
 
 
-@pytest.mark.parametrize("pids", [["a", "b"], [b"x", b"y"], [1, None]])
+@pytest.mark.parametrize("pids", [["a", "b"], [b"x", b"y"], [1, None]], ids=["strings", "bytes", "a None"])
 def test_metric_names_non_integer_pids(pids):
     with pytest.raises(TypeError, match=r"`query_pids` must hold integer pids, got \["):
         rank_metrics(torch.rand(2, 3), pids, [0, 1, 0])

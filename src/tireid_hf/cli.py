@@ -15,9 +15,10 @@ from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset
 from .data.atomic import atomic_file
 
 
-def load_model_and_processor(model: str, command: str):
+def load_model_and_processor(model: str, prefix: str = "tireid"):
     """The model and processor saved in the folder (or Hub repo) ``model``; a missing folder, a folder
-    without ``config.json`` or a processor that does not load ends the command with one sentence."""
+    without ``config.json`` or a processor that does not load ends the program with one sentence
+    starting with ``prefix`` (the command's name)."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id
     from transformers import AutoModel, AutoProcessor
 
@@ -25,20 +26,20 @@ def load_model_and_processor(model: str, command: str):
 
     path = Path(model)
     if path.exists() and not path.is_dir():
-        raise SystemExit(f"tireid {command}: --model {model} is a file; expected a model folder or a Hub repo id")
+        raise SystemExit(f"{prefix}: --model {model} is a file; expected a model folder or a Hub repo id")
     if path.is_dir() and not (path / "config.json").is_file():
-        raise SystemExit(f"tireid {command}: --model {model}: no config.json (expected a folder written by train.py "
+        raise SystemExit(f"{prefix}: --model {model}: no config.json (expected a folder written by train.py "
                          "or tireid push)")
     if not path.is_dir():
         try:
             validate_repo_id(model)
         except HFValidationError:
-            raise SystemExit(f"tireid {command}: --model {model}: no such folder (nor a Hub repo id)") from None
+            raise SystemExit(f"{prefix}: --model {model}: no such folder (nor a Hub repo id)") from None
     try:
         return AutoModel.from_pretrained(model), AutoProcessor.from_pretrained(model)
     except OSError as error:
         where = "" if path.is_dir() else "no such folder, and as a Hub repo id: "
-        raise SystemExit(f"tireid {command}: --model {model}: {where}{str(error).splitlines()[0]}") from None
+        raise SystemExit(f"{prefix}: --model {model}: {where}{str(error).splitlines()[0]}") from None
 
 
 def _model_and_split(args: argparse.Namespace, command: str):
@@ -46,7 +47,7 @@ def _model_and_split(args: argparse.Namespace, command: str):
     import torch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model, processor = load_model_and_processor(args.model, command)
+    model, processor = load_model_and_processor(args.model, f"tireid {command}")
     model = model.to(device)
     try:
         dataset = load_tireid_dataset(args.dataset, root=args.root, **_parse_options(args.option))
