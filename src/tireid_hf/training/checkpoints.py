@@ -200,12 +200,17 @@ class CheckpointManager:
             write_manifest(temporary)
             give_usual_permissions(temporary)
             kill_point("checkpoint_written", progress.global_step)
-            shutil.rmtree(final, ignore_errors=True)
+            replaced = [final] if final.exists() else []  # a run resumed from an older checkpoint than this one
+            self._delete(replaced, progress)
             temporary.rename(final)
-            for old in self.completed()[: -self.limit] if self.limit > 0 else []:
-                deleting = old.with_name(old.name + _DELETING)
-                old.rename(deleting)
-                kill_point("checkpoint_pruning", progress.global_step)
-                shutil.rmtree(deleting)
+            self._delete(self.completed()[: -self.limit] if self.limit > 0 else [], progress)
         self.accelerator.wait_for_everyone()
         return final
+
+    def _delete(self, checkpoints: list[Path], progress: TrainingProgress) -> None:
+        """Renames each folder ``*.deleting`` (it stops being a checkpoint at once), then deletes it."""
+        for old in checkpoints:
+            deleting = old.with_name(old.name + _DELETING)
+            old.rename(deleting)
+            kill_point("checkpoint_pruning", progress.global_step)
+            shutil.rmtree(deleting)
