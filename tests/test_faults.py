@@ -424,6 +424,7 @@ def test_kills_at_random_steps_while_checkpointing_pruning_and_moving_resume_bit
     train_process(tmp_path, *resume, kill_at="final_move")
     out = tmp_path / "out"
     assert (out / "best" / "results.json").is_file() and not (out / "results.json").exists()  # the move was cut short
+    assert len([path for path in out.iterdir() if path.is_file() and path.name != "training_args.yaml"]) == 1
 
     finished = train_process(tmp_path, *resume)  # completes the move; the run has finished
     assert "has finished already (step 12)" in finished.stdout + finished.stderr, finished.stderr[-2000:]
@@ -459,8 +460,13 @@ def test_overwrite_killed_early_keeps_the_previous_model_and_results(uninterrupt
     assert (out / "eval_results_synthetic_test.json").is_file()
     assert not (out / "checkpoints").exists()  # the previous run's training state is gone, its model is not
 
+    # again, killed while its finished model replaces the previous one: half-way there is no results.json
+    # and no file of the previous model the new one replaces; the next start completes the move
+    train_process(tmp_path, "--overwrite_output_dir", "--max_steps", "3", kill_at="final_move")
+    assert not (out / "results.json").exists() and (out / "best" / "results.json").is_file()
+    assert not [name for name in before if (out / name).exists() and (out / name).read_bytes() == before[name]]
     train_main(["--config", str(write_config(tmp_path, save_steps=3)), "--output_dir", str(out), "--max_steps", "3",
-                "--overwrite_output_dir"])
+                "--resume_from_checkpoint", "latest"])
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["training"]["max_steps"] == 3 and results["history"][-1]["step"] == 3
     assert not (out / "eval_results_synthetic_test.json").exists()  # replaced runs leave nothing stale
