@@ -89,16 +89,21 @@ def _check_output_dir(args: TrainingArguments) -> None:
 
 def _complete_final_move(output: Path) -> None:
     """Moves the finished model of ``output/best`` (it holds ``results.json`` once the run is finished)
-    into ``output``, ``results.json`` last, then deletes the previous run's files, if any, that
-    ``--overwrite_output_dir`` kept until now and the new model did not replace. Every step can be
-    repeated, so a kill anywhere in here is completed by the next call (made at the start of any later
-    run on ``output``)."""
+    into ``output``, then deletes the previous run's files, if any, that ``--overwrite_output_dir`` kept
+    until now and the new model did not replace.
+
+    The files of ``output`` the new model replaces are deleted first and ``results.json`` is moved last,
+    so a folder caught half-way holds no ``results.json`` and never a mix of two models' files that
+    would load. Every step can be repeated: a kill anywhere in here is completed by the next call (made
+    at the start of any later run on ``output``)."""
     best, marker = output / BEST, output / _PREVIOUS_RUN_FILES
     if (best / RESULTS_FILE).is_file():
+        replaced = {path.name for path in best.iterdir()}
         if marker.is_file():  # names the new model replaces are not the previous run's any more
-            replaced = {path.name for path in best.iterdir()}
             previous = set(json.loads(marker.read_text())["files"]) - replaced
             atomic_text(marker, json.dumps({"files": sorted(previous), "finishing": True}))
+        for name in sorted(replaced, key=lambda name: name != RESULTS_FILE):  # results.json first
+            (output / name).unlink(missing_ok=True)
         for item in sorted(best.iterdir(), key=lambda path: path.name == RESULTS_FILE):
             os.replace(item, output / item.name)
             kill_point("final_move")
