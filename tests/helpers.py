@@ -3,12 +3,14 @@ fake `HfApi` recording the calls a push would make."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
 
 import torch
+from PIL import Image
 
 REMOTE_LOAD = textwrap.dedent(
     """
@@ -31,18 +33,18 @@ REMOTE_LOAD = textwrap.dedent(
     torch.save(out, out_file)
     """
 )
-PROCESSOR_CHECK = textwrap.dedent(
-    """
-    from PIL import Image
-    PROCESSOR_TEXTS = ["a woman in a red coat", "a man with a black backpack and grey shoes"]
+PROCESSOR_TEXTS = ["a woman in a red coat", "a man with a black backpack and grey shoes"]
 
-    def processor_images():
-        gradient = Image.linear_gradient("L").resize((48, 100))
-        return [Image.merge("RGB", (gradient, gradient.rotate(90), gradient.transpose(Image.FLIP_TOP_BOTTOM))),
-                Image.new("RGB", (30, 70), (200, 30, 40))]
-    """
-)
-exec(PROCESSOR_CHECK)
+
+def processor_images():
+    """Two small images of different sizes and colours (the remote process builds them the same way)."""
+    gradient = Image.linear_gradient("L").resize((48, 100))
+    return [Image.merge("RGB", (gradient, gradient.rotate(90), gradient.transpose(Image.FLIP_TOP_BOTTOM))),
+            Image.new("RGB", (30, 70), (200, 30, 40))]
+
+
+# What the remote process needs to build the same processor inputs.
+PROCESSOR_CHECK = f"from PIL import Image\nPROCESSOR_TEXTS = {PROCESSOR_TEXTS!r}\n\n" + inspect.getsource(processor_images)
 
 
 def remote_code_embeddings(folder, inputs: dict, tmp_path) -> dict:
