@@ -358,7 +358,7 @@ def test_resumed_runtime_adds_the_earlier_processes_time(tmp_path):
     resumed = TrainingProgress.load(tmp_path)
     resumed.start_clock()
     resumed.update_runtime()
-    assert 100.0 <= resumed.train_runtime_seconds < 100.0 + 60
+    assert 100.0 <= resumed.train_runtime_seconds < 200.0  # counted once, not twice
 
 
 def test_half_deleted_checkpoints_are_removed_by_the_next_run(finished_run, tmp_path):
