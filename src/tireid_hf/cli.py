@@ -37,7 +37,7 @@ def load_model_and_processor(model: str, prefix: str = "tireid"):
             raise SystemExit(f"{prefix}: --model {model}: no such folder (nor a Hub repo id)") from None
     try:
         return AutoModel.from_pretrained(model), AutoProcessor.from_pretrained(model)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # transformers' "not found" and "unrecognized" errors
         where = "" if path.is_dir() else "no such folder, and as a Hub repo id: "
         raise SystemExit(f"{prefix}: --model {model}: {where}{str(error).splitlines()[0]}") from None
 
