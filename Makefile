@@ -33,7 +33,7 @@ test: $(STAMP)
 # Ctrl-C.
 DEMO_OUT ?= out/demo-clip_reid
 demo: $(STAMP)
-	HF_HOME=$${HF_HOME:-$$(mktemp -d)} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/accelerate launch \
+	HF_HOME=$${HF_HOME:-$$(mktemp -d)} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/accelerate launch --quiet \
 	    --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
 	    train.py --config configs/clip_reid_synthetic.yaml --output_dir $(DEMO_OUT) --overwrite_output_dir
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python spaces/tireid-demo/app.py --model $(DEMO_OUT) \

@@ -6,7 +6,7 @@ Any argument of the config can be overridden on the command line (``--max_steps 
 
 import sys
 
-from tireid_hf.training import main
+from tireid_hf.training import command_line_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(command_line_main())

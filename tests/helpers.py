@@ -3,19 +3,21 @@ fake `HfApi` recording the calls a push would make."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import subprocess
 import sys
 import textwrap
 
 import torch
+from PIL import Image
 
 REMOTE_LOAD = textwrap.dedent(
     """
-    import sys
+    import os, sys
     sys.modules["tireid_hf"] = None  # the package must not be importable: only the remote code may run
     import torch
-    from transformers import AutoModel
+    from transformers import AutoModel, AutoProcessor
     folder, inputs_file, out_file = sys.argv[1:]
     model = AutoModel.from_pretrained(folder, trust_remote_code=True).eval()
     assert not type(model).__module__.startswith("tireid_hf"), type(model).__module__
@@ -23,30 +25,57 @@ REMOTE_LOAD = textwrap.dedent(
     with torch.no_grad():
         images = model.get_image_features(inputs["pixel_values"])
         texts = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
-    torch.save({"images": images, "texts": texts, "module": type(model).__module__}, out_file)
+    out = {"images": images, "texts": texts, "module": type(model).__module__}
+    if os.path.isfile(os.path.join(folder, "processor_config.json")):
+        processor = AutoProcessor.from_pretrained(folder, trust_remote_code=True)
+        out["processor_module"] = type(processor).__module__
+        out["processed"] = dict(processor(text=PROCESSOR_TEXTS, images=processor_images(), return_tensors="pt"))
+    torch.save(out, out_file)
     """
 )
+PROCESSOR_TEXTS = ["a woman in a red coat", "a man with a black backpack and grey shoes"]
+
+
+def processor_images():
+    """Two small images of different sizes and colours (the remote process builds them the same way)."""
+    gradient = Image.linear_gradient("L").resize((48, 100))
+    return [Image.merge("RGB", (gradient, gradient.rotate(90), gradient.transpose(Image.FLIP_TOP_BOTTOM))),
+            Image.new("RGB", (30, 70), (200, 30, 40))]
+
+
+# What the remote process needs to build the same processor inputs.
+PROCESSOR_CHECK = f"from PIL import Image\nPROCESSOR_TEXTS = {PROCESSOR_TEXTS!r}\n\n" + inspect.getsource(processor_images)
 
 
 def remote_code_embeddings(folder, inputs: dict, tmp_path) -> dict:
     """Loads `folder` with `AutoModel.from_pretrained(..., trust_remote_code=True)` in a fresh Python
     where `tireid_hf` cannot be imported and returns its image and text embeddings of `inputs`
-    (``pixel_values``, ``input_ids``, ``attention_mask``) and the loaded class' module."""
+    (``pixel_values``, ``input_ids``, ``attention_mask``) and the loaded class' module; where the folder
+    holds a processor, also `AutoProcessor.from_pretrained(..., trust_remote_code=True)`'s module and its
+    output (``processed``) for PROCESSOR_TEXTS and processor_images()."""
     torch.save(inputs, tmp_path / "inputs.pt")
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
-    subprocess.run([sys.executable, "-c", REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
+    subprocess.run([sys.executable, "-c", PROCESSOR_CHECK + REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
                    check=True, env=env, cwd=tmp_path)
     return torch.load(tmp_path / "out.pt", weights_only=True)
 
 
-def assert_remote_code_matches(folder, model, inputs: dict, tmp_path) -> None:
-    """The folder, loaded as remote code without tireid_hf, embeds ``inputs`` exactly as ``model`` does."""
+def assert_remote_code_matches(folder, model, inputs: dict, tmp_path, processor=None) -> None:
+    """The folder, loaded as remote code without tireid_hf, embeds ``inputs`` exactly as ``model`` does;
+    with ``processor``, its AutoProcessor is the full processor and processes texts and images exactly
+    as ``processor`` does."""
     remote = remote_code_embeddings(folder, inputs, tmp_path)
     assert remote["module"].startswith("transformers_modules")
     with torch.no_grad():
         torch.testing.assert_close(remote["images"], model.get_image_features(inputs["pixel_values"]), rtol=0, atol=0)
         torch.testing.assert_close(remote["texts"], model.get_text_features(inputs["input_ids"], inputs["attention_mask"]),
                                    rtol=0, atol=0)
+    if processor is not None:
+        assert remote["processor_module"].startswith("transformers_modules"), remote["processor_module"]
+        expected = processor(text=PROCESSOR_TEXTS, images=processor_images(), return_tensors="pt")
+        assert set(remote["processed"]) == set(expected) == {"input_ids", "attention_mask", "pixel_values"}
+        for key, value in expected.items():
+            torch.testing.assert_close(remote["processed"][key], value, rtol=0, atol=0, msg=key)
 
 
 class FakeApi:

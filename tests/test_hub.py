@@ -56,7 +56,7 @@ def test_dry_run_folder_loads_without_the_package_and_its_card_holds_the_run(tmp
         assert (out / name).is_file(), name
 
     inputs = ModelTester("clip_reid").inputs()
-    assert_remote_code_matches(out, model, inputs, tmp_path)
+    assert_remote_code_matches(out, model, inputs, tmp_path, processor=TIReIDProcessor.for_image_size(IMAGE_SIZE))
     assert CLIPImageProcessor.from_pretrained(out).size["height"] == IMAGE_SIZE[0]  # the card's way without tireid_hf
     assert CLIPTokenizer.from_pretrained(out).model_max_length == 77
 

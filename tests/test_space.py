@@ -21,6 +21,9 @@ from tireid_hf.processing import TIReIDProcessor
 SPACE = Path(__file__).resolve().parents[1] / "spaces" / "tireid-demo"
 SMALL = dict(num_train_ids=4, num_validation_ids=3, num_test_ids=5, images_per_id=2)
 CHROMIUM = "/usr/bin/chromium"
+# How long a browser test waits for a state of the page: a bound for a stuck page on a loaded machine,
+# never a duration the test relies on (every wait ends as soon as the state is reached).
+STATE_TIMEOUT_MS = 180_000
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -123,12 +126,14 @@ def browser_page(url: str):
         f"{CHROMIUM} is missing: the browser tests drive Debian's chromium. Install it with "
         "`apt-get update && apt-get install -y chromium` (.ci/run does this); never `playwright install`."
     )
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(STATE_TIMEOUT_MS)  # actions wait for their element as long as expects do
+            expect.set_options(timeout=STATE_TIMEOUT_MS)
             page.goto(url)
             yield page
         finally:
@@ -144,28 +149,27 @@ def test_real_browser_types_a_query_and_sees_k_results(served, gallery, tmp_path
         k_box.fill("4")
         k_box.press("Enter")
         page.locator("#search").click()
-        expect(page.locator("#results img")).to_have_count(4, timeout=30_000)
+        expect(page.locator("#results img")).to_have_count(4)
         expect(page.locator("#status")).to_contain_text("Top 4 of 10 gallery images")
         save_screenshot(page, tmp_path, "space-results.png")
 
         page.get_by_role("button", name=gallery.examples[0][:20]).click()  # an example: its person is known
         page.locator("#search").click()
-        expect(page.locator("#status")).to_contain_text(f"Identity {gallery.caption_pids[gallery.examples[0]]}: R@1",
-                                                        timeout=30_000)
+        expect(page.locator("#status")).to_contain_text(f"Identity {gallery.caption_pids[gallery.examples[0]]}: R@1")
         expect(page.locator("#results img")).to_have_count(4)
         save_screenshot(page, tmp_path, "space-marked.png")
 
         page.locator("#query textarea").fill("")
         page.locator("#search").click()
-        expect(page.locator("#status")).to_contain_text("the query is empty", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("the query is empty")
         page.locator("#query textarea").fill("red " * 80)
         page.locator("#search").click()
-        expect(page.locator("#status")).to_contain_text("tokens long; the model reads at most 77", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("tokens long; the model reads at most 77")
         save_screenshot(page, tmp_path, "space-error.png")
         page.locator("#query textarea").fill("a man")
         k_box.fill("99")  # the page cannot send k out of range: the slider clamps it to the gallery size
         page.locator("#search").click()
-        expect(page.locator("#status")).to_contain_text("Top 10 of 10 gallery images", timeout=30_000)
+        expect(page.locator("#status")).to_contain_text("Top 10 of 10 gallery images")
         expect(k_box).to_have_value("10")
 
 
@@ -179,10 +183,14 @@ def test_real_browser_shows_the_non_image_upload_message(gallery, tmp_path):
         with browser_page(url) as page:
             page.get_by_text("Text-guided restoration (UIT)").click()
             page.locator("#restore-upload input[type=file]").set_input_files(str(not_an_image))
-            expect(page.get_by_text("notes.png").first).to_be_visible(timeout=30_000)
+            # The file's name shows while it is still uploading; its download link only once the upload is
+            # done and the component holds the file (a click before that restores gallery image 0).
+            uploaded = page.locator('#restore-upload [data-testid="download-link"][download="notes.png"]')
+            expect(uploaded).to_be_visible()
             page.locator("#restore-caption textarea").fill("a man in red")
+            expect(page.locator("#restore-caption textarea")).to_have_value("a man in red")
             page.locator("#restore").click()
-            expect(page.locator("#restore-status")).to_contain_text("notes.png is not an image", timeout=30_000)
+            expect(page.locator("#restore-status")).to_contain_text("notes.png is not an image")
     finally:
         demo.close()
 

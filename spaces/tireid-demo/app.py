@@ -22,9 +22,9 @@ from pathlib import Path
 import gradio as gr
 import torch
 from PIL import Image, UnidentifiedImageError
-from transformers import AutoModel, AutoProcessor
 
 import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
+from tireid_hf.cli import load_model_and_processor
 from tireid_hf.data import load_tireid_dataset
 from tireid_hf.data.prepare import load_prepared
 from tireid_hf.metrics import rank_metrics
@@ -99,8 +99,10 @@ def load_gallery(source: str | None) -> Gallery:
 
 
 def load_model(name_or_path: str):
-    """A tireid model (eval mode) and its processor from a folder or a Hub id."""
-    return AutoModel.from_pretrained(name_or_path).eval(), AutoProcessor.from_pretrained(name_or_path)
+    """A tireid model (eval mode) and its processor from a folder or a Hub id (a bad one ends the app with
+    a sentence naming it)."""
+    model, processor = load_model_and_processor(name_or_path, "app.py")
+    return model.eval(), processor
 
 
 def cached_index(model, processor, gallery: Gallery, cache_dir: str | os.PathLike) -> GalleryIndex:

@@ -15,19 +15,43 @@ from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset
 from .data.atomic import atomic_file
 
 
-def _model_and_split(args: argparse.Namespace, command: str):
-    """The saved model (on ``--device``), its processor and the ``--split`` of ``--dataset``."""
-    import torch
+def load_model_and_processor(model: str, prefix: str = "tireid"):
+    """The model and processor saved in the folder (or Hub repo) ``model``; a missing folder, a folder
+    without ``config.json`` or a processor that does not load ends the program with one sentence
+    starting with ``prefix`` (the command's name)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
     from transformers import AutoModel, AutoProcessor
 
     import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
 
+    path = Path(model)
+    if path.exists() and not path.is_dir():
+        raise SystemExit(f"{prefix}: --model {model} is a file; expected a model folder or a Hub repo id")
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise SystemExit(f"{prefix}: --model {model}: no config.json (expected a folder written by train.py "
+                         "or tireid push)")
+    if not path.is_dir():
+        try:
+            validate_repo_id(model)
+        except HFValidationError:
+            raise SystemExit(f"{prefix}: --model {model}: no such folder (nor a Hub repo id)") from None
+    try:
+        return AutoModel.from_pretrained(model), AutoProcessor.from_pretrained(model)
+    except (OSError, ValueError) as error:  # transformers' "not found" and "unrecognized" errors
+        where = "" if path.is_dir() else "no such folder, and as a Hub repo id: "
+        raise SystemExit(f"{prefix}: --model {model}: {where}{str(error).splitlines()[0]}") from None
+
+
+def _model_and_split(args: argparse.Namespace, command: str):
+    """The saved model (on ``--device``), its processor and the ``--split`` of ``--dataset``."""
+    import torch
+
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = AutoModel.from_pretrained(args.model).to(device)
-    processor = AutoProcessor.from_pretrained(args.model)
+    model, processor = load_model_and_processor(args.model, f"tireid {command}")
+    model = model.to(device)
     try:
         dataset = load_tireid_dataset(args.dataset, root=args.root, **_parse_options(args.option))
-    except DatasetFormatError as error:
+    except (DatasetFormatError, TypeError, ValueError) as error:
         raise SystemExit(f"tireid {command}: {error}") from None
     if args.split not in dataset:
         raise SystemExit(f"tireid {command}: dataset {args.dataset!r} has no split {args.split!r} (it has {sorted(dataset)})")
@@ -36,7 +60,7 @@ def _model_and_split(args: argparse.Namespace, command: str):
 
 def _add_model_and_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
-    parser.add_argument("--dataset", required=True, help="dataset name: cuhk-pedes, icfg-pedes, rstpreid, synthetic")
+    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="which dataset the split is read from")
     parser.add_argument("--root", "--data_root", "--data-root", dest="root", default=None, help="dataset root directory")
     parser.add_argument("--split", default="test", help="split to use (default: test)")
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
@@ -167,6 +191,7 @@ def add_push_parsers(subparsers) -> None:
     push.add_argument("--dataset-repo", default=None, help="Hub dataset the model was trained on, for the card's metadata")
     push.add_argument("--token", help="Hub token (default: the logged-in one)")
     push.add_argument("--dry-run", metavar="OUT", default=None, help="write the folder to OUT and upload nothing")
+    push.add_argument("--overwrite", action="store_true", help="--dry-run: replace OUT if it exists")
     push.set_defaults(run=run_push)
 
     metric = subparsers.add_parser("push-metric", help="upload the tireid_retrieval metric as an evaluate-style Space")
@@ -174,36 +199,40 @@ def add_push_parsers(subparsers) -> None:
     metric.add_argument("--private", action="store_true", help="create the Space private")
     metric.add_argument("--token", help="Hub token (default: the logged-in one)")
     metric.add_argument("--dry-run", metavar="OUT", default=None, help="write the Space folder to OUT and upload nothing")
+    metric.add_argument("--overwrite", action="store_true", help="--dry-run: replace OUT if it exists")
     metric.set_defaults(run=run_push_metric)
 
 
 def run_push(args: argparse.Namespace) -> int:
     from .hub.model_push import push_model, write_model_folder
-    from .hub.upload import HubUploadError
+    from .hub.upload import HubUploadError, check_repo_id
 
     try:
+        check_repo_id(args.repo, "--repo")
         if args.dry_run:
-            print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo)}")
+            print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo, overwrite=args.overwrite)}")
         else:
             print(push_model(args.model, args.repo, private=args.private, license=args.license,
                              dataset_repo=args.dataset_repo, token=args.token))
-    except (HubUploadError, FileNotFoundError, FileExistsError) as error:
+    except (HubUploadError, OSError, ValueError) as error:
         raise SystemExit(f"tireid push: {error}") from None
     return 0
 
 
 def run_push_metric(args: argparse.Namespace) -> int:
     from .hub.metric_space import push_metric_space, write_metric_space
-    from .hub.upload import HubUploadError
+    from .hub.upload import HubUploadError, check_repo_id
 
     try:
+        if args.repo:
+            check_repo_id(args.repo, "--repo")
         if args.dry_run:
-            print(f"wrote {write_metric_space(args.dry_run)}")
+            print(f"wrote {write_metric_space(args.dry_run, overwrite=args.overwrite)}")
         elif not args.repo:
             raise SystemExit("tireid push-metric: --repo org/name is required unless --dry-run OUT is given")
         else:
             print(push_metric_space(args.repo, private=args.private, token=args.token))
-    except (HubUploadError, FileExistsError) as error:
+    except (HubUploadError, OSError, ValueError) as error:
         raise SystemExit(f"tireid push-metric: {error}") from None
     return 0
 
@@ -265,22 +294,23 @@ def run_data_prepare(args: argparse.Namespace) -> int:
         options.update(skip_bad_images=args.skip_bad_images, verify_images=not args.no_verify_images)
     try:
         dataset = load_tireid_dataset(args.dataset, args.root, **options)
-    except DatasetFormatError as err:
+        card = render_dataset_card(args.dataset, dataset, options=options)
+        out = prepare_dataset(dataset, args.out, name=args.dataset, card=str(card),
+                              max_rows_per_shard=args.max_rows_per_shard, overwrite=args.overwrite)
+    except (DatasetFormatError, OSError, TypeError, ValueError) as err:
         raise SystemExit(f"error: {err}") from None
-    card = render_dataset_card(args.dataset, dataset, options=options)
-    out = prepare_dataset(dataset, args.out, name=args.dataset, card=str(card),
-                          max_rows_per_shard=args.max_rows_per_shard, overwrite=args.overwrite)
     print(f"wrote {out}")
     return 0
 
 
 def run_data_push(args: argparse.Namespace) -> int:
     from .hub.dataset_push import push_dataset
-    from .hub.upload import HubUploadError
+    from .hub.upload import HubUploadError, check_repo_id
 
     try:
+        check_repo_id(args.repo, "--repo")
         print(push_dataset(args.data, args.repo, private=not args.public, token=args.token))
-    except HubUploadError as error:
+    except (HubUploadError, ValueError) as error:
         raise SystemExit(f"tireid data push: {error}") from None
     return 0
 
@@ -288,7 +318,10 @@ def run_data_push(args: argparse.Namespace) -> int:
 def run_data_export_synthetic(args: argparse.Namespace) -> int:
     from .data.synthetic import export_cuhk_format
 
-    print(f"wrote {export_cuhk_format(args.out, **_parse_options(args.option))}")
+    try:
+        print(f"wrote {export_cuhk_format(args.out, **_parse_options(args.option))}")
+    except (OSError, TypeError, ValueError) as error:
+        raise SystemExit(f"tireid data export-synthetic: {error}") from None
     return 0
 
 

@@ -1,12 +1,7 @@
-"""TIReIDProcessor: CLIP image preprocessing at the model's rectangular size + the CLIP tokenizer.
-
-The processor is saved beside the weights (``save_pretrained``), so nobody hard-codes sizes,
-mean/std or the tokenizer again. Training augmentations are a separate, optional transform
-(:class:`TrainingImageAugmentation`) applied to the processed pixel tensors.
-
-The CLIP BPE vocabulary comes from the ``open-clip-torch`` wheel (``bpe_simple_vocab_16e6.txt.gz``),
-read as a data file without importing ``open_clip``; :func:`clip_tokenizer` turns it into a
-`transformers` ``CLIPTokenizer`` identical to OpenAI CLIP's, with no Hub access.
+"""The processor (re-exported from :mod:`tireid_hf.modeling.processing_tireid`, the file saved beside
+every checkpoint as remote code), training augmentations of processed pixel tensors
+(:class:`TrainingImageAugmentation`), and the caption word tagging and masking the heads' auxiliary
+tasks use.
 
 Part-of-speech tags (CADA masks attribute words, UIT keeps key words) come from TextBlob's
 ``PatternTagger``: a Brill-style lexicon + contextual-rule tagger (Penn Treebank tags) whose model
@@ -17,17 +12,20 @@ run ONCE per caption (at dataset preparation), never per training step.
 
 from __future__ import annotations
 
-import gzip
-import importlib.metadata
 import math
 from functools import lru_cache
-from pathlib import Path
 
 import torch
-from transformers import CLIPImageProcessorPil, CLIPTokenizer, ProcessorMixin
-from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-CLIP_TEXT_LENGTH = 77
+from .modeling.processing_tireid import (
+    CLIP_TEXT_LENGTH,
+    TIReIDProcessor,
+    clip_bpe_path,
+    clip_tokenizer,
+    clip_vocabulary,
+    has_visible_text,
+)
+
 # The mask token of the IRRA family of CLIP ReID code: its tokenizer keeps one merge fewer than CLIP
 # and puts "<|mask|>" at 49405. Our tokenizer keeps that last (very rare) merge, so masking replaces
 # tokens by 49405 the same way; no vocabulary change to the pretrained CLIP text encoder is needed.
@@ -35,98 +33,10 @@ CLIP_MASK_TOKEN_ID = 49405
 
 # Word kinds and the Penn Treebank tag prefixes that make them.
 WORD_KINDS = {"noun": ("NN",), "adjective": ("JJ",), "pronoun": ("PRP",)}
-_BPE_FILE = "open_clip/bpe_simple_vocab_16e6.txt.gz"
-_NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges of the file
 
-
-def clip_bpe_path() -> Path:
-    """Path of CLIP's BPE merges file inside the installed ``open-clip-torch`` distribution."""
-    try:
-        path = Path(importlib.metadata.distribution("open_clip_torch").locate_file(_BPE_FILE))
-    except importlib.metadata.PackageNotFoundError as error:
-        raise RuntimeError(
-            "The CLIP vocabulary ships inside the open-clip-torch wheel: `pip install --no-deps open-clip-torch`"
-        ) from error
-    if not path.is_file():
-        raise RuntimeError(f"open-clip-torch is installed but {path} is missing")
-    return path
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2/CLIP's reversible map from the 256 byte values to printable unicode characters."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    characters = printable[:]
-    extra = 0
-    for byte in range(256):
-        if byte not in printable:
-            printable.append(byte)
-            characters.append(256 + extra)
-            extra += 1
-    return dict(zip(printable, map(chr, characters)))
-
-
-@lru_cache(maxsize=1)
-def clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
-    """CLIP's vocabulary (49,408 tokens) and merges, built exactly as OpenAI's ``SimpleTokenizer``:
-    byte symbols, the same with ``</w>``, one token per merge, then the two special tokens."""
-    with gzip.open(clip_bpe_path(), "rt", encoding="utf-8") as file:
-        lines = file.read().split("\n")[1 : _NUM_MERGES + 1]
-    merges = [tuple(line.split()) for line in lines]
-    symbols = list(_bytes_to_unicode().values())
-    tokens = symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge) for merge in merges]
-    tokens += ["<|startoftext|>", "<|endoftext|>"]
-    return {token: index for index, token in enumerate(tokens)}, merges
-
-
-def clip_tokenizer(model_max_length: int = CLIP_TEXT_LENGTH) -> CLIPTokenizer:
-    """OpenAI CLIP's tokenizer (lower-cased BPE, ``<|startoftext|>`` ... ``<|endoftext|>``, padded
-    with ``<|endoftext|>``), built offline from the open-clip-torch wheel."""
-    vocabulary, merges = clip_vocabulary()
-    return CLIPTokenizer(vocab=dict(vocabulary), merges=list(merges), model_max_length=model_max_length)
-
-
-class TIReIDProcessor(ProcessorMixin):
-    """CLIP image processor at (height, width) without centre crop + CLIP tokenizer.
-
-    ``processor(text=[...])`` gives ``input_ids``/``attention_mask`` padded to the longest caption and
-    TRUNCATED to ``tokenizer.model_max_length`` (77) tokens, the end-of-text token kept;
-    ``processor(images=[...])`` gives ``pixel_values`` [N, 3, height, width].
-    """
-
-    def __init__(self, image_processor=None, tokenizer=None, **kwargs):
-        super().__init__(image_processor, tokenizer)
-
-    @classmethod
-    def for_image_size(cls, image_size: tuple[int, int] = (384, 128), tokenizer: CLIPTokenizer | None = None):
-        """A processor for ``image_size`` (height, width) with CLIP's mean/std and bicubic resize."""
-        height, width = image_size
-        image_processor = CLIPImageProcessorPil(
-            size={"height": height, "width": width}, do_center_crop=False,
-            image_mean=OPENAI_CLIP_MEAN, image_std=OPENAI_CLIP_STD,
-        )
-        return cls(image_processor=image_processor, tokenizer=tokenizer or clip_tokenizer())
-
-    def __call__(self, text=None, images=None, return_tensors="pt", **kwargs):
-        if text is None and images is None:
-            raise ValueError("TIReIDProcessor needs `text`, `images` or both")
-        encoding = {}
-        if text is not None:
-            texts = [text] if isinstance(text, str) else list(text)
-            empty = [index for index, caption in enumerate(texts) if not isinstance(caption, str) or not caption.strip()]
-            if empty:
-                raise ValueError(f"text: captions must be non-empty strings; got empty or non-string captions at positions {empty[:10]}")
-            encoding.update(self.tokenizer(
-                texts, padding=kwargs.pop("padding", True), truncation=True,
-                max_length=self.tokenizer.model_max_length, return_tensors=return_tensors,
-            ))
-        if images is not None:
-            encoding.update(self.image_processor(images=images, return_tensors=return_tensors))
-        return encoding
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        size = self.image_processor.size
-        return size["height"], size["width"]
+__all__ = ["CLIP_MASK_TOKEN_ID", "CLIP_TEXT_LENGTH", "TIReIDProcessor", "TrainingImageAugmentation", "clip_bpe_path",
+           "clip_tokenizer", "clip_vocabulary", "has_visible_text", "key_words_only", "mask_attribute_tokens",
+           "tag_word_spans", "token_positions_of_spans"]
 
 
 class TrainingImageAugmentation:

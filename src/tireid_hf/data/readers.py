@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import posixpath
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from datasets import Dataset, DatasetDict
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
+from ..processing import has_visible_text
 from .schema import FEATURES, DatasetFormatError, summarize
 
 logger = logging.getLogger(__name__)
@@ -66,7 +68,12 @@ def find_annotation_file(root: str | os.PathLike, fmt: RawFormat) -> Path:
 def read_json_records(path: Path) -> list:
     """Returns the top-level JSON list in `path`, decoding it record by record so that a syntax
     error names the index of the record where it happened."""
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DatasetFormatError(f"{path}: not UTF-8 text (byte {err.start}, line {line}: {err.reason}); "
+                                 "annotation files must be UTF-8 JSON") from None
     decoder = json.JSONDecoder()
     pos = _skip_ws(text, 0)
     if not text.startswith("[", pos):
@@ -118,15 +125,20 @@ def parse_record(record: object, index: int, path: Path, fmt: RawFormat) -> RawR
     if not isinstance(captions, list) or not captions:
         raise DatasetFormatError(f"{where}: field 'captions' must be a non-empty list of strings, got {captions!r}")
     for k, caption in enumerate(captions):
-        if not isinstance(caption, str) or not caption.strip():
-            raise DatasetFormatError(f"{where}: field 'captions[{k}]' is empty or not a string: {caption!r}")
+        if not has_visible_text(caption):
+            raise DatasetFormatError(f"{where}: field 'captions[{k}]' is empty, invisible (only whitespace, control or "
+                                     f"zero-width characters) or not a string: {caption!r}")
     image_path = record[fmt.path_field]
     if not isinstance(image_path, str) or not image_path:
         raise DatasetFormatError(f"{where}: field '{fmt.path_field}' must be a non-empty string, got {image_path!r}")
+    inside = posixpath.normpath(f"{fmt.image_dir}/{image_path.replace(os.sep, '/')}")
+    if posixpath.isabs(image_path) or not inside.startswith(f"{fmt.image_dir}/"):
+        raise DatasetFormatError(f"{where}: field '{fmt.path_field}' is {image_path!r}, which points outside "
+                                 f"{fmt.image_dir}/ of the dataset root; image paths must stay inside it")
     return RawRecord(
         index=index,
         split=_SPLIT_NAMES[split],
-        image_path=f"{fmt.image_dir}/{image_path}",
+        image_path=inside,
         source_id=_parse_id(record["id"], where),
         captions=[c.strip() for c in captions],
     )
@@ -148,14 +160,15 @@ def _parse_id(value: object, where: str) -> int:
 def image_problem(path: Path, verify: bool) -> str | None:
     """Returns why the image at `path` is unusable ("missing", "not decodable: ..."), or None if it is fine.
 
-    With `verify`, PIL opens the file and runs `Image.verify()` (header and structure checks, no full decode).
+    With `verify`, PIL decodes the whole image (a header check alone lets a truncated JPEG through, to fail
+    later when training reads the row).
     """
     if not path.is_file():
         return "missing"
     if verify:
         try:
             with PILImage.open(path) as image:
-                image.verify()
+                image.load()
         except Exception as err:  # PIL raises many types for corrupt files
             return f"not decodable ({type(err).__name__}: {err})"
     return None
@@ -194,7 +207,7 @@ def read_raw_dataset(
         root: the folder holding the annotation file and `imgs/`.
         skip_bad_images: drop records whose image is missing or undecodable (and log how many)
             instead of raising `DatasetFormatError` on the first one.
-        verify_images: also check that every image decodes (PIL `verify`), not only that it exists.
+        verify_images: also check that every image decodes (a full PIL decode), not only that it exists.
         validation_ids: ICFG-PEDES only (it ships no validation split): the number (int) or fraction
             (float) of train identities moved to validation.
         split_seed: ICFG-PEDES only: the seed of that identity draw.

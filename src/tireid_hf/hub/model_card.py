@@ -112,5 +112,6 @@ def render_model_card(results: dict, config, *, repo_id: str, license: str | Non
         tireid_version=results.get("tireid_hf_version", "unknown"),
         num_processes=results.get("num_processes", 1),
         runtime=float(results.get("train_runtime_seconds", 0.0)),
+        library_versions=results.get("library_versions", {}),
         config_yaml=yaml.safe_dump(results["config"], sort_keys=False),
     )

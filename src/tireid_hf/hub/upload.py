@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from huggingface_hub import HfApi, constants, get_token
+from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 REPO_URL_PREFIX = {"model": "https://huggingface.co/", "dataset": "https://huggingface.co/datasets/",
                    "space": "https://huggingface.co/spaces/"}
@@ -17,6 +18,15 @@ REPO_URL_PREFIX = {"model": "https://huggingface.co/", "dataset": "https://huggi
 
 class HubUploadError(RuntimeError):
     """The upload cannot start (offline, or no token); the message says why and what to do."""
+
+
+def check_repo_id(repo_id: str, argument: str = "repo_id") -> None:
+    """Raises a ValueError naming ``argument`` when ``repo_id`` is not a valid Hub repo id (``org/name``
+    or ``name``: letters, digits, ``-``, ``_``, ``.``; at most 96 characters) — before any work."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise ValueError(f"{argument} {repo_id!r} is not a valid Hub repo id (org/name): {error}") from None
 
 
 def hub_api(token: str | None = None) -> HfApi:

@@ -33,7 +33,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["rank_metrics", "DIRECTIONS"]
+__all__ = ["rank_metrics", "check_integer_pids", "DIRECTIONS"]
 
 DIRECTIONS = ("t2i", "i2t")
 
@@ -57,6 +57,7 @@ def _as_tensor(value, name: str) -> torch.Tensor:
 
 
 def _as_pids(value, name: str, expected_length: int, expected_from: str) -> torch.Tensor:
+    check_integer_pids(value, name)
     pids = _as_tensor(value, name)
     if pids.numel() == 0:  # an empty list converts to float64
         pids = pids.to(torch.int64)
@@ -67,6 +68,17 @@ def _as_pids(value, name: str, expected_length: int, expected_from: str) -> torc
             f"`{name}` must have shape [{expected_length}] ({expected_from}), got {list(pids.shape)}"
         )
     return pids.to(device="cpu", dtype=torch.int64)
+
+
+def check_integer_pids(value, name: str) -> None:
+    """Raises a TypeError naming ``name`` when ``value`` holds strings or other non-numbers (identities
+    must be mapped to integers before ranking)."""
+    if isinstance(value, torch.Tensor):
+        return
+    if np.asarray(value).dtype.kind in "USO":
+        items = np.asarray(value, dtype=object).ravel()
+        shown = repr(list(items[:3]))[:-1] + (", ...]" if items.size > 3 else "]")
+        raise TypeError(f"`{name}` must hold integer pids, got {shown}: map each identity to an integer first")
 
 
 def _count(mask: torch.Tensor) -> torch.Tensor:

@@ -1,16 +1,29 @@
-"""Resumable checkpoints: Accelerate's state + where the run stood, written atomically."""
+"""Resumable checkpoints: Accelerate's state + where the run stood, written atomically and checked
+before a resume (every file's size and SHA-256 are recorded when it is written)."""
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
+import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.atomic import give_usual_permissions
+from .faults import kill_point
+
 PROGRESS_FILE = "progress.json"
+MANIFEST_FILE = "checkpoint_files.json"
 _PREFIX = "checkpoint-"
+_DELETING = ".deleting"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be resumed from; the message names the file and what to do."""
 
 
 @dataclass
@@ -19,7 +32,8 @@ class TrainingProgress:
 
     ``epoch`` / ``batch_in_epoch`` / ``stage_step`` count within the current stage; ``global_step``
     over the whole run. ``best`` holds the best validation record, ``history`` every train log and
-    validation, ``scheduler_state`` the learning-rate schedule's state.
+    validation, ``scheduler_state`` the learning-rate schedule's state, ``loss_window`` the losses of
+    the next train log (so a resumed run logs the same means as an uninterrupted one).
     """
 
     method: str
@@ -31,6 +45,20 @@ class TrainingProgress:
     best: dict | None = None
     history: list = field(default_factory=list)
     scheduler_state: dict | None = None
+    train_runtime_seconds: float = 0.0  # training time of every process up to this checkpoint
+    loss_window: dict = field(default_factory=dict)  # losses of the batches since the last train log
+
+    def __post_init__(self):
+        self.start_clock()
+
+    def start_clock(self) -> None:
+        """From now on, :meth:`update_runtime` adds this process' time to ``train_runtime_seconds``."""
+        self._clock_origin = time.perf_counter() - self.train_runtime_seconds
+
+    def update_runtime(self) -> None:
+        """``train_runtime_seconds`` = time of the processes before this one (up to the checkpoint they
+        resumed from) + this process' time since :meth:`start_clock`."""
+        self.train_runtime_seconds = time.perf_counter() - self._clock_origin
 
     def start_stage(self, stage_index: int) -> None:
         self.stage_index, self.epoch, self.batch_in_epoch, self.stage_step = stage_index, 0, 0, 0
@@ -67,13 +95,62 @@ class TrainingProgress:
 
     @classmethod
     def load(cls, folder: Path) -> "TrainingProgress":
-        return cls(**json.loads((folder / PROGRESS_FILE).read_text()))
+        path = Path(folder) / PROGRESS_FILE
+        try:
+            fields = json.loads(path.read_text(encoding="utf-8"))
+            return cls(**fields)
+        except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+            raise CheckpointError(f"{path} is truncated or corrupt ({type(error).__name__}: {error}); "
+                                  f"resume from an earlier checkpoint (--resume_from_checkpoint FOLDER)") from None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_manifest(folder: Path) -> None:
+    """Records the size and SHA-256 of every file of the checkpoint ``folder`` in ``MANIFEST_FILE``, but
+    the progress file (:meth:`TrainingProgress.load` checks it, and it stays editable)."""
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and path.name not in (MANIFEST_FILE, PROGRESS_FILE))
+    manifest = {str(path.relative_to(folder)): {"bytes": path.stat().st_size, "sha256": _sha256(path)} for path in files}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+
+
+def verify_checkpoint(folder: Path) -> None:
+    """Raises :class:`CheckpointError` naming the first file of ``folder`` that is missing, truncated or
+    altered since the checkpoint was written (checkpoints without a manifest are not checked)."""
+    folder = Path(folder)
+    manifest_path = folder / MANIFEST_FILE
+    if not manifest_path.is_file():
+        return
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{manifest_path} is corrupt ({error}); resume from an earlier checkpoint") from None
+    for name, expected in manifest.items():
+        path = folder / name
+        if not path.is_file():
+            problem = "is missing"
+        elif path.stat().st_size != expected["bytes"]:
+            problem = f"is truncated or altered ({path.stat().st_size} bytes, {expected['bytes']} when written)"
+        elif _sha256(path) != expected["sha256"]:
+            problem = "is corrupt (its SHA-256 differs from the one recorded when it was written)"
+        else:
+            continue
+        raise CheckpointError(f"checkpoint {folder}: {path} {problem}; resume from an earlier checkpoint "
+                              "(--resume_from_checkpoint FOLDER) or start again")
 
 
 class CheckpointManager:
     """Writes ``checkpoint-<global step>`` folders under ``root``: Accelerate's ``save_state`` into a
-    ``.tmp`` folder, then the progress file, then a rename, so a kill during a save never leaves a
-    broken "latest". Keeps the newest ``limit`` checkpoints."""
+    ``.tmp`` folder, then the progress file and the manifest (size + SHA-256 of every file), then a
+    rename, so a kill during a save never leaves a broken "latest". Keeps the newest ``limit``
+    checkpoints: an old one is first renamed ``*.deleting`` (so it is never mistaken for a complete
+    one), then deleted; what a kill leaves half-written or half-deleted is removed at the next save."""
 
     def __init__(self, root: Path, accelerator, limit: int):
         self.root, self.accelerator, self.limit = Path(root), accelerator, limit
@@ -83,7 +160,7 @@ class CheckpointManager:
         if not self.root.is_dir():
             return []
         found = [path for path in self.root.iterdir()
-                 if path.name.startswith(_PREFIX) and not path.name.endswith(".tmp") and (path / PROGRESS_FILE).is_file()]
+                 if re.fullmatch(rf"{_PREFIX}\d+", path.name) and (path / PROGRESS_FILE).is_file()]
         return sorted(found, key=lambda path: int(path.name[len(_PREFIX):]))
 
     def resolve(self, spec: str) -> Path:
@@ -98,19 +175,42 @@ class CheckpointManager:
             raise FileNotFoundError(f"resume_from_checkpoint: {path} is not a checkpoint folder (no {PROGRESS_FILE})")
         return path
 
+    def remove_leftovers(self) -> None:
+        """Deletes what a kill left under ``root``: ``.tmp`` and ``.deleting`` folders and checkpoint
+        folders without a progress file (a save or a pruning cut short)."""
+        if not self.root.is_dir():
+            return
+        complete = set(self.completed())
+        for path in self.root.iterdir():
+            if path.name.startswith(_PREFIX) and path not in complete:
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+
     def save(self, progress: TrainingProgress, scheduler) -> Path:
         final = self.root / f"{_PREFIX}{progress.global_step}"
         temporary = final.with_name(final.name + ".tmp")
         if self.accelerator.is_main_process:
-            shutil.rmtree(temporary, ignore_errors=True)
+            self.remove_leftovers()
         self.accelerator.wait_for_everyone()
         self.accelerator.save_state(str(temporary))
+        self.accelerator.wait_for_everyone()  # every rank's random states are written
         if self.accelerator.is_main_process:
             progress.scheduler_state = scheduler.state_dict()
+            progress.update_runtime()
             progress.save(temporary)
-            shutil.rmtree(final, ignore_errors=True)
+            write_manifest(temporary)
+            give_usual_permissions(temporary)
+            kill_point("checkpoint_written", progress.global_step)
+            replaced = [final] if final.exists() else []  # a run resumed from an older checkpoint than this one
+            self._delete(replaced, progress)
             temporary.rename(final)
-            for old in self.completed()[: -self.limit] if self.limit > 0 else []:
-                shutil.rmtree(old)
+            self._delete(self.completed()[: -self.limit] if self.limit > 0 else [], progress)
         self.accelerator.wait_for_everyone()
         return final
+
+    def _delete(self, checkpoints: list[Path], progress: TrainingProgress) -> None:
+        """Renames each folder ``*.deleting`` (it stops being a checkpoint at once), then deletes it."""
+        for old in checkpoints:
+            deleting = old.with_name(old.name + _DELETING)
+            old.rename(deleting)
+            kill_point("checkpoint_pruning", progress.global_step)
+            shutil.rmtree(deleting)

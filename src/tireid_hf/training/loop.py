@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
@@ -26,13 +27,15 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_tireid_dataset
+from ..data.atomic import atomic_directory, atomic_text
 from ..data.collators import TrainingCollator, add_word_spans, caption_pairs, epoch_generator_seed
 from ..data.samplers import IdentityBatchSampler
 from ..modeling import METHODS
 from ..processing import TIReIDProcessor, TrainingImageAugmentation
 from ..retrieval import evaluate_split, matching_accuracy, supports_rerank
 from .arguments import DataArguments, ModelArguments, TrainingArguments
-from .checkpoints import CheckpointManager, TrainingProgress
+from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint
+from .faults import kill_point
 from .optim import build_optimizer, build_scheduler
 
 
@@ -63,14 +66,74 @@ class _EpochBatches(torch.utils.data.Dataset):
         return self.collator([self.samples[index] for index in self.batches[batch_index]], seed)
 
 
+BEST = "best"  # the best model so far, moved into output_dir at the end
+RESULTS_FILE = "results.json"
+# The names of output_dir that belong to a run in progress, not to its final model.
+_RUN_STATE = ("checkpoints", "logs", BEST, "training_args.yaml")
+# Names of a previous run's files, written when --overwrite_output_dir starts a new run over it; they are
+# deleted only once the new run's model and results.json are in place.
+_PREVIOUS_RUN_FILES = ".previous_run_files.json"
+
+
 def _check_output_dir(args: TrainingArguments) -> None:
     """Refuse, before any compute, an output_dir holding another run."""
     output = Path(args.output_dir)
+    if output.exists() and not output.is_dir():
+        raise NotADirectoryError(f"output_dir {output} is a file, not a folder: choose another --output_dir")
     if output.exists() and any(output.iterdir()) and not args.resume_from_checkpoint and not args.overwrite_output_dir:
         raise FileExistsError(
             f"output_dir {output} is not empty (another run?): pass --overwrite_output_dir to replace it "
             "or --resume_from_checkpoint latest to continue it"
         )
+
+
+def _complete_final_move(output: Path) -> None:
+    """Moves the finished model of ``output/best`` (it holds ``results.json`` once the run is finished)
+    into ``output``, then deletes the previous run's files, if any, that ``--overwrite_output_dir`` kept
+    until now and the new model did not replace.
+
+    The files of ``output`` the new model replaces are deleted first and ``results.json`` is moved last,
+    so a folder caught half-way holds no ``results.json`` and never a mix of two models' files that
+    would load. Every step can be repeated: a kill anywhere in here is completed by the next call (made
+    at the start of any later run on ``output``)."""
+    best, marker = output / BEST, output / _PREVIOUS_RUN_FILES
+    if (best / RESULTS_FILE).is_file():
+        replaced = {path.name for path in best.iterdir()}
+        if marker.is_file():  # names the new model replaces are not the previous run's any more
+            previous = set(json.loads(marker.read_text())["files"]) - replaced
+            atomic_text(marker, json.dumps({"files": sorted(previous), "finishing": True}))
+        for name in sorted(replaced, key=lambda name: name != RESULTS_FILE):  # results.json first
+            (output / name).unlink(missing_ok=True)
+        for item in sorted(best.iterdir(), key=lambda path: path.name == RESULTS_FILE):
+            os.replace(item, output / item.name)
+            kill_point("final_move")
+        best.rmdir()
+    if marker.is_file() and json.loads(marker.read_text())["finishing"] and not best.exists():
+        for name in json.loads(marker.read_text())["files"]:
+            path = output / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+        marker.unlink()
+
+
+def _start_over(output: Path) -> None:
+    """``--overwrite_output_dir``: deletes the previous run's training state (checkpoints, logs, an
+    unfinished best model) but keeps its model and ``results.json`` until this run replaces them."""
+    for name in ("checkpoints", "logs", BEST):
+        shutil.rmtree(output / name, ignore_errors=True)
+    marker = output / _PREVIOUS_RUN_FILES
+    previous = set(json.loads(marker.read_text())["files"]) if marker.is_file() else set()
+    previous |= {path.name for path in output.iterdir() if path.name not in (*_RUN_STATE, _PREVIOUS_RUN_FILES)}
+    atomic_text(marker, json.dumps({"files": sorted(previous), "finishing": False}))
+    print(f"output_dir {output}: the previous run's model and results stay until this run replaces them")
+
+
+def _remove_interrupted_saves(output: Path) -> None:
+    """Deletes the temporary folders of best-model saves a kill cut short."""
+    for path in output.glob(f".{BEST}.*-*"):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _trackers(args: TrainingArguments) -> list[str]:
@@ -109,16 +172,23 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
     )
     checkpoints = CheckpointManager(output / "checkpoints", accelerator, args.save_total_limit)
+    if accelerator.is_main_process and output.is_dir():
+        _complete_final_move(output)
+        _remove_interrupted_saves(output)
+        checkpoints.remove_leftovers()
+    accelerator.wait_for_everyone()
     resume_dir = checkpoints.resolve(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
+    if resume_dir:
+        verify_checkpoint(resume_dir)
     progress = TrainingProgress.load(resume_dir) if resume_dir else TrainingProgress(method=model_args.method)
     if progress.method != model_args.method:
-        raise ValueError(f"resume_from_checkpoint {resume_dir} is a {progress.method!r} run, not {model_args.method!r}")
-    if accelerator.is_main_process and args.overwrite_output_dir and not resume_dir and output.exists():
-        shutil.rmtree(output)
+        raise CheckpointError(f"resume_from_checkpoint {resume_dir} is a {progress.method!r} run, not {model_args.method!r}")
+    if accelerator.is_main_process and args.overwrite_output_dir and not resume_dir and output.is_dir():
+        _start_over(output)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "training_args.yaml").write_text(yaml.safe_dump(
+        atomic_text(output / "training_args.yaml", yaml.safe_dump(
             {**dataclasses.asdict(model_args), **dataclasses.asdict(data_args), **dataclasses.asdict(args)}, sort_keys=False))
 
     set_seed(args.seed)
@@ -143,7 +213,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
         f"stages {model.training_stages()}"
     )
 
-    started = time.perf_counter()
+    progress.start_clock()
     stages = model.training_stages()
     for stage_index in range(progress.stage_index, len(stages)):
         resuming = resume_dir is not None and stage_index == progress.stage_index
@@ -155,7 +225,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
             progress.start_stage(stage_index)
         model = _train_stage(model, accelerator, args, sampler, pairs, collator, dataset["validation"], processor,
                              checkpoints, progress, stages, resume_dir if resuming else None, output)
-    results = _finish(accelerator, args, model_args, data_args, dataset, output, progress, time.perf_counter() - started)
+    results = _finish(accelerator, args, model_args, data_args, dataset, output, progress)
     accelerator.end_training()  # also closes the process group: after the distributed test evaluation
     return results
 
@@ -183,7 +253,7 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
                                    accelerator.process_index, progress.batch_in_epoch)
         loader = torch.utils.data.DataLoader(epoch_data, batch_size=None, shuffle=False,
                                              num_workers=args.dataloader_num_workers)
-        window, window_start = {}, time.perf_counter()
+        window_start, batches_in_window = time.perf_counter(), 0
         for batch in loader:
             batch = {key: value.to(accelerator.device) for key, value in batch.items()}
             with accelerator.accumulate(model):
@@ -195,23 +265,25 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
                 optimizer.zero_grad()
             progress.batch_in_epoch += 1
             for name, value in {"loss": outputs.loss, **outputs.losses}.items():
-                window.setdefault(name, []).append(value.detach().float().item())
+                progress.loss_window.setdefault(name, []).append(value.detach().float().item())
+            batches_in_window += 1
             if not accelerator.sync_gradients:
                 continue
             scheduler.step()
             progress.stage_step += 1
             progress.global_step += 1
+            kill_point("training_step", progress.global_step)
             bar.update(1)
             if progress.stage_step % args.logging_steps == 0 or progress.stage_step == total_steps:
                 elapsed = time.perf_counter() - window_start
-                samples = len(window["loss"]) * args.per_device_train_batch_size * accelerator.num_processes
-                logs = {f"train/{name}": sum(values) / len(values) for name, values in window.items()}
+                samples = batches_in_window * args.per_device_train_batch_size * accelerator.num_processes
+                logs = {f"train/{name}": sum(values) / len(values) for name, values in progress.loss_window.items()}
                 logs.update({f"lr/{group['name']}": group["lr"] for group in optimizer.param_groups})
                 logs["train/samples_per_second"] = samples / max(elapsed, 1e-9)
                 accelerator.log(logs, step=progress.global_step)
                 progress.record_train(logs)
                 bar.set_postfix(loss=f"{logs['train/loss']:.3f}")
-                window, window_start = {}, time.perf_counter()
+                progress.loss_window, window_start, batches_in_window = {}, time.perf_counter(), 0
             if progress.stage_step % eval_every == 0 or progress.stage_step == total_steps:
                 _validate(model, accelerator, args, validation, processor, progress, output, stages)
             if progress.stage_step % args.save_steps == 0 or progress.stage_step == total_steps:
@@ -268,31 +340,45 @@ def _validate(model, accelerator, args, validation, processor, progress, output,
 
 def _atomic_save(model, processor, folder: Path) -> None:
     """``save_pretrained`` of model + processor into ``folder``, via a temporary sibling and a rename."""
-    temporary = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
-    processor.save_pretrained(temporary)
-    shutil.rmtree(folder, ignore_errors=True)
-    temporary.rename(folder)
+    with atomic_directory(folder, overwrite=True) as temporary:
+        model.save_pretrained(temporary)
+        processor.save_pretrained(temporary)
 
 
-def _finish(accelerator, args, model_args, data_args, dataset, output, progress, runtime) -> dict:
-    """Evaluate the best model once on test, move it to ``output_dir`` and write ``results.json``."""
+def _finish(accelerator, args, model_args, data_args, dataset, output, progress) -> dict:
+    """Evaluate the best model once on test, move it to ``output_dir`` and write ``results.json``.
+
+    The best model is ``output/best``, or, for a resumed run that had finished already (the model in
+    ``output_dir`` is the one of ``progress.best``), ``output_dir`` itself: then nothing is trained or
+    written again and the run says so (a larger ``max_steps`` trains on and ends here as any run)."""
     from transformers import AutoModel
 
-    best = AutoModel.from_pretrained(output / "best").to(accelerator.device)
-    processor = TIReIDProcessor.from_pretrained(output / "best")
+    previous = _finished_results(output, progress)
+    if not (output / BEST).is_dir():
+        if previous is None:
+            raise FileNotFoundError(f"{output / BEST}: the best model of this run is missing, and {output} holds "
+                                    "another model; start the run again with --overwrite_output_dir")
+        if previous["history"] == progress.history:
+            accelerator.print(f"{output}: this run has finished already (step {progress.global_step}); its "
+                              f"{RESULTS_FILE} is unchanged. Pass a larger --max_steps or --num_train_epochs to "
+                              "train on.")
+            return previous
+    best_folder = output / BEST if (output / BEST).is_dir() else output
+    best = AutoModel.from_pretrained(best_folder).to(accelerator.device)
+    processor = TIReIDProcessor.from_pretrained(best_folder)
     test = evaluate_split(best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size,
                           directions=("t2i", "i2t") if args.eval_i2t else ("t2i",), accelerator=accelerator,
                           show_progress=accelerator.is_local_main_process)
+    progress.update_runtime()
     results = {
         "method": model_args.method,
         "dataset": data_args.dataset,
         "tireid_hf_version": __version__,
+        "library_versions": _library_versions(),
         "num_processes": accelerator.num_processes,
         "best_validation": progress.best,
         "test": test,
-        "train_runtime_seconds": runtime,
+        "train_runtime_seconds": progress.train_runtime_seconds,
         "history": progress.history,
         "config": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
                    "training": dataclasses.asdict(args)},
@@ -306,15 +392,8 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress,
             best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size, rerank=True,
             rerank_k=best.config.rerank_k, accelerator=accelerator, show_progress=accelerator.is_local_main_process)
     if accelerator.is_main_process:
-        for item in (output / "best").iterdir():
-            target = output / item.name
-            if target.exists():
-                target.unlink()
-            item.rename(target)
-        (output / "best").rmdir()
-        temporary = output / "results.json.tmp"
-        temporary.write_text(json.dumps(results, indent=2))
-        temporary.rename(output / "results.json")
+        atomic_text(best_folder / RESULTS_FILE, json.dumps(results, indent=2))
+        _complete_final_move(output)
         print(_summary_table(results))
     accelerator.wait_for_everyone()
     return results
@@ -336,6 +415,25 @@ def rerank_refusal(validation_metrics: dict) -> str | None:
         return None
     return (f"the matching head's balanced accuracy on validation pairs is {accuracy:.3f}, not above "
             f"{threshold:.3f} (a constant answer gets 0.5; {int(queries)} queries): it would re-rank by noise")
+
+
+def _library_versions() -> dict[str, str]:
+    """Versions of what the numbers depend on (Pillow's resize included: its output changed across majors)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("torch", "transformers", "accelerate", "pillow", "numpy")}
+
+
+def _finished_results(output: Path, progress: TrainingProgress) -> dict | None:
+    """The ``results.json`` in ``output`` if it is this run's (same best validation record), else None."""
+    path = output / RESULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return results if results.get("best_validation") == progress.best else None
 
 
 def _summary_table(results: dict) -> str:

@@ -160,7 +160,7 @@ def export_cuhk_format(root: str | os.PathLike, **config) -> Path:
     exist yet.
     """
     cfg = SyntheticConfig(**config)
-    with atomic_directory(root) as tmp:
+    with atomic_directory(root, overwrite_hint="choose a new folder") as tmp:
         records, offset = [], 0
         for split in SPLITS:
             for row in iter_examples(cfg, split, progress=cfg.num_ids(split) > 500):

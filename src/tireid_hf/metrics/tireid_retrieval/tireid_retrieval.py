@@ -9,7 +9,7 @@ import datasets
 import evaluate
 import numpy as np
 
-from tireid_hf.metrics.retrieval import rank_metrics
+from tireid_hf.metrics.retrieval import check_integer_pids, rank_metrics
 
 _CITATION = """\
 @article{ye2021deep,
@@ -64,9 +64,18 @@ class TIReIDRetrieval(evaluate.Metric):
             reference_urls=["https://arxiv.org/abs/2001.04193"],
         )
 
+    def add_batch(self, *, predictions=None, references=None, **kwargs):
+        """`evaluate`'s add_batch, refusing non-integer pids in words before its int64 cast does."""
+        if references is not None:
+            check_integer_pids(references, "references")
+        return super().add_batch(predictions=predictions, references=references, **kwargs)
+
     def _compute(self, predictions, references, gallery_pids=None, ks=(1, 5, 10), skip_queries_without_match=False):
         if gallery_pids is None:
             raise ValueError("`gallery_pids` is required: the pid of every gallery item, shape [num_gallery]")
+        if not len(predictions):
+            raise ValueError("there are no queries: `predictions` and `references` are empty")
+        check_integer_pids(gallery_pids, "gallery_pids")
         lengths = {len(row) for row in predictions}
         if len(lengths) > 1:
             raise ValueError(
