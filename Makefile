@@ -4,7 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-OPEN_CLIP_VERSION := 3.3.0
 
 export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
@@ -15,13 +14,11 @@ export TOKENIZERS_PARALLELISM := false
 install: $(STAMP)
 
 # torch first, from the local CPU wheel; everything after is constrained to that torch so that no
-# dependency can pull the CUDA build. open-clip-torch is installed without its dependencies (it
-# would pull torchvision, which has no CPU build): we only read the CLIP BPE vocabulary it ships.
+# dependency can pull the CUDA build. The CLIP vocabulary ships inside the package (nothing else to fetch).
 $(STAMP): setup.cfg constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/pip install --quiet --no-deps open-clip-torch==$(OPEN_CLIP_VERSION)
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -4,9 +4,10 @@ The processor is saved beside the weights (``save_pretrained``), so nobody hard-
 mean/std or the tokenizer again. Training augmentations are a separate, optional transform
 (:class:`TrainingImageAugmentation`) applied to the processed pixel tensors.
 
-The CLIP BPE vocabulary comes from the ``open-clip-torch`` wheel (``bpe_simple_vocab_16e6.txt.gz``),
-read as a data file without importing ``open_clip``; :func:`clip_tokenizer` turns it into a
-`transformers` ``CLIPTokenizer`` identical to OpenAI CLIP's, with no Hub access.
+The CLIP BPE merges ship inside this package (``clip_vocabulary/clip_bpe_merges.txt.gz``: the part of
+OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` that CLIP uses, see the NOTE there), so a plain
+``pip install tireid-hf`` tokenises; :func:`clip_tokenizer` turns them into a `transformers`
+``CLIPTokenizer`` identical to OpenAI CLIP's, with no Hub access.
 
 Part-of-speech tags (CADA masks attribute words, UIT keeps key words) come from TextBlob's
 ``PatternTagger``: a Brill-style lexicon + contextual-rule tagger (Penn Treebank tags) whose model
@@ -18,7 +19,6 @@ run ONCE per caption (at dataset preparation), never per training step.
 from __future__ import annotations
 
 import gzip
-import importlib.metadata
 import math
 from functools import lru_cache
 from pathlib import Path
@@ -35,21 +35,8 @@ CLIP_MASK_TOKEN_ID = 49405
 
 # Word kinds and the Penn Treebank tag prefixes that make them.
 WORD_KINDS = {"noun": ("NN",), "adjective": ("JJ",), "pronoun": ("PRP",)}
-_BPE_FILE = "open_clip/bpe_simple_vocab_16e6.txt.gz"
-_NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges of the file
-
-
-def clip_bpe_path() -> Path:
-    """Path of CLIP's BPE merges file inside the installed ``open-clip-torch`` distribution."""
-    try:
-        path = Path(importlib.metadata.distribution("open_clip_torch").locate_file(_BPE_FILE))
-    except importlib.metadata.PackageNotFoundError as error:
-        raise RuntimeError(
-            "The CLIP vocabulary ships inside the open-clip-torch wheel: `pip install --no-deps open-clip-torch`"
-        ) from error
-    if not path.is_file():
-        raise RuntimeError(f"open-clip-torch is installed but {path} is missing")
-    return path
+CLIP_BPE_PATH = Path(__file__).resolve().parent / "clip_vocabulary" / "clip_bpe_merges.txt.gz"
+_NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges of OpenAI's file
 
 
 def _bytes_to_unicode() -> dict[int, str]:
@@ -69,9 +56,11 @@ def _bytes_to_unicode() -> dict[int, str]:
 def clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
     """CLIP's vocabulary (49,408 tokens) and merges, built exactly as OpenAI's ``SimpleTokenizer``:
     byte symbols, the same with ``</w>``, one token per merge, then the two special tokens."""
-    with gzip.open(clip_bpe_path(), "rt", encoding="utf-8") as file:
+    with gzip.open(CLIP_BPE_PATH, "rt", encoding="utf-8") as file:
         lines = file.read().split("\n")[1 : _NUM_MERGES + 1]
     merges = [tuple(line.split()) for line in lines]
+    if len(merges) != _NUM_MERGES or any(len(merge) != 2 for merge in merges):
+        raise RuntimeError(f"{CLIP_BPE_PATH}: expected {_NUM_MERGES} merges of two symbols each; the file is damaged")
     symbols = list(_bytes_to_unicode().values())
     tokens = symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge) for merge in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
@@ -80,7 +69,7 @@ def clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 def clip_tokenizer(model_max_length: int = CLIP_TEXT_LENGTH) -> CLIPTokenizer:
     """OpenAI CLIP's tokenizer (lower-cased BPE, ``<|startoftext|>`` ... ``<|endoftext|>``, padded
-    with ``<|endoftext|>``), built offline from the open-clip-torch wheel."""
+    with ``<|endoftext|>``), built offline from the merges shipped in this package."""
     vocabulary, merges = clip_vocabulary()
     return CLIPTokenizer(vocab=dict(vocabulary), merges=list(merges), model_max_length=model_max_length)
 
