@@ -150,7 +150,55 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_visualize_parser(subparsers)
     add_push_parsers(subparsers)
+    add_convert_parser(subparsers)
     return parser
+
+
+def add_convert_parser(subparsers) -> None:
+    """Adds `tireid convert {irra,openai-clip}`: reference checkpoints -> save_pretrained folders."""
+    convert = subparsers.add_parser("convert", help="convert a reference checkpoint (IRRA layout, OpenAI CLIP) into a model folder")
+    formats = convert.add_subparsers(dest="format", metavar="FORMAT")
+    formats.required = True
+    irra = formats.add_parser(
+        "irra", help="IRRA / RDE / SEN checkpoint (best.pth) -> clip_reid (uit for SEN)",
+        description="Convert a checkpoint in IRRA's layout (base_model.* = OpenAI CLIP, rectangular position table) "
+        "into a zoo model folder (weights, config, remote code, processor, conversion.json). Heads the zoo has no "
+        "counterpart for are dropped and listed.",
+    )
+    irra.add_argument("checkpoint", help="the checkpoint file (.pth / .pt / .safetensors)")
+    irra.add_argument("--variant", choices=("irra", "rde", "sen"), default="irra",
+                      help="the reference method that wrote it (default: irra); sen converts into uit")
+    irra.add_argument("--image-size", "--image_size", dest="image_size", type=int, nargs=2, default=(384, 128),
+                      metavar=("HEIGHT", "WIDTH"), help="img_size it was trained at (default: 384 128)")
+    openai = formats.add_parser(
+        "openai-clip", help="OpenAI CLIP ViT file (ViT-B-16.pt, ...) -> a transformers CLIPModel folder",
+        description="Convert OpenAI's original CLIP ViT file (TorchScript archive or state dict) into a "
+        "transformers CLIPModel folder usable as clip_name_or_path (no Hub access needed).",
+    )
+    openai.add_argument("checkpoint", help="the CLIP file (e.g. ~/.cache/clip/ViT-B-16.pt)")
+    for parser in (irra, openai):
+        parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+        parser.add_argument("--overwrite", action="store_true")
+        parser.set_defaults(run=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from .convert import ConversionError, convert_irra, convert_openai_clip
+
+    try:
+        if args.format == "irra":
+            report = convert_irra(args.checkpoint, args.out, variant=args.variant, image_size=args.image_size,
+                                  overwrite=args.overwrite)
+        else:
+            report = convert_openai_clip(args.checkpoint, args.out, overwrite=args.overwrite)
+    except (ConversionError, FileExistsError) as error:
+        raise SystemExit(f"tireid convert {args.format}: {error}") from None
+    dropped = "; ".join(f"{group}: {len(names)} tensors" for group, names in report["dropped"].items()) or "nothing"
+    target = report.get("method", "CLIPModel")
+    print(f"wrote {args.out}: {target} from {report['source']}; dropped {dropped} (listed in {args.out}/conversion.json)")
+    if report.get("note"):
+        print(f"note: {report['note']}")
+    return 0
 
 
 def add_push_parsers(subparsers) -> None:
