@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo report clean
+.PHONY: install test demo report cards clean
 
 install: $(STAMP)
 
@@ -42,6 +42,11 @@ demo: $(STAMP)
 # benchmarks/figures/. Run it on an otherwise idle machine: it times the CPU.
 report: $(STAMP)
 	HF_HOME=$${HF_HOME:-$$(mktemp -d)} $(BIN)/python benchmarks/report.py
+
+# The model card of every checkpoint the zoo publishes (hub_cards/), from the package's templates,
+# configs/ and benchmarks/papers.yaml. Run it after changing any of them; a test checks it was.
+cards: $(STAMP)
+	$(BIN)/tireid cards --out hub_cards
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

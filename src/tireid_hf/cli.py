@@ -151,7 +151,36 @@ def build_parser() -> argparse.ArgumentParser:
     add_visualize_parser(subparsers)
     add_push_parsers(subparsers)
     add_convert_parser(subparsers)
+    add_cards_parser(subparsers)
     return parser
+
+
+def add_cards_parser(subparsers) -> None:
+    """Adds `tireid cards`: the model card of every checkpoint the zoo publishes, into hub_cards/."""
+    cards = subparsers.add_parser(
+        "cards", help="render the model card of every checkpoint the zoo publishes (hub_cards/<name>/README.md)",
+        description="Render hub_cards/ from the package's card templates, configs/*.yaml and benchmarks/papers.yaml "
+        "(run from the repository root); the folder is replaced whole. A zoo checkpoint whose run folder is in "
+        "--runs (RUNS/<method>-<dataset>/results.json) gets the card of its results.",
+    )
+    cards.add_argument("--out", default="hub_cards", help="output folder (default: hub_cards)")
+    cards.add_argument("--configs", default="configs", help="training configurations (default: configs)")
+    cards.add_argument("--papers", default="benchmarks/papers.yaml", help="figures the papers report")
+    cards.add_argument("--org", default=None, help="Hub organisation of the repositories (default: tireid-hf)")
+    cards.add_argument("--runs", default=None, help="folder of trained runs, one per <method>-<dataset>")
+    cards.set_defaults(run=run_cards)
+
+
+def run_cards(args: argparse.Namespace) -> int:
+    from .hub.catalogue import DEFAULT_ORG, render_catalogue
+
+    try:
+        names = render_catalogue(args.out, configs_dir=args.configs, papers_file=args.papers,
+                                 org=args.org or DEFAULT_ORG, runs_dir=args.runs)
+    except FileNotFoundError as error:
+        raise SystemExit(f"tireid cards: {error}") from None
+    print(f"wrote {len(names)} model cards to {args.out}/")
+    return 0
 
 
 def add_convert_parser(subparsers) -> None:
@@ -214,6 +243,8 @@ def add_push_parsers(subparsers) -> None:
     push.add_argument("--license", default=None, help="card license (default: apache-2.0, other for research-only datasets)")
     push.add_argument("--dataset-repo", default=None, help="Hub dataset the model was trained on, for the card's metadata")
     push.add_argument("--token", help="Hub token (default: the logged-in one)")
+    push.add_argument("--card", default=None, help="upload this model card (e.g. hub_cards/<name>/README.md) instead of "
+                      "rendering one from results.json; needed for a converted checkpoint")
     push.add_argument("--dry-run", metavar="OUT", default=None, help="write the folder to OUT and upload nothing")
     push.set_defaults(run=run_push)
 
@@ -231,11 +262,11 @@ def run_push(args: argparse.Namespace) -> int:
 
     try:
         if args.dry_run:
-            print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo)}")
+            print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo, card=args.card)}")
         else:
             print(push_model(args.model, args.repo, private=args.private, license=args.license,
-                             dataset_repo=args.dataset_repo, token=args.token))
-    except (HubUploadError, FileNotFoundError, FileExistsError) as error:
+                             dataset_repo=args.dataset_repo, token=args.token, card=args.card))
+    except (HubUploadError, FileNotFoundError, FileExistsError, ValueError) as error:
         raise SystemExit(f"tireid push: {error}") from None
     return 0
 
