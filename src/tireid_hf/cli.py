@@ -255,6 +255,22 @@ def add_push_parsers(subparsers) -> None:
     metric.add_argument("--dry-run", metavar="OUT", default=None, help="write the Space folder to OUT and upload nothing")
     metric.set_defaults(run=run_push_metric)
 
+    space = subparsers.add_parser(
+        "push-space", help="upload the demo Space (app, pinned requirements, Space README) over a model and gallery",
+        description="Write the demo Space folder (spaces/tireid-demo/app.py, space_settings.json, requirements.txt "
+        "pinned to the installed versions, README.md with the Space metadata; a local model or gallery folder is "
+        "copied in) and upload it in one commit.",
+    )
+    space.add_argument("--repo", default=None, help="org/name of the Space (required unless --dry-run)")
+    space.add_argument("--model", default=None, help="model folder (copied into the Space) or Hub id; default: the "
+                       "Space's TIREID_MODEL variable")
+    space.add_argument("--gallery", default=None, help="folder of images or prepared dataset (copied), or 'synthetic' (default)")
+    space.add_argument("--space-dir", default=None, help="the demo's source folder (default: spaces/tireid-demo of this checkout)")
+    space.add_argument("--private", action="store_true", help="create the Space private")
+    space.add_argument("--token", help="Hub token (default: the logged-in one)")
+    space.add_argument("--dry-run", metavar="OUT", default=None, help="write the Space folder to OUT and upload nothing")
+    space.set_defaults(run=run_push_space)
+
 
 def run_push(args: argparse.Namespace) -> int:
     from .hub.model_push import push_model, write_model_folder
@@ -330,6 +346,23 @@ def _parse_options(pairs: list[str]) -> dict:
             raise SystemExit(f"--option expects KEY=VALUE, got {pair!r}")
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+def run_push_space(args: argparse.Namespace) -> int:
+    from .hub.demo_space import push_space, write_space
+    from .hub.upload import HubUploadError
+
+    options = dict(model=args.model, gallery=args.gallery, space_dir=args.space_dir)
+    try:
+        if args.dry_run:
+            print(f"wrote {write_space(args.dry_run, **options)}")
+        elif not args.repo:
+            raise SystemExit("tireid push-space: --repo org/name is required unless --dry-run OUT is given")
+        else:
+            print(push_space(args.repo, private=args.private, token=args.token, **options))
+    except (HubUploadError, FileNotFoundError, FileExistsError) as error:
+        raise SystemExit(f"tireid push-space: {error}") from None
+    return 0
 
 
 def run_data_prepare(args: argparse.Namespace) -> int:
