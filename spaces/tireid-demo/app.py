@@ -4,7 +4,7 @@
     TIREID_MODEL=org/lcr2s-cuhk TIREID_GALLERY=path/to/images python app.py
 
 The model is a folder written by train.py / `tireid push --dry-run` or a Hub id (`--model` /
-`TIREID_MODEL`). The gallery (`--gallery` / `TIREID_GALLERY`) is a folder of images, a folder written
+`TIREID_MODEL`, else `space_settings.json` beside this file, which `tireid push-space` writes). The gallery (`--gallery` / `TIREID_GALLERY`) is a folder of images, a folder written
 by `tireid data prepare` (its test split), or by default the synthetic test split. Its embeddings are
 computed once by `GalleryIndex` and cached on disk (`--cache-dir` / `TIREID_CACHE`) under a key of
 the model fingerprint and the gallery's content. Where the gallery has identities, picking an
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,7 @@ MAX_K = 50
 NUM_EXAMPLES = 8
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tireid-demo"
+SETTINGS_FILE = Path(__file__).resolve().with_name("space_settings.json")
 
 
 @dataclass
@@ -226,18 +228,34 @@ def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike 
     return demo.queue()
 
 
+def space_settings() -> dict:
+    """`space_settings.json` beside this file (written by `tireid push-space`): the Space's model and
+    gallery, paths relative to this folder resolved; {} when absent."""
+    path = SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    settings = json.loads(path.read_text())
+    for key in ("model", "gallery"):
+        if settings.get(key) and (path.parent / settings[key]).exists():
+            settings[key] = str(path.parent / settings[key])
+    return settings
+
+
 def parse_args(argv=None) -> argparse.Namespace:
+    settings = space_settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=os.environ.get("TIREID_MODEL"), help="model folder or Hub id (TIREID_MODEL)")
-    parser.add_argument("--gallery", default=os.environ.get("TIREID_GALLERY"),
+    parser.add_argument("--model", default=os.environ.get("TIREID_MODEL", settings.get("model")),
+                        help="model folder or Hub id (TIREID_MODEL, else space_settings.json)")
+    parser.add_argument("--gallery", default=os.environ.get("TIREID_GALLERY", settings.get("gallery")),
                         help="folder of images, prepared dataset folder, or 'synthetic' (TIREID_GALLERY; default synthetic)")
     parser.add_argument("--cache-dir", default=os.environ.get("TIREID_CACHE", str(DEFAULT_CACHE)),
                         help="where gallery embeddings are cached (TIREID_CACHE)")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=7860)
+    # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT: an explicit launch() argument would override them
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
     if not args.model:
-        parser.error("give the model with --model DIR_OR_HUB_ID or the TIREID_MODEL environment variable")
+        parser.error("give the model with --model DIR_OR_HUB_ID, the TIREID_MODEL environment variable or space_settings.json")
     return args
 
 

@@ -174,7 +174,84 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_visualize_parser(subparsers)
     add_push_parsers(subparsers)
+    add_convert_parser(subparsers)
+    add_cards_parser(subparsers)
     return parser
+
+
+def add_cards_parser(subparsers) -> None:
+    """Adds `tireid cards`: the model card of every checkpoint the zoo publishes, into hub_cards/."""
+    cards = subparsers.add_parser(
+        "cards", help="render the model card of every checkpoint the zoo publishes (hub_cards/<name>/README.md)",
+        description="Render hub_cards/ from the package's card templates, configs/*.yaml and benchmarks/papers.yaml "
+        "(run from the repository root); the folder is replaced whole. A zoo checkpoint whose run folder is in "
+        "--runs (RUNS/<method>-<dataset>/results.json) gets the card of its results.",
+    )
+    cards.add_argument("--out", default="hub_cards", help="output folder (default: hub_cards)")
+    cards.add_argument("--configs", default="configs", help="training configurations (default: configs)")
+    cards.add_argument("--papers", default="benchmarks/papers.yaml", help="figures the papers report")
+    cards.add_argument("--org", default=None, help="Hub organisation of the repositories (default: tireid-hf)")
+    cards.add_argument("--runs", default=None, help="folder of trained runs, one per <method>-<dataset>")
+    cards.set_defaults(run=run_cards)
+
+
+def run_cards(args: argparse.Namespace) -> int:
+    from .hub.catalogue import DEFAULT_ORG, render_catalogue
+
+    try:
+        names = render_catalogue(args.out, configs_dir=args.configs, papers_file=args.papers,
+                                 org=args.org or DEFAULT_ORG, runs_dir=args.runs)
+    except FileNotFoundError as error:
+        raise SystemExit(f"tireid cards: {error}") from None
+    print(f"wrote {len(names)} model cards to {args.out}/")
+    return 0
+
+
+def add_convert_parser(subparsers) -> None:
+    """Adds `tireid convert {irra,openai-clip}`: reference checkpoints -> save_pretrained folders."""
+    convert = subparsers.add_parser("convert", help="convert a reference checkpoint (IRRA layout, OpenAI CLIP) into a model folder")
+    formats = convert.add_subparsers(dest="format", metavar="FORMAT")
+    formats.required = True
+    irra = formats.add_parser(
+        "irra", help="IRRA / RDE / SEN checkpoint (best.pth) -> clip_reid (uit for SEN)",
+        description="Convert a checkpoint in IRRA's layout (base_model.* = OpenAI CLIP, rectangular position table) "
+        "into a zoo model folder (weights, config, remote code, processor, conversion.json). Heads the zoo has no "
+        "counterpart for are dropped and listed.",
+    )
+    irra.add_argument("checkpoint", help="the checkpoint file (.pth / .pt / .safetensors)")
+    irra.add_argument("--variant", choices=("irra", "rde", "sen"), default="irra",
+                      help="the reference method that wrote it (default: irra); sen converts into uit")
+    irra.add_argument("--image-size", "--image_size", dest="image_size", type=int, nargs=2, default=(384, 128),
+                      metavar=("HEIGHT", "WIDTH"), help="img_size it was trained at (default: 384 128)")
+    openai = formats.add_parser(
+        "openai-clip", help="OpenAI CLIP ViT file (ViT-B-16.pt, ...) -> a transformers CLIPModel folder",
+        description="Convert OpenAI's original CLIP ViT file (TorchScript archive or state dict) into a "
+        "transformers CLIPModel folder usable as clip_name_or_path (no Hub access needed).",
+    )
+    openai.add_argument("checkpoint", help="the CLIP file (e.g. ~/.cache/clip/ViT-B-16.pt)")
+    for parser in (irra, openai):
+        parser.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
+        parser.add_argument("--overwrite", action="store_true")
+        parser.set_defaults(run=run_convert)
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from .convert import ConversionError, convert_irra, convert_openai_clip
+
+    try:
+        if args.format == "irra":
+            report = convert_irra(args.checkpoint, args.out, variant=args.variant, image_size=args.image_size,
+                                  overwrite=args.overwrite)
+        else:
+            report = convert_openai_clip(args.checkpoint, args.out, overwrite=args.overwrite)
+    except (ConversionError, FileExistsError) as error:
+        raise SystemExit(f"tireid convert {args.format}: {error}") from None
+    dropped = "; ".join(f"{group}: {len(names)} tensors" for group, names in report["dropped"].items()) or "nothing"
+    target = report.get("method", "CLIPModel")
+    print(f"wrote {args.out}: {target} from {report['source']}; dropped {dropped} (listed in {args.out}/conversion.json)")
+    if report.get("note"):
+        print(f"note: {report['note']}")
+    return 0
 
 
 def add_push_parsers(subparsers) -> None:
@@ -190,6 +267,8 @@ def add_push_parsers(subparsers) -> None:
     push.add_argument("--license", default=None, help="card license (default: apache-2.0, other for research-only datasets)")
     push.add_argument("--dataset-repo", default=None, help="Hub dataset the model was trained on, for the card's metadata")
     push.add_argument("--token", help="Hub token (default: the logged-in one)")
+    push.add_argument("--card", default=None, help="upload this model card (e.g. hub_cards/<name>/README.md) instead of "
+                      "rendering one from results.json; needed for a converted checkpoint")
     push.add_argument("--dry-run", metavar="OUT", default=None, help="write the folder to OUT and upload nothing")
     push.add_argument("--overwrite", action="store_true", help="--dry-run: replace OUT if it exists")
     push.set_defaults(run=run_push)
@@ -202,6 +281,22 @@ def add_push_parsers(subparsers) -> None:
     metric.add_argument("--overwrite", action="store_true", help="--dry-run: replace OUT if it exists")
     metric.set_defaults(run=run_push_metric)
 
+    space = subparsers.add_parser(
+        "push-space", help="upload the demo Space (app, pinned requirements, Space README) over a model and gallery",
+        description="Write the demo Space folder (spaces/tireid-demo/app.py, space_settings.json, requirements.txt "
+        "pinned to the installed versions, README.md with the Space metadata; a local model or gallery folder is "
+        "copied in) and upload it in one commit.",
+    )
+    space.add_argument("--repo", default=None, help="org/name of the Space (required unless --dry-run)")
+    space.add_argument("--model", default=None, help="model folder (copied into the Space) or Hub id; default: the "
+                       "Space's TIREID_MODEL variable")
+    space.add_argument("--gallery", default=None, help="folder of images or prepared dataset (copied), or 'synthetic' (default)")
+    space.add_argument("--space-dir", default=None, help="the demo's source folder (default: spaces/tireid-demo of this checkout)")
+    space.add_argument("--private", action="store_true", help="create the Space private")
+    space.add_argument("--token", help="Hub token (default: the logged-in one)")
+    space.add_argument("--dry-run", metavar="OUT", default=None, help="write the Space folder to OUT and upload nothing")
+    space.set_defaults(run=run_push_space)
+
 
 def run_push(args: argparse.Namespace) -> int:
     from .hub.model_push import push_model, write_model_folder
@@ -210,10 +305,10 @@ def run_push(args: argparse.Namespace) -> int:
     try:
         check_repo_id(args.repo, "--repo")
         if args.dry_run:
-            print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo, overwrite=args.overwrite)}")
+            print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo, card=args.card, overwrite=args.overwrite)}")
         else:
             print(push_model(args.model, args.repo, private=args.private, license=args.license,
-                             dataset_repo=args.dataset_repo, token=args.token))
+                             dataset_repo=args.dataset_repo, token=args.token, card=args.card))
     except (HubUploadError, OSError, ValueError) as error:
         raise SystemExit(f"tireid push: {error}") from None
     return 0
@@ -280,6 +375,23 @@ def _parse_options(pairs: list[str]) -> dict:
             raise SystemExit(f"--option expects KEY=VALUE, got {pair!r}")
         options[key.strip()] = yaml.safe_load(value)
     return options
+
+
+def run_push_space(args: argparse.Namespace) -> int:
+    from .hub.demo_space import push_space, write_space
+    from .hub.upload import HubUploadError
+
+    options = dict(model=args.model, gallery=args.gallery, space_dir=args.space_dir)
+    try:
+        if args.dry_run:
+            print(f"wrote {write_space(args.dry_run, **options)}")
+        elif not args.repo:
+            raise SystemExit("tireid push-space: --repo org/name is required unless --dry-run OUT is given")
+        else:
+            print(push_space(args.repo, private=args.private, token=args.token, **options))
+    except (HubUploadError, FileNotFoundError, FileExistsError) as error:
+        raise SystemExit(f"tireid push-space: {error}") from None
+    return 0
 
 
 def run_data_prepare(args: argparse.Namespace) -> int:

@@ -60,6 +60,48 @@ def eval_results(results: dict, dataset_type: str, dataset_name: str) -> list[Ev
     return entries
 
 
+def card_data(method: str, dataset: str, *, repo_id: str, base_model: str | None, license: str | None = None,
+              dataset_repo: str | None = None, eval_results: list[EvalResult] | None = None) -> ModelCardData:
+    """The Hub metadata of a model card: licence (``other`` for the research-only benchmarks), library,
+    pipeline tag, tags, base model, datasets and the `model-index` (omitted without results)."""
+    return ModelCardData(
+        language="en",
+        license=license or ("other" if dataset in REDISTRIBUTION_RESTRICTED else "apache-2.0"),
+        library_name="transformers",
+        pipeline_tag=PIPELINE_TAG,
+        tags=TAGS + [method],
+        datasets=[dataset_repo] if dataset_repo else None,
+        base_model=base_model,
+        model_name=repo_id.split("/")[-1] if eval_results else None,
+        eval_results=eval_results or None,
+        tireid_method=method,
+        tireid_dataset=dataset,
+    )
+
+
+def card_from_template(data: ModelCardData, *, repo_id: str, method: str, dataset: str, image_size,
+                       config_yaml: str, status: str = "trained", **fields) -> ModelCard:
+    """Renders `cards/model_card.md` for a checkpoint whose `status` is ``trained`` (its results),
+    ``converted`` (a released checkpoint of the authors) or ``untrained`` (a planned checkpoint)."""
+    defaults = dict(result_rows=[], has_rerank=False, figure=None, tireid_version="unknown", num_processes=1,
+                    runtime=0.0, converted=None, reported=None, config_file=None)
+    return ModelCard.from_template(
+        data,
+        template_path=str(TEMPLATE),
+        model_name=repo_id.split("/")[-1],
+        repo_id=repo_id,
+        method=method,
+        dataset_name=dataset,
+        dataset_pretty=SOURCES.get(dataset, {}).get("pretty_name", dataset),
+        base_model=data.base_model,
+        image_size=list(image_size),
+        method_section=method_section(method),
+        config_yaml=config_yaml,
+        status=status,
+        **dict(defaults, **fields),
+    )
+
+
 def render_model_card(results: dict, config, *, repo_id: str, license: str | None = None,
                       dataset_repo: str | None = None, figure: str | None = None) -> ModelCard:
     """The model card of a trained model.
@@ -79,39 +121,19 @@ def render_model_card(results: dict, config, *, repo_id: str, license: str | Non
             raise KeyError(f"results.json has no {key!r}: it must be the file train.py writes")
     method, dataset = results["method"], results["dataset"]
     pretty = SOURCES.get(dataset, {}).get("pretty_name", dataset)
-    base_model = results["config"].get("model", {}).get("clip_name_or_path")
-    card_data = ModelCardData(
-        language="en",
-        license=license or ("other" if dataset in REDISTRIBUTION_RESTRICTED else "apache-2.0"),
-        library_name="transformers",
-        pipeline_tag=PIPELINE_TAG,
-        tags=TAGS + [method],
-        datasets=[dataset_repo] if dataset_repo else None,
-        base_model=base_model,
-        model_name=repo_id.split("/")[-1],
-        eval_results=eval_results(results, dataset_repo or dataset, pretty),
-        tireid_method=method,
-        tireid_dataset=dataset,
-    )
+    data = card_data(method, dataset, repo_id=repo_id, license=license, dataset_repo=dataset_repo,
+                     base_model=results["config"].get("model", {}).get("clip_name_or_path"),
+                     eval_results=eval_results(results, dataset_repo or dataset, pretty))
     rows = [dict(name=label, values=[metrics[f"t2i/{key}"] for key in METRICS])
             for _, _, label, metrics in result_splits(results)]
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(TEMPLATE),
-        model_name=repo_id.split("/")[-1],
-        repo_id=repo_id,
-        method=method,
-        dataset_name=dataset,
-        dataset_pretty=pretty,
-        base_model=base_model,
-        image_size=list(config.image_size),
+    return card_from_template(
+        data, repo_id=repo_id, method=method, dataset=dataset, image_size=config.image_size,
+        config_yaml=yaml.safe_dump(results["config"], sort_keys=False),
         result_rows=rows,
         has_rerank="test_reranked" in results,
         figure=figure,
-        method_section=method_section(method),
         tireid_version=results.get("tireid_hf_version", "unknown"),
         num_processes=results.get("num_processes", 1),
         runtime=float(results.get("train_runtime_seconds", 0.0)),
         library_versions=results.get("library_versions", {}),
-        config_yaml=yaml.safe_dump(results["config"], sort_keys=False),
     )

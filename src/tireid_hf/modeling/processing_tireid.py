@@ -5,16 +5,17 @@ so ``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` builds the 
 without tireid-hf installed: it imports only the standard library and ``transformers``.
 ``tireid_hf.processing`` re-exports everything here.
 
-The CLIP BPE vocabulary comes from the ``open-clip-torch`` wheel (``bpe_simple_vocab_16e6.txt.gz``),
-read as a data file without importing ``open_clip``; :func:`clip_tokenizer` turns it into a
-`transformers` ``CLIPTokenizer`` identical to OpenAI CLIP's, with no Hub access. (A saved processor
-carries its tokenizer in ``tokenizer.json``: loading one needs no open-clip-torch.)
+The CLIP BPE merges ship inside the tireid-hf package (``tireid_hf/clip_vocabulary/clip_bpe_merges.txt.gz``:
+the part of OpenAI's ``bpe_simple_vocab_16e6.txt.gz`` that CLIP uses, see the NOTE there), so a plain
+``pip install tireid-hf`` tokenises; :func:`clip_tokenizer` turns them into a `transformers`
+``CLIPTokenizer`` identical to OpenAI CLIP's, with no Hub access. Only building a NEW processor needs
+them: a saved processor carries its tokenizer in ``tokenizer.json`` (so this file as remote code,
+without the package, loads any saved processor).
 """
 
 from __future__ import annotations
 
 import gzip
-import importlib.metadata
 import os
 import unicodedata
 from functools import lru_cache
@@ -24,20 +25,15 @@ from transformers import CLIPImageProcessorPil, CLIPTokenizer, ProcessorMixin
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 CLIP_TEXT_LENGTH = 77
-_BPE_FILE = "open_clip/bpe_simple_vocab_16e6.txt.gz"
-_NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges of the file
+_NUM_MERGES = 49152 - 256 - 2  # CLIP keeps the first 48,894 merges of OpenAI's file
 
 
 def clip_bpe_path() -> Path:
-    """Path of CLIP's BPE merges file inside the installed ``open-clip-torch`` distribution."""
-    try:
-        path = Path(importlib.metadata.distribution("open_clip_torch").locate_file(_BPE_FILE))
-    except importlib.metadata.PackageNotFoundError as error:
-        raise RuntimeError(
-            "The CLIP vocabulary ships inside the open-clip-torch wheel: `pip install --no-deps open-clip-torch`"
-        ) from error
+    """Path of CLIP's BPE merges shipped in the tireid-hf package (``tireid_hf/clip_vocabulary/``)."""
+    path = Path(__file__).resolve().parent.parent / "clip_vocabulary" / "clip_bpe_merges.txt.gz"
     if not path.is_file():
-        raise RuntimeError(f"open-clip-torch is installed but {path} is missing")
+        raise RuntimeError(f"{path} is missing: building a new CLIP tokenizer needs the tireid-hf package "
+                           "(pip install tireid-hf); a saved processor loads its tokenizer.json without it")
     return path
 
 
@@ -61,6 +57,8 @@ def clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
     with gzip.open(clip_bpe_path(), "rt", encoding="utf-8") as file:
         lines = file.read().split("\n")[1 : _NUM_MERGES + 1]
     merges = [tuple(line.split()) for line in lines]
+    if len(merges) != _NUM_MERGES or any(len(merge) != 2 for merge in merges):
+        raise RuntimeError(f"{clip_bpe_path()}: expected {_NUM_MERGES} merges of two symbols each; the file is damaged")
     symbols = list(_bytes_to_unicode().values())
     tokens = symbols + [symbol + "</w>" for symbol in symbols] + ["".join(merge) for merge in merges]
     tokens += ["<|startoftext|>", "<|endoftext|>"]
@@ -69,7 +67,7 @@ def clip_vocabulary() -> tuple[dict[str, int], list[tuple[str, str]]]:
 
 def clip_tokenizer(model_max_length: int = CLIP_TEXT_LENGTH) -> CLIPTokenizer:
     """OpenAI CLIP's tokenizer (lower-cased BPE, ``<|startoftext|>`` ... ``<|endoftext|>``, padded
-    with ``<|endoftext|>``), built offline from the open-clip-torch wheel."""
+    with ``<|endoftext|>``), built offline from the merges shipped in the package."""
     vocabulary, merges = clip_vocabulary()
     return CLIPTokenizer(vocab=dict(vocabulary), merges=list(merges), model_max_length=model_max_length)
 
