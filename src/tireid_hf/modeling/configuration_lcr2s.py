@@ -30,8 +30,9 @@ class LCR2SConfig(TIReIDConfig):
         fusion_dropout (`float`, *optional*, defaults to 0.0):
             Dropout inside the fusion.
         training_schedule (`str`, *optional*, defaults to `"two_stage"`):
-            `"two_stage"`: the paper's schedule, stages `("teacher", "student")`: the teacher is trained,
-            then frozen, and the student (initialised from the teacher's backbone) learns from it.
+            `"two_stage"`: the zoo's choice (nothing published fixes the schedule; no code was released),
+            stages `("teacher", "student")`: the teacher is trained, then frozen, and the student
+            (initialised from the teacher's backbone) learns from it.
             `"joint"`: one stage `("joint",)` training teacher and student together on one backbone,
             the distillation targets detached.
         stage (`str`, *optional*):
