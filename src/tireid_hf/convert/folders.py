@@ -8,13 +8,13 @@ The folder is written whole or not at all.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from .. import __version__
 from ..data.atomic import atomic_directory
+from ..files import sha256_of_file
 from ..processing import TIReIDProcessor, clip_tokenizer
 from .checkpoint_files import read_state_dict
 from .irra import VARIANTS, convert_irra_state
@@ -24,16 +24,8 @@ CLIP_VOCABULARY_SIZE = 49408
 REPORT_FILE = "conversion.json"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _report(path: Path, fmt: str, dropped: dict, note: str, processor_note: str, **extra) -> dict:
-    return dict(source=path.name, sha256=_sha256(path), format=fmt, **extra, dropped=dropped,
+    return dict(source=path.name, sha256=sha256_of_file(path), format=fmt, **extra, dropped=dropped,
                 note=note or None, processor=processor_note, tireid_hf_version=__version__)
 
 

@@ -4,7 +4,6 @@ before a resume (every file's size and SHA-256 are recorded when it is written).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import re
@@ -14,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..data.atomic import give_usual_permissions
+from ..files import sha256_of_file
 from .faults import kill_point
 
 PROGRESS_FILE = "progress.json"
@@ -104,19 +104,11 @@ class TrainingProgress:
                                   f"resume from an earlier checkpoint (--resume_from_checkpoint FOLDER)") from None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_manifest(folder: Path) -> None:
     """Records the size and SHA-256 of every file of the checkpoint ``folder`` in ``MANIFEST_FILE``, but
     the progress file (:meth:`TrainingProgress.load` checks it, and it stays editable)."""
     files = sorted(path for path in folder.rglob("*") if path.is_file() and path.name not in (MANIFEST_FILE, PROGRESS_FILE))
-    manifest = {str(path.relative_to(folder)): {"bytes": path.stat().st_size, "sha256": _sha256(path)} for path in files}
+    manifest = {str(path.relative_to(folder)): {"bytes": path.stat().st_size, "sha256": sha256_of_file(path)} for path in files}
     (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
 
 
@@ -137,7 +129,7 @@ def verify_checkpoint(folder: Path) -> None:
             problem = "is missing"
         elif path.stat().st_size != expected["bytes"]:
             problem = f"is truncated or altered ({path.stat().st_size} bytes, {expected['bytes']} when written)"
-        elif _sha256(path) != expected["sha256"]:
+        elif sha256_of_file(path) != expected["sha256"]:
             problem = "is corrupt (its SHA-256 differs from the one recorded when it was written)"
         else:
             continue
