@@ -470,3 +470,10 @@ def test_overwrite_killed_early_keeps_the_previous_model_and_results(uninterrupt
     assert results["config"]["training"]["max_steps"] == 3 and results["history"][-1]["step"] == 3
     assert not (out / "eval_results_synthetic_test.json").exists()  # replaced runs leave nothing stale
     assert not list(out.glob(".*")) and not (out / "best").exists()
+
+
+def test_unknown_metric_for_best_model_is_refused_before_training_in_one_sentence(tmp_path):
+    with pytest.raises(SystemExit, match=r"^train.py: metric_for_best_model must be one of .*'R1'.*got 'R2'"):
+        command_line_main(["--config", str(write_config(tmp_path)), "--output_dir", str(tmp_path / "out"),
+                           "--metric_for_best_model", "R2"])
+    assert not (tmp_path / "out").exists()

@@ -74,6 +74,10 @@ class DataArguments:
             raise ValueError(f"instances_per_identity must be >= 1, got {self.instances_per_identity}")
 
 
+# Text-to-image validation metrics that can select the best model (keys of rank_metrics at ks 1, 5, 10).
+VALIDATION_METRICS = ("R1", "R5", "R10", "mAP", "mINP")
+
+
 @dataclass
 class TrainingArguments:
     output_dir: str = field(default="out/run", metadata={"help": "Where the model, results and checkpoints go."})
@@ -117,6 +121,8 @@ class TrainingArguments:
             raise ValueError(f"optimizer must be adam or adamw, got {self.optimizer!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
+        if self.metric_for_best_model not in VALIDATION_METRICS:
+            raise ValueError(f"metric_for_best_model must be one of {VALIDATION_METRICS}, got {self.metric_for_best_model!r}")
         if not self.adam_epsilon > 0:
             raise ValueError(f"adam_epsilon must be > 0, got {self.adam_epsilon}")
         if not 0.0 <= self.warmup_start_factor <= 1.0:
