@@ -32,6 +32,17 @@ def test_every_sample_is_seen_each_epoch_and_epochs_differ():
     assert [index for batch in sampler for index in batch] == first  # deterministic by (seed, epoch)
 
 
+def test_an_identity_with_k_images_or_more_never_repeats_an_image_in_a_batch():
+    # 5 images per identity, K = 4: the second group of each identity holds 1 image topped up with 3
+    # others, which must be drawn from the 4 images not already in that group.
+    pids = [pid for pid in range(6) for _ in range(5)]
+    sampler = IdentityBatchSampler(pids, batch_size=8, instances_per_identity=4, seed=2)
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert len(set(batch)) == len(batch) == 8, (epoch, batch)
+
+
 def test_ranks_get_distinct_batches_covering_the_epoch_in_equal_numbers():
     world = 3
     ranks = [list(IdentityBatchSampler(PIDS, 4, 2, seed=3, num_replicas=world, rank=rank)) for rank in range(world)]
