@@ -77,3 +77,11 @@ def test_triplet_without_any_negative_is_zero_and_gradient_flows_through_chosen_
     loss = losses.hardest_negative_triplet_loss(images, texts, torch.tensor([0, 1, 2]), margin=2.0)
     loss.backward()  # margin 2 > any cosine gap: every hinge is active, every image gets a gradient
     assert (images.grad.abs().sum(dim=1) > 0).all()
+
+
+def test_masked_patch_mse_matches_hand_computation_with_both_sides_nonzero():
+    predicted = torch.tensor([[[2.0, 1.0], [7.0, 7.0]]])
+    target = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])
+    masked = torch.tensor([[True, False]])  # only the first patch: ((2 - 1)^2 + (1 - 3)^2) / 2
+    assert losses.masked_patch_mse(predicted, target, masked).item() == pytest.approx(2.5)
+    assert losses.masked_patch_mse(predicted, target, masked.float()).item() == pytest.approx(2.5)

@@ -45,6 +45,15 @@ def test_an_identity_with_k_images_or_more_never_repeats_an_image_in_a_batch():
             assert len(set(batch)) == len(batch) == 8, (epoch, batch)
 
 
+def test_an_identity_with_half_of_k_images_has_each_twice_in_its_group():
+    # 2 images, K = 4: the top-up draws the 2 missing from the 2 images without replacement.
+    sampler = IdentityBatchSampler([0, 0, 1, 1, 2, 2, 3, 3], batch_size=8, instances_per_identity=4, seed=5)
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert sorted(Counter(batch).values()) == [2] * 4, (epoch, batch)
+
+
 def test_ranks_get_distinct_batches_covering_the_epoch_in_equal_numbers():
     world = 3
     ranks = [list(IdentityBatchSampler(PIDS, 4, 2, seed=3, num_replicas=world, rank=rank)) for rank in range(world)]
@@ -88,8 +97,10 @@ def test_property_sampler_batches_are_p_by_k_without_repeats_and_cover_the_epoch
         for pid, group in by_pid.items():
             if len(samples_of[pid]) >= instances:
                 assert len(set(group)) == instances, (pid, group)  # no image twice while the identity has K
-            else:
-                assert set(group) == samples_of[pid]  # fewer than K: all of them, topped up by repeats
+            else:  # fewer than K: all of them, topped up by repeats, without replacement when there are enough
+                assert set(group) == samples_of[pid]
+                if 2 * len(samples_of[pid]) >= instances:
+                    assert max(Counter(group).values()) <= 2, (pid, group)
     assert {index for batch in batches for index in batch} == set(range(len(pids)))  # every image, every epoch
     again = IdentityBatchSampler(pids, batch_size, instances, seed=seed)
     again.set_epoch(epoch)
@@ -118,6 +129,10 @@ def test_sampler_refuses_impossible_batches():
         IdentityBatchSampler(PIDS, batch_size=7, instances_per_identity=2)
     with pytest.raises(ValueError, match="distinct identities"):
         IdentityBatchSampler(PIDS, batch_size=40, instances_per_identity=2)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got 2"):
+        IdentityBatchSampler(PIDS, batch_size=4, instances_per_identity=2, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got -1"):
+        IdentityBatchSampler(PIDS, batch_size=4, instances_per_identity=2, num_replicas=2, rank=-1)
 
 
 def test_yaml_config_with_command_line_overrides(tmp_path):
