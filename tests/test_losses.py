@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tireid_hf.modeling import losses
 
@@ -85,3 +87,32 @@ def test_masked_patch_mse_matches_hand_computation_with_both_sides_nonzero():
     masked = torch.tensor([[True, False]])  # only the first patch: ((2 - 1)^2 + (1 - 3)^2) / 2
     assert losses.masked_patch_mse(predicted, target, masked).item() == pytest.approx(2.5)
     assert losses.masked_patch_mse(predicted, target, masked.float()).item() == pytest.approx(2.5)
+
+
+def semi_hard_expectation_by_definition(similarity, pids, margin):
+    """The documented expectation of the semi-hard ranking loss, anchor by anchor (rows, then columns)."""
+    total = 0.0
+    for matrix in (similarity, [list(column) for column in zip(*similarity)]):
+        for i, row in enumerate(matrix):
+            negatives = [j for j in range(len(row)) if pids[j] != pids[i]]
+            semi_hard = [j for j in negatives if row[i] - margin < row[j] < row[i]]
+            candidates = semi_hard or [j for j in negatives if row[j] >= row[i]]
+            if candidates:
+                total += sum(max(0.0, margin + row[j] - row[i]) for j in candidates) / len(candidates)
+    return total
+
+
+# unit vectors whose cosines are exactly -1, 0 or 1, so that similarities land exactly ON the boundaries
+# of the candidate sets (s_ij == s_ii, s_ij == s_ii - margin)
+AXES = st.sampled_from([(1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0)])
+
+
+@given(data=st.data(), size=st.integers(2, 6), margin=st.sampled_from([0.5, 1.0, 2.0]))
+def test_property_semi_hard_ranking_expectation_follows_the_candidate_sets_on_their_boundaries(data, size, margin):
+    anchors = torch.tensor(data.draw(st.lists(AXES, min_size=size, max_size=size)))
+    paired = torch.tensor(data.draw(st.lists(AXES, min_size=size, max_size=size)))
+    pids = data.draw(st.lists(st.integers(0, 2), min_size=size, max_size=size))
+    similarity = (anchors @ paired.t()).tolist()
+    expected = semi_hard_expectation_by_definition(similarity, pids, margin)
+    value = losses.semi_hard_ranking_loss(anchors, paired, torch.tensor(pids), margin, expected=True)
+    assert value.item() == pytest.approx(expected, abs=1e-6)
