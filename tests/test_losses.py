@@ -116,3 +116,8 @@ def test_property_semi_hard_ranking_expectation_follows_the_candidate_sets_on_th
     expected = semi_hard_expectation_by_definition(similarity, pids, margin)
     value = losses.semi_hard_ranking_loss(anchors, paired, torch.tensor(pids), margin, expected=True)
     assert value.item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_relation_kl_refuses_matrices_of_different_shapes_naming_both():
+    with pytest.raises(ValueError, match=r"student_logits \[2, 2\] and teacher_logits \[3, 3\] differ"):
+        losses.relation_kl_loss(torch.zeros(2, 2), torch.zeros(3, 3))
