@@ -156,14 +156,17 @@ def test_skip_reports_zero_when_enabled():
 
 
 @pytest.mark.parametrize("similarity, query_pids, gallery_pids, error, message", [
-    (np.zeros((3, 4)), [0, 1], [0, 1, 2, 3], ValueError, r"query_pids.*shape \[3\].*got \[2\]"),
-    (np.zeros((3, 4)), [0, 1, 2], [0, 1, 2], ValueError, r"gallery_pids.*shape \[4\].*got \[3\]"),
+    (np.zeros((3, 4)), [0, 1], [0, 1, 2, 3], ValueError, r"query_pids.*shape \[3\] \(one per row of `similarity`\), got \[2\]"),
+    (np.zeros((3, 4)), [0, 1, 2], [0, 1, 2], ValueError, r"gallery_pids.*shape \[4\] \(one per column of `similarity`\), got \[3\]"),
     (np.zeros(4), [0], [0, 1, 2, 3], ValueError, r"similarity.*\[num_queries, num_gallery\].*got \[4\]"),
-    (np.zeros((2, 0)), [0, 1], [], ValueError, "gallery is empty"),
-    (np.zeros((0, 3)), [], [0, 1, 2], ValueError, "no queries"),
+    (np.zeros((2, 0)), [0, 1], [], ValueError, r"gallery is empty: `similarity` has shape \[2, 0\] \(t2i\)"),
+    (np.zeros((0, 3)), [], [0, 1, 2], ValueError, r"no queries: `similarity` has shape \[0, 3\] \(t2i\)"),
     (np.array([[0.1, np.nan]]), [0], [0, 1], ValueError, r"NaN or inf.*row 0, column 1"),
     (np.array([[0.1, 0.2], [np.inf, 0.0]]), [0, 1], [0, 1], ValueError, r"NaN or inf.*row 1, column 0"),
-    (np.zeros((1, 2)), [0.5], [0, 1], TypeError, "integer pids"),
+    (np.zeros((1, 2)), [0.5], [0, 1], TypeError, "`query_pids` must hold integer pids"),
+    (np.zeros((1, 2)), [0], [True, False], TypeError, r"`gallery_pids` must hold integer pids, got dtype torch.bool"),
+    ([["a", "b"]], [0], [0, 1], TypeError, r"`similarity` must be a torch tensor, a numpy array or a list, got list"),
+    (np.zeros((1, 2)), ["a"], [0, 1], TypeError, r"`query_pids` must be a torch tensor, a numpy array or a list, got list"),
     (np.zeros((1, 2), dtype=bool), [0], [0, 1], TypeError, "real scores"),
     (np.zeros((2, 2)), [7, 8], [0, 1], ValueError, "none of the 2 queries"),
 ])
@@ -171,6 +174,20 @@ def test_bad_input(similarity, query_pids, gallery_pids, error, message):
     skip = message.startswith("none")
     with pytest.raises(error, match=message):
         rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=skip)
+
+
+def test_finite_scores_whose_sum_overflows_are_accepted():
+    # float32 3e38 + 3e38 = inf: the quick finiteness check (the sum) fails, the full check must not
+    results = rank_metrics(np.full((2, 3), 3e38, dtype=np.float32), [0, 1], [0, 1, 1], ks=(1,))
+    assert results["R1"] == 50.0  # all tied: gallery order, query 0 finds item 0 first, query 1 does not
+
+
+def test_no_progress_bar_unless_asked(capsys):
+    similarity, query_pids, gallery_pids = random_problem(2)
+    rank_metrics(similarity, query_pids, gallery_pids)
+    assert capsys.readouterr().err == ""
+    rank_metrics(similarity, query_pids, gallery_pids, show_progress=True)
+    assert "rank metrics (t2i)" in capsys.readouterr().err
 
 
 def test_nan_position_is_given_in_the_matrix_passed_in():
