@@ -140,7 +140,8 @@ def test_skip_queries_without_match():
     similarity, query_pids, gallery_pids = random_problem(6)
     query_pids = query_pids.copy()
     query_pids[[3, 10, 11]] = 999  # no gallery item has pid 999
-    with pytest.raises(ValueError, match="3 of 60 queries have no gallery item"):
+    with pytest.raises(ValueError, match="3 of 60 queries have no gallery item with the same pid \\(t2i\\); the evaluation "
+                       "protocol needs one for each. Pass skip_queries_without_match=True to leave them out."):
         rank_metrics(similarity, query_pids, gallery_pids)
     got = rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=True)
     keep = query_pids != 999
