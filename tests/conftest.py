@@ -12,6 +12,16 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 
 import pytest  # noqa: E402  (after the environment is set)
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+# Property-based tests (hypothesis): by default the SAME examples on every run (derandomize, no example
+# database), a bounded number of them, and nothing timed (no per-example deadline, no too-slow health
+# check), so a loaded machine never fails a test on time. HYPOTHESIS_PROFILE=explore draws fresh random
+# examples, many more, for a local hunt; a failure prints the example to add as an @example.
+settings.register_profile("ci", derandomize=True, database=None, max_examples=50, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.register_profile("explore", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # A small synthetic dataset: 5 test identities x 2 images, 2 captions each (20 queries, 10 images).
 SMALL_SYNTHETIC = {"num_train_ids": 4, "num_validation_ids": 3, "num_test_ids": 5, "images_per_id": 2, "seed": 1}

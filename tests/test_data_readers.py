@@ -153,3 +153,40 @@ def test_unknown_name_and_missing_root():
         load_tireid_dataset("market", "/nowhere")
     with pytest.raises(ValueError, match="pass root="):
         load_tireid_dataset("cuhk-pedes")
+
+
+@pytest.mark.parametrize("record, message", [
+    ("just a string", r"record 1: expected an object, got str"),
+    ({"split": "train", "captions": ["a man"], "img_path": "", "id": 1}, r"record 1: field 'img_path' must be a non-empty string, got ''"),
+    ({"split": "train", "captions": ["a man"], "img_path": 5, "id": 1}, r"record 1: field 'img_path' must be a non-empty string, got 5"),
+])
+def test_record_that_is_not_an_object_or_has_a_bad_path_is_named(tmp_path, record, message):
+    records = make_release(tmp_path, "rstpreid", layout=[("train", 1, 2), ("val", 100, 1), ("test", 5, 1)])
+    records[1] = record
+    write_annotations(tmp_path, "data_captions.json", records)
+    with pytest.raises(DatasetFormatError, match=r"data_captions.json: " + message):
+        load_tireid_dataset("rstpreid", tmp_path)
+
+
+def test_undecodable_image_names_the_decoder_error(tmp_path):
+    from tireid_hf.data.readers import image_problem
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG this is not an image")
+    assert image_problem(bad, verify=True).startswith("not decodable (UnidentifiedImageError: ")
+    assert image_problem(bad, verify=False) is None and image_problem(tmp_path / "none.png", verify=True) == "missing"
+
+
+def test_carve_validation_ids_counts_and_bounds():
+    from tireid_hf.data.readers import carve_validation_ids
+
+    ids = [5, 9, 11, 20, 31, 42, 57, 60, 9, 5]  # 8 identities, some twice
+    assert len(carve_validation_ids(ids, 0.25, seed=0)) == 2  # a fraction of the identities
+    assert len(carve_validation_ids(ids, 0.01, seed=0)) == 1  # at least one
+    assert len(carve_validation_ids(ids, 7, seed=0)) == 7 and carve_validation_ids(ids, 3, seed=4) <= set(ids)
+    for fraction in (0.0, 1.0, 1.5):
+        with pytest.raises(ValueError, match=rf"validation_ids as a fraction must be in \(0, 1\), got {fraction}"):
+            carve_validation_ids(ids, fraction, seed=0)
+    for count in (0, 8):
+        with pytest.raises(ValueError, match=rf"cannot carve {count} validation identities out of 8 train identities"):
+            carve_validation_ids(ids, count, seed=0)

@@ -273,6 +273,42 @@ def test_frobenius_relation_distance_uses_cosine_matrices():
     torch.testing.assert_close(output.losses["distill_relation"], difference.pow(2).mean())
 
 
+def _kl_rows(target_logits, predicted_logits):
+    """1/N sum_i KL(softmax(target_i) || softmax(predicted_i)), written out."""
+    log_p, log_q = F.log_softmax(target_logits, dim=1), F.log_softmax(predicted_logits, dim=1)
+    return (log_p.exp() * (log_p - log_q)).sum(dim=1).mean()
+
+
+@pytest.mark.parametrize("stage", ["joint", "student"])
+def test_kl_relation_distance_distills_the_teachers_similarities_into_the_students(stage):
+    # The default relation distance: KL from the teacher's row/column-softmaxed logits to the student's.
+    # Compared with the value computed here from the two models' embeddings, and far from 0 at
+    # initialisation (a student-vs-student or teacher-vs-teacher comparison would give 0).
+    schedule = {"joint": "joint", "student": "two_stage"}[stage]
+    tester = ModelTester("lcr2s", training_schedule=schedule)
+    model, inputs = tester.model().eval(), tester.inputs()
+    assert model.config.relation_distance == "kl"
+    model.start_stage(stage)
+    with torch.no_grad():
+        if stage == "student":
+            for parameter in model.clip.parameters():  # the student drifts away from the frozen teacher
+                parameter.add_(0.01 * torch.randn_like(parameter))
+        output = model(**inputs)
+        with model._encoding_with(model.teacher_clip or model.clip):
+            image = model.encode_image(inputs["pixel_values"]).global_features
+            text = model.encode_text(inputs["input_ids"], inputs["attention_mask"]).global_features
+        index, padding = support_set_indices(inputs["pids"], model.config.support_size)
+        enriched_image = F.normalize(fuse_with_support_set(model.fusion["image"], image, index, padding), dim=-1)
+        enriched_text = F.normalize(fuse_with_support_set(model.fusion["text"], text, index, padding), dim=-1)
+    teacher_logits = model.logit_scale * enriched_text @ enriched_image.t()
+    student_logits = output.logits_per_text
+    expected = _kl_rows(teacher_logits, student_logits) + _kl_rows(teacher_logits.t(), student_logits.t())
+    assert expected.item() > 1e-3, expected  # a comparison of one model with itself gives 0 (to 1e-7)
+    reverse = _kl_rows(student_logits, teacher_logits) + _kl_rows(student_logits.t(), teacher_logits.t())
+    assert reverse.item() != pytest.approx(expected.item(), rel=0.01)  # the direction matters here
+    torch.testing.assert_close(output.losses["distill_relation"], expected)
+
+
 # ----------------------------------------------------------------------------- learning
 def test_two_stage_training_learns_and_the_student_retrieves_the_batch():
     # tau = 0.1: a random-init tiny CLIP learns reliably in a few steps with the smoother SDM

@@ -4,6 +4,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tireid_hf.modeling import losses
 
@@ -77,3 +79,45 @@ def test_triplet_without_any_negative_is_zero_and_gradient_flows_through_chosen_
     loss = losses.hardest_negative_triplet_loss(images, texts, torch.tensor([0, 1, 2]), margin=2.0)
     loss.backward()  # margin 2 > any cosine gap: every hinge is active, every image gets a gradient
     assert (images.grad.abs().sum(dim=1) > 0).all()
+
+
+def test_masked_patch_mse_matches_hand_computation_with_both_sides_nonzero():
+    predicted = torch.tensor([[[2.0, 1.0], [7.0, 7.0]]])
+    target = torch.tensor([[[1.0, 3.0], [0.0, 0.0]]])
+    masked = torch.tensor([[True, False]])  # only the first patch: ((2 - 1)^2 + (1 - 3)^2) / 2
+    assert losses.masked_patch_mse(predicted, target, masked).item() == pytest.approx(2.5)
+    assert losses.masked_patch_mse(predicted, target, masked.float()).item() == pytest.approx(2.5)
+
+
+def semi_hard_expectation_by_definition(similarity, pids, margin):
+    """The documented expectation of the semi-hard ranking loss, anchor by anchor (rows, then columns)."""
+    total = 0.0
+    for matrix in (similarity, [list(column) for column in zip(*similarity)]):
+        for i, row in enumerate(matrix):
+            negatives = [j for j in range(len(row)) if pids[j] != pids[i]]
+            semi_hard = [j for j in negatives if row[i] - margin < row[j] < row[i]]
+            candidates = semi_hard or [j for j in negatives if row[j] >= row[i]]
+            if candidates:
+                total += sum(max(0.0, margin + row[j] - row[i]) for j in candidates) / len(candidates)
+    return total
+
+
+# unit vectors whose cosines are exactly -1, 0 or 1, so that similarities land exactly ON the boundaries
+# of the candidate sets (s_ij == s_ii, s_ij == s_ii - margin)
+AXES = st.sampled_from([(1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0)])
+
+
+@given(data=st.data(), size=st.integers(2, 6), margin=st.sampled_from([0.5, 1.0, 2.0]))
+def test_property_semi_hard_ranking_expectation_follows_the_candidate_sets_on_their_boundaries(data, size, margin):
+    anchors = torch.tensor(data.draw(st.lists(AXES, min_size=size, max_size=size)))
+    paired = torch.tensor(data.draw(st.lists(AXES, min_size=size, max_size=size)))
+    pids = data.draw(st.lists(st.integers(0, 2), min_size=size, max_size=size))
+    similarity = (anchors @ paired.t()).tolist()
+    expected = semi_hard_expectation_by_definition(similarity, pids, margin)
+    value = losses.semi_hard_ranking_loss(anchors, paired, torch.tensor(pids), margin, expected=True)
+    assert value.item() == pytest.approx(expected, rel=1e-6, abs=1e-6)  # a float32 sum
+
+
+def test_relation_kl_refuses_matrices_of_different_shapes_naming_both():
+    with pytest.raises(ValueError, match=r"student_logits \[2, 2\] and teacher_logits \[3, 3\] differ"):
+        losses.relation_kl_loss(torch.zeros(2, 2), torch.zeros(3, 3))

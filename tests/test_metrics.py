@@ -1,8 +1,14 @@
-"""rank_metrics against a brute-force reference written here, on random and hand-made cases."""
+"""rank_metrics against a brute-force reference written here, on random and hand-made cases, and as
+properties over problems hypothesis draws (random shapes, ties, duplicate pids, both directions)."""
+
+from unittest import mock
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 
 import tireid_hf.metrics.retrieval as retrieval
 from tireid_hf.metrics import rank_metrics
@@ -134,7 +140,8 @@ def test_skip_queries_without_match():
     similarity, query_pids, gallery_pids = random_problem(6)
     query_pids = query_pids.copy()
     query_pids[[3, 10, 11]] = 999  # no gallery item has pid 999
-    with pytest.raises(ValueError, match="3 of 60 queries have no gallery item"):
+    with pytest.raises(ValueError, match="3 of 60 queries have no gallery item with the same pid \\(t2i\\); the evaluation "
+                       "protocol needs one for each. Pass skip_queries_without_match=True to leave them out."):
         rank_metrics(similarity, query_pids, gallery_pids)
     got = rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=True)
     keep = query_pids != 999
@@ -150,14 +157,17 @@ def test_skip_reports_zero_when_enabled():
 
 
 @pytest.mark.parametrize("similarity, query_pids, gallery_pids, error, message", [
-    (np.zeros((3, 4)), [0, 1], [0, 1, 2, 3], ValueError, r"query_pids.*shape \[3\].*got \[2\]"),
-    (np.zeros((3, 4)), [0, 1, 2], [0, 1, 2], ValueError, r"gallery_pids.*shape \[4\].*got \[3\]"),
+    (np.zeros((3, 4)), [0, 1], [0, 1, 2, 3], ValueError, r"query_pids.*shape \[3\] \(one per row of `similarity`\), got \[2\]"),
+    (np.zeros((3, 4)), [0, 1, 2], [0, 1, 2], ValueError, r"gallery_pids.*shape \[4\] \(one per column of `similarity`\), got \[3\]"),
     (np.zeros(4), [0], [0, 1, 2, 3], ValueError, r"similarity.*\[num_queries, num_gallery\].*got \[4\]"),
-    (np.zeros((2, 0)), [0, 1], [], ValueError, "gallery is empty"),
-    (np.zeros((0, 3)), [], [0, 1, 2], ValueError, "no queries"),
+    (np.zeros((2, 0)), [0, 1], [], ValueError, r"gallery is empty: `similarity` has shape \[2, 0\] \(t2i\)"),
+    (np.zeros((0, 3)), [], [0, 1, 2], ValueError, r"no queries: `similarity` has shape \[0, 3\] \(t2i\)"),
     (np.array([[0.1, np.nan]]), [0], [0, 1], ValueError, r"NaN or inf.*row 0, column 1"),
     (np.array([[0.1, 0.2], [np.inf, 0.0]]), [0, 1], [0, 1], ValueError, r"NaN or inf.*row 1, column 0"),
-    (np.zeros((1, 2)), [0.5], [0, 1], TypeError, "integer pids"),
+    (np.zeros((1, 2)), [0.5], [0, 1], TypeError, "`query_pids` must hold integer pids"),
+    (np.zeros((1, 2)), [0], [True, False], TypeError, r"`gallery_pids` must hold integer pids, got dtype torch.bool"),
+    ([["a", "b"]], [0], [0, 1], TypeError, r"`similarity` must be a torch tensor, a numpy array or a list, got list"),
+    (np.zeros((1, 2)), ["a"], [0, 1], TypeError, r"`query_pids` must be a torch tensor, a numpy array or a list, got list"),
     (np.zeros((1, 2), dtype=bool), [0], [0, 1], TypeError, "real scores"),
     (np.zeros((2, 2)), [7, 8], [0, 1], ValueError, "none of the 2 queries"),
 ])
@@ -165,6 +175,21 @@ def test_bad_input(similarity, query_pids, gallery_pids, error, message):
     skip = message.startswith("none")
     with pytest.raises(error, match=message):
         rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=skip)
+
+
+def test_finite_scores_whose_sum_overflows_are_accepted():
+    # float32 3e38 + 3e38 = inf: the quick finiteness check (the sum) fails, the full check must not
+    results = rank_metrics(np.full((2, 3), 3e38, dtype=np.float32), [0, 1], [0, 1, 1], ks=(1,))
+    assert results["R1"] == 50.0  # all tied: gallery order, query 0 finds item 0 first, query 1 does not
+
+
+def test_no_progress_bar_unless_asked(capsys):
+    similarity, query_pids, gallery_pids = random_problem(2)
+    rank_metrics(similarity, query_pids, gallery_pids)
+    assert capsys.readouterr().err == ""
+    rank_metrics(similarity, query_pids, gallery_pids, show_progress=True)
+    bar = capsys.readouterr().err
+    assert "rank metrics (t2i)" in bar and "chunk/s" in bar
 
 
 def test_nan_position_is_given_in_the_matrix_passed_in():
@@ -180,3 +205,104 @@ def test_bad_options():
     for ks in [(), (0,), (1.5,)]:
         with pytest.raises(ValueError, match="ks"):
             rank_metrics([[1.0]], [0], [0], ks=ks)
+
+
+# ----------------------------------------------------------------------------- properties (hypothesis)
+# Scores on a coarse grid make ties common; pids from a few identities make duplicates (and queries
+# without a match) common.
+GRID_SCORES = st.sampled_from([-1.0, -0.5, 0.0, 0.5, 1.0])
+REAL_SCORES = st.floats(-1.0, 1.0, width=32, allow_nan=False)
+
+
+@st.composite
+def retrieval_problems(draw, scores=None, max_queries=12, max_gallery=40):
+    """``(similarity [Q, G] float32, query_pids [Q], gallery_pids [G])`` with the pids of ``num_ids``
+    identities; a query pid may be missing from the gallery."""
+    num_queries, num_gallery = draw(st.integers(1, max_queries)), draw(st.integers(1, max_gallery))
+    num_ids = draw(st.integers(1, 6))
+    scores = scores if scores is not None else draw(st.sampled_from([GRID_SCORES, REAL_SCORES]))
+    similarity = draw(arrays(np.float32, (num_queries, num_gallery), elements=scores))
+    query_pids = np.array(draw(st.lists(st.integers(0, num_ids), min_size=num_queries, max_size=num_queries)))
+    gallery_pids = np.array(draw(st.lists(st.integers(0, num_ids - 1), min_size=num_gallery, max_size=num_gallery)))
+    return similarity, query_pids, gallery_pids
+
+
+def as_queries(similarity, text_pids, image_pids, direction):
+    """The problem as [queries, gallery] scores with query and gallery pids, for the reference."""
+    return (similarity, text_pids, image_pids) if direction == "t2i" else (similarity.T, image_pids, text_pids)
+
+
+@given(problem=retrieval_problems(), direction=st.sampled_from(["t2i", "i2t"]), skip=st.booleans(),
+       ks=st.lists(st.integers(1, 45), min_size=1, max_size=4, unique=True),
+       chunk_elements=st.sampled_from([2**20, 1, 7, 60]), max_relevant_for_counting=st.sampled_from([32, 0, 2]))
+def test_property_rank_metrics_equal_the_brute_force_reference(problem, direction, skip, ks, chunk_elements,
+                                                               max_relevant_for_counting):
+    similarity, text_pids, image_pids = problem
+    scores, query_pids, gallery_pids = as_queries(similarity, text_pids, image_pids, direction)
+    matched = np.isin(query_pids, gallery_pids)
+    with mock.patch.object(retrieval, "_CHUNK_ELEMENTS", chunk_elements), \
+            mock.patch.object(retrieval, "_MAX_RELEVANT_FOR_COUNTING", max_relevant_for_counting):
+        if not matched.any():
+            with pytest.raises(ValueError, match="none of the|have no gallery item"):
+                rank_metrics(similarity, text_pids, image_pids, ks, direction=direction, skip_queries_without_match=skip)
+            return
+        if not matched.all() and not skip:
+            with pytest.raises(ValueError, match=f"{(~matched).sum()} of {len(query_pids)} queries have no gallery item"):
+                rank_metrics(similarity, text_pids, image_pids, ks, direction=direction)
+            return
+        got = rank_metrics(similarity, text_pids, image_pids, ks, direction=direction, skip_queries_without_match=skip)
+    expected = reference_metrics(scores[matched], query_pids[matched], gallery_pids, ks)
+    if skip:
+        expected["num_skipped_queries"] = int((~matched).sum())
+    assert_same(got, expected)
+
+
+def tie_broken_by(order, scores, axis):
+    """``scores`` (float32 on the 0.5 grid) with ties among gallery items (along ``axis``) broken in
+    favour of the item that comes first in ``order``: each item loses ``0.4 * position / size``,
+    less than any gap between distinct scores, so only ties change."""
+    position = np.empty(len(order))
+    position[order] = np.arange(len(order))
+    penalty = 0.4 * position / len(order)
+    return scores.astype(np.float64) - (penalty[None, :] if axis == 1 else penalty[:, None])
+
+
+@given(problem=retrieval_problems(scores=GRID_SCORES), direction=st.sampled_from(["t2i", "i2t"]), data=st.data())
+def test_property_permuting_the_gallery_only_changes_how_ties_are_broken(problem, direction, data):
+    # Documented rule: equal scores keep gallery order. So the metrics of a permuted gallery are those of
+    # the original gallery with its ties broken in the permuted order, and equal to the original metrics
+    # when a row has no ties.
+    similarity, text_pids, image_pids = problem
+    gallery_axis = 1 if direction == "t2i" else 0
+    gallery_size = similarity.shape[gallery_axis]
+    order = np.array(data.draw(st.permutations(range(gallery_size)), label="gallery order"))
+    options = dict(ks=(1, 2, 5), direction=direction, skip_queries_without_match=True)
+    try:
+        original = rank_metrics(similarity, text_pids, image_pids, **options)
+    except ValueError:  # no query has a match: nothing to compare
+        return
+    if direction == "t2i":
+        permuted = rank_metrics(similarity[:, order], text_pids, image_pids[order], **options)
+    else:
+        permuted = rank_metrics(similarity[order], text_pids[order], image_pids, **options)
+    assert_same(permuted, rank_metrics(tie_broken_by(order, similarity, gallery_axis), text_pids, image_pids, **options))
+    queries_axis_scores = similarity if direction == "t2i" else similarity.T
+    if all(len(set(row)) == len(row) for row in queries_axis_scores.tolist()):
+        assert_same(permuted, original)
+
+
+@given(problem=retrieval_problems(), direction=st.sampled_from(["t2i", "i2t"]), data=st.data())
+def test_property_permuting_the_queries_changes_nothing(problem, direction, data):
+    similarity, text_pids, image_pids = problem
+    query_axis = 0 if direction == "t2i" else 1
+    order = np.array(data.draw(st.permutations(range(similarity.shape[query_axis])), label="query order"))
+    options = dict(ks=(1, 3), direction=direction, skip_queries_without_match=True)
+    try:
+        original = rank_metrics(similarity, text_pids, image_pids, **options)
+    except ValueError:  # no query has a match
+        return
+    if direction == "t2i":
+        permuted = rank_metrics(similarity[order], text_pids[order], image_pids, **options)
+    else:
+        permuted = rank_metrics(similarity[:, order], text_pids, image_pids[order], **options)
+    assert_same(permuted, original)

@@ -152,6 +152,35 @@ def test_id_loss_without_num_ids_is_an_error_not_a_silent_skip(method):
         model(**tester.inputs())
 
 
+def _is_id_term(loss_name):
+    return loss_name == "id" or loss_name.startswith("id_") or loss_name.endswith("_id")
+
+
+def _id_terms_on_by_default(method):
+    config_class = METHODS[method][0]
+    return [field.name.removesuffix("_loss_weight") for field in dataclasses.fields(config_class)
+            if field.name.endswith("_loss_weight") and _is_id_term(field.name.removesuffix("_loss_weight"))
+            and field.default != 0]
+
+
+@pytest.mark.parametrize("method", [method for method in ALL_METHODS if _id_terms_on_by_default(method)])
+def test_each_id_loss_alone_trains_both_encoders(method):
+    # "every parameter gets a gradient" cannot see an ID loss fed detached features: the alignment
+    # loss reaches the backbone anyway. Here each ID term is back-propagated ALONE.
+    tester = ModelTester(method)
+    model = tester.model()
+    losses = model(**tester.inputs()).losses
+    id_terms = [name for name in losses if _is_id_term(name)]
+    assert id_terms, sorted(losses)  # at least one of _id_terms_on_by_default(method) is computed
+    first_layers = {"image": model.clip.vision_model.embeddings.patch_embedding.weight,
+                    "text": model.clip.text_model.embeddings.token_embedding.weight}
+    for name in id_terms:
+        model.zero_grad()
+        losses[name].backward(retain_graph=True)
+        for tower, weight in first_layers.items():
+            assert weight.grad is not None and weight.grad.abs().sum() > 0, f"{name} does not reach the {tower} encoder"
+
+
 def test_package_exports_and_version():
     assert tireid_hf.__version__
     assert "clip_reid" in METHODS

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 
 from tireid_hf.data.samplers import IdentityBatchSampler
 from tireid_hf.training.arguments import TrainingArguments, parse_training_arguments
@@ -32,6 +34,26 @@ def test_every_sample_is_seen_each_epoch_and_epochs_differ():
     assert [index for batch in sampler for index in batch] == first  # deterministic by (seed, epoch)
 
 
+def test_an_identity_with_k_images_or_more_never_repeats_an_image_in_a_batch():
+    # 5 images per identity, K = 4: the second group of each identity holds 1 image topped up with 3
+    # others, which must be drawn from the 4 images not already in that group.
+    pids = [pid for pid in range(6) for _ in range(5)]
+    sampler = IdentityBatchSampler(pids, batch_size=8, instances_per_identity=4, seed=2)
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert len(set(batch)) == len(batch) == 8, (epoch, batch)
+
+
+def test_an_identity_with_half_of_k_images_has_each_twice_in_its_group():
+    # 2 images, K = 4: the top-up draws the 2 missing from the 2 images without replacement.
+    sampler = IdentityBatchSampler([0, 0, 1, 1, 2, 2, 3, 3], batch_size=8, instances_per_identity=4, seed=5)
+    for epoch in range(10):
+        sampler.set_epoch(epoch)
+        for batch in sampler:
+            assert sorted(Counter(batch).values()) == [2] * 4, (epoch, batch)
+
+
 def test_ranks_get_distinct_batches_covering_the_epoch_in_equal_numbers():
     world = 3
     ranks = [list(IdentityBatchSampler(PIDS, 4, 2, seed=3, num_replicas=world, rank=rank)) for rank in range(world)]
@@ -44,11 +66,73 @@ def test_ranks_get_distinct_batches_covering_the_epoch_in_equal_numbers():
     assert interleaved == everything + everything[:padding]
 
 
+@st.composite
+def sampler_setups(draw):
+    """Random identity and image counts (arbitrary pid labels, samples in a random order), P, K and a
+    world size with at least P identities."""
+    instances = draw(st.integers(1, 4))
+    identities = draw(st.integers(1, 4))
+    images = draw(st.lists(st.integers(1, 9), min_size=identities, max_size=12))
+    labels = draw(st.lists(st.integers(0, 10_000), min_size=len(images), max_size=len(images), unique=True))
+    pids = draw(st.permutations([label for label, count in zip(labels, images) for _ in range(count)]))
+    return pids, identities * instances, instances, draw(st.integers(0, 2**32 - 1)), draw(st.integers(1, 3))
+
+
+@given(setup=sampler_setups(), epoch=st.integers(0, 2_000_000))
+def test_property_sampler_batches_are_p_by_k_without_repeats_and_cover_the_epoch(setup, epoch):
+    pids, batch_size, instances, seed, world = setup
+    identities_per_batch = batch_size // instances
+    sampler = IdentityBatchSampler(pids, batch_size, instances, seed=seed)
+    sampler.set_epoch(epoch)
+    batches = sampler.epoch_batches()
+    samples_of = {pid: {index for index, other in enumerate(pids) if other == pid} for pid in set(pids)}
+    groups = sum(-(-len(samples) // instances) for samples in samples_of.values())  # sum_i ceil(n_i / K)
+    assert -(-groups // identities_per_batch) <= len(batches) <= groups
+    for batch in batches:
+        assert len(batch) == batch_size
+        by_pid = {}
+        for index in batch:
+            by_pid.setdefault(pids[index], []).append(index)
+        assert len(by_pid) == identities_per_batch and {len(group) for group in by_pid.values()} == {instances}
+        for pid, group in by_pid.items():
+            if len(samples_of[pid]) >= instances:
+                assert len(set(group)) == instances, (pid, group)  # no image twice while the identity has K
+            else:  # fewer than K: all of them, topped up by repeats, without replacement when there are enough
+                assert set(group) == samples_of[pid]
+                if 2 * len(samples_of[pid]) >= instances:
+                    assert max(Counter(group).values()) <= 2, (pid, group)
+    assert {index for batch in batches for index in batch} == set(range(len(pids)))  # every image, every epoch
+    again = IdentityBatchSampler(pids, batch_size, instances, seed=seed)
+    again.set_epoch(epoch)
+    assert again.epoch_batches() == batches  # a function of (seed, epoch)
+    ranks = [IdentityBatchSampler(pids, batch_size, instances, seed=seed, num_replicas=world, rank=rank)
+             for rank in range(world)]
+    for rank in ranks:
+        rank.set_epoch(epoch)
+    per_rank = [list(rank) for rank in ranks]
+    assert len({len(steps) for steps in per_rank}) == 1
+    interleaved = [batch for step in zip(*per_rank) for batch in step]
+    assert interleaved == [batches[step % len(batches)] for step in range(len(interleaved))]
+    assert len(batches) <= len(interleaved) < len(batches) + world
+
+
+def test_ranks_get_the_same_number_of_steps_when_the_epoch_has_fewer_batches_than_half_the_world():
+    # 1 batch for 3 ranks: padding must wrap around twice, or rank 2 gets no step and the others wait
+    # for it forever in the gradient all-reduce.
+    ranks = [list(IdentityBatchSampler([0, 0, 1, 1], 4, 2, seed=0, num_replicas=3, rank=rank)) for rank in range(3)]
+    only = IdentityBatchSampler([0, 0, 1, 1], 4, 2, seed=0).epoch_batches()
+    assert len(only) == 1 and ranks == [only, only, only]
+
+
 def test_sampler_refuses_impossible_batches():
     with pytest.raises(ValueError, match="multiple of instances_per_identity"):
         IdentityBatchSampler(PIDS, batch_size=7, instances_per_identity=2)
     with pytest.raises(ValueError, match="distinct identities"):
         IdentityBatchSampler(PIDS, batch_size=40, instances_per_identity=2)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got 2"):
+        IdentityBatchSampler(PIDS, batch_size=4, instances_per_identity=2, num_replicas=2, rank=2)
+    with pytest.raises(ValueError, match=r"rank must be in \[0, 2\), got -1"):
+        IdentityBatchSampler(PIDS, batch_size=4, instances_per_identity=2, num_replicas=2, rank=-1)
 
 
 def test_yaml_config_with_command_line_overrides(tmp_path):

@@ -94,32 +94,44 @@ class Interrupted(Exception):
     pass
 
 
-def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path, monkeypatch):
-    whole, parts = tmp_path / "whole", tmp_path / "parts"
-    whole.mkdir(), parts.mkdir()
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory) -> Path:
+    """12 steps (two epochs of 6 batches) without interruption; its output folder."""
+    whole = tmp_path_factory.mktemp("whole")
     run(whole, "--max_steps", "12")
+    return whole / "out"
 
+
+# Killed right after the checkpoint at step 6 (an epoch boundary) or at step 4 (batch 4 of 6 of the
+# first epoch: the resumed epoch must give batches 5 and 6 the image augmentation they would have had,
+# seeded by their position in the epoch, not by their position after the resume point).
+@pytest.mark.parametrize("stop_step", [6, 4], ids=["at-epoch-boundary", "mid-epoch"])
+def test_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(stop_step, uninterrupted_run, tmp_path,
+                                                                         monkeypatch):
     original_save = CheckpointManager.save
 
     def save_then_die(self, progress, scheduler):
         path = original_save(self, progress, scheduler)
-        if progress.global_step == 6:
+        if progress.global_step == stop_step:
             raise Interrupted  # killed right after the first checkpoint
         return path
 
     monkeypatch.setattr(CheckpointManager, "save", save_then_die)
     with pytest.raises(Interrupted):
-        run(parts, "--max_steps", "12")
+        run(tmp_path, "--max_steps", "12", "--save_steps", str(stop_step))
     monkeypatch.setattr(CheckpointManager, "save", original_save)
-    assert [path.name for path in CheckpointManager(parts / "out" / "checkpoints", None, 0).completed()] == ["checkpoint-6"]
-    resumed = run(parts, "--max_steps", "12", "--resume_from_checkpoint", "latest")
+    checkpoints = CheckpointManager(tmp_path / "out" / "checkpoints", None, 0)
+    assert [path.name for path in checkpoints.completed()] == [f"checkpoint-{stop_step}"]
+    progress = json.loads((checkpoints.completed()[0] / "progress.json").read_text())
+    assert (progress["epoch"], progress["batch_in_epoch"]) == (0, stop_step)  # of the epoch's 6 batches
+    resumed = run(tmp_path, "--max_steps", "12", "--save_steps", str(stop_step), "--resume_from_checkpoint", "latest")
 
-    final_whole = load_file(whole / "out" / "checkpoints" / "checkpoint-12" / "model.safetensors")
-    final_parts = load_file(parts / "out" / "checkpoints" / "checkpoint-12" / "model.safetensors")
+    final_whole = load_file(uninterrupted_run / "checkpoints" / "checkpoint-12" / "model.safetensors")
+    final_parts = load_file(tmp_path / "out" / "checkpoints" / "checkpoint-12" / "model.safetensors")
     assert final_whole.keys() == final_parts.keys()
     for name in final_whole:
         torch.testing.assert_close(final_parts[name], final_whole[name], rtol=1e-5, atol=1e-6, msg=name)
-    uninterrupted = json.loads((whole / "out" / "results.json").read_text())
+    uninterrupted = json.loads((uninterrupted_run / "results.json").read_text())
     assert resumed["test"]["t2i/R1"] == pytest.approx(uninterrupted["test"]["t2i/R1"])
 
 

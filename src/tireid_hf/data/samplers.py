@@ -19,8 +19,9 @@ class IdentityBatchSampler:
     2. each batch takes one group from each of P distinct identities drawn at random among those
        with groups left; once fewer than P identities have groups left, their batches are topped up
        with a random group of other identities, so every batch has the same size;
-    3. the batch list is padded (wrapping around) to a multiple of ``num_replicas`` and rank r takes
-       batches r, r + W, r + 2W, ...: ranks get distinct batches and the same number of steps.
+    3. the batch list is padded (wrapping around, as often as needed) to a multiple of ``num_replicas``
+       and rank r takes batches r, r + W, r + 2W, ...: ranks get distinct batches (when there are at
+       least W) and always the same number of steps.
 
     ``K = 1`` gives plain random batches of distinct identities.
 
@@ -91,7 +92,7 @@ class IdentityBatchSampler:
     def _rank_batches(self) -> list[list[int]]:
         batches = self.epoch_batches()
         total = -(-len(batches) // self.num_replicas) * self.num_replicas
-        padded = batches + batches[: total - len(batches)]
+        padded = [batches[position % len(batches)] for position in range(total)]  # wraps more than once if needed
         return padded[self.rank :: self.num_replicas]
 
     def __iter__(self) -> Iterator[list[int]]:
