@@ -167,7 +167,7 @@ def test_skip_reports_zero_when_enabled():
     (np.zeros((1, 2)), [0.5], [0, 1], TypeError, "`query_pids` must hold integer pids"),
     (np.zeros((1, 2)), [0], [True, False], TypeError, r"`gallery_pids` must hold integer pids, got dtype torch.bool"),
     ([["a", "b"]], [0], [0, 1], TypeError, r"`similarity` must be a torch tensor, a numpy array or a list, got list"),
-    (np.zeros((1, 2)), ["a"], [0, 1], TypeError, r"`query_pids` must be a torch tensor, a numpy array or a list, got list"),
+    (np.zeros((1, 2)), ["a"], [0, 1], TypeError, r"`query_pids` must hold integer pids, got \['a'\]: map each identity to an integer first"),
     (np.zeros((1, 2), dtype=bool), [0], [0, 1], TypeError, "real scores"),
     (np.zeros((2, 2)), [7, 8], [0, 1], ValueError, "none of the 2 queries"),
 ])
