@@ -110,8 +110,8 @@ class LGURModel(TIReIDPreTrainedModel):
     the ID classifiers N(0, 0.001) with zero bias, as the reference code. Atoms and prototypes
     N(0, 0.02) where the reference uses N(0, 1): the atoms only enter through a LayerNorm, and small
     prototypes let the sample-dependent attention output dominate the embeddings from the first step
-    instead of a constant shared by every sample (measured on the synthetic config: N(0, 1) prototypes
-    gave test R@1 2.0 against 7.75 after 3 epochs, the ID terms moving no faster).
+    instead of a constant shared by every sample (the zoo's choice, kept from before; one 3-epoch
+    synthetic run with N(0, 1) prototypes moved the ID terms no faster, see benchmarks/RESULTS.md).
 
     Learning rates (``head_multiplier_prefixes``): as in the reference, where the part projections and
     classifiers train at 10x the rate of the decoder and the image backbone, only ``W_k`` and the ID
