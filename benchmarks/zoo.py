@@ -63,7 +63,12 @@ def budget_arguments(method: str, budget: float) -> list[str]:
     """Command-line overrides scaling the method's synthetic config's epochs by ``budget``."""
     if budget == 1.0:
         return []
-    config = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+    return scaled_epoch_arguments(yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text()), budget)
+
+
+def scaled_epoch_arguments(config: dict, budget: float) -> list[str]:
+    """Overrides of every epoch count of a training `config` (epochs, warm-up, evaluation cadence,
+    step-decay milestones) multiplied by ``budget``."""
     arguments = ["--num_train_epochs", f"{config['num_train_epochs'] * budget:.4g}",
                  "--warmup_epochs", f"{config.get('warmup_epochs', 0) * budget:.4g}",
                  "--eval_epochs", f"{config.get('eval_epochs', 1) * budget:.4g}"]

@@ -22,16 +22,21 @@ _OCCLUSION_PROBABILITY = 0.15
 def render_person(identity: Identity, view: str, rng: np.random.Generator, height: int = 192, width: int = 64) -> Image.Image:
     """Returns an RGB image (`width` x `height`) of `identity` seen from `view`, jittered by `rng`."""
     image = _background(rng, height, width)
-    draw = ImageDraw.Draw(image)
     figure_height = height * rng.uniform(0.80, 0.93)
-    u = figure_height / 8.0  # one head height
     top = height - height * rng.uniform(0.01, 0.05) - figure_height
     cx = width / 2 + rng.uniform(-0.07, 0.07) * width
-    mirror = view == "side" and rng.random() < 0.5
-    _Figure(identity, view, rng, draw, u, top, cx, mirror).draw()
+    draw_figure(image, identity, view, rng, figure_height, top, cx)
     if rng.random() < _OCCLUSION_PROBABILITY:
-        _occlude(draw, rng, height, width)
+        _occlude(ImageDraw.Draw(image), rng, height, width)
     return _light(image, rng)
+
+
+def draw_figure(image: Image.Image, identity: Identity, view: str, rng: np.random.Generator,
+                figure_height: float, top: float, cx: float) -> None:
+    """Draws `identity` seen from `view` onto `image` in place: the figure is `figure_height` pixels
+    tall (eight head heights), its head at row `top`, centred on column `cx`; pose jitter from `rng`."""
+    mirror = view == "side" and rng.random() < 0.5
+    _Figure(identity, view, rng, ImageDraw.Draw(image), figure_height / 8.0, top, cx, mirror).draw()
 
 
 def _background(rng: np.random.Generator, height: int, width: int) -> Image.Image:
