@@ -73,8 +73,8 @@ def zoo_names() -> list[tuple[str, str, str]]:
 
 
 def _has_rerank(method: str) -> bool:
-    """Whether the method has a second retrieval stage (`rerank_scores`), shown in the card's example."""
-    return hasattr(METHODS[method][1], "rerank_scores")
+    """Whether the method has a second retrieval stage (`has_rerank_stage`), shown in the card's example."""
+    return METHODS[method][1].has_rerank_stage
 
 
 def _read_config(configs_dir: Path, method: str, dataset: str) -> tuple[str, str, dict]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import TIReIDConfig
+from .configuration_tireid import TIReIDConfig
 
 # Loss names reported in `output.losses` for logging only: their value is the sum of weighted parts.
 SUMMARY_LOSSES = {"itm": ("itm_global", "itm_local")}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import TIReIDConfig
+from .configuration_tireid import TIReIDConfig
 
 # OpenAI CLIP's normalisation (what TIReIDProcessor applies); the restoration task undoes it.
 CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
