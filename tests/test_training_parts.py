@@ -228,3 +228,19 @@ def test_warmup_can_start_from_a_fraction_of_the_rate():
         [0.1 + 0.9 * 0.25, 0.1 + 0.9 * 0.5, 0.1 + 0.9 * 0.75, 1.0])
     with pytest.raises(ValueError, match="warmup_start_factor"):
         TrainingArguments(warmup_start_factor=1.5)
+
+
+def test_learning_rate_roles_follow_the_modules_a_method_declares_not_parameter_names():
+    """LCR2S declares two backbones (the student's CLIP and the frozen teacher copy of the student
+    stage): both are backbone, whatever their names; a declared module that does not exist is an error."""
+    model = ModelTester("lcr2s", stage="student").model()
+    roles = model.learning_rate_roles()
+    assert roles["teacher_clip.text_model.embeddings.token_embedding.weight"] == "backbone"
+    assert roles["clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == "backbone"
+    assert {roles[name] for name, _ in model.named_parameters() if name.startswith(("fusion.", "student_id"))} == {"heads"}
+
+    class Misdeclared(type(model)):
+        backbone_modules = ("clip", "teacher_backbone")
+
+    with pytest.raises(ValueError, match="no submodule 'teacher_backbone'"):
+        Misdeclared(model.config).learning_rate_roles()

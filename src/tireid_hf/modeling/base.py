@@ -149,7 +149,7 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     * optional: ``image_retrieval_features`` / ``text_retrieval_features`` (the inference path, CLIP's
       global features by default), ``encode_batch`` (what ``forward`` encodes once for the losses),
       ``training_stages`` / ``start_stage``, and the capabilities below, each declared here with its
-      default: ``text_transforms``, ``backbone_modules`` / ``head_multiplier_prefixes`` (learning-rate
+      default: ``text_transforms``, ``backbone_modules`` / ``head_multiplier_modules`` (learning-rate
       roles), ``has_rerank_stage`` / ``can_rerank`` / ``rerank_k`` / ``rerank_scores`` (second retrieval
       stage), ``can_restore_images`` / ``restore_image`` (pictures of an image restoration task).
     """
@@ -162,11 +162,13 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     # Named text transforms the training collator applies for this method (parameters in the config):
     # "key_word_augmentation" (UIT) and "attribute_masking" (CADA). See tireid_hf.processing.
     text_transforms: tuple[str, ...] = ()
-    # Name prefixes (as in named_parameters) of the new modules trained at learning_rate x
-    # head_learning_rate_multiplier; None: every module outside the CLIP backbone. A method names
-    # them where its reference code boosts only some (SEN/IRRA: the cross-modal modules and the
-    # classifier; LGUR: the part projections and classifiers). See tireid_hf.training.optim.
-    head_multiplier_prefixes: tuple[str, ...] | None = None
+    # Learning-rate roles (learning_rate_roles, used by tireid_hf.training.optim), by submodule (dotted
+    # attribute paths), never by parameter-name prefix. The pretrained backbone(s), at learning_rate:
+    backbone_modules: tuple[str, ...] = ("clip",)
+    # The new modules trained at learning_rate x head_learning_rate_multiplier; None: every module
+    # outside the backbones. A method names them where its reference code boosts only some (SEN/IRRA:
+    # the cross-modal modules and the classifier; LGUR: the part projections and classifiers).
+    head_multiplier_modules: tuple[str, ...] | None = None
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -281,6 +283,32 @@ class TIReIDPreTrainedModel(PreTrainedModel):
             raise ValueError(f"{type(self).__name__} has training stages {self.training_stages()}, got {stage!r}")
 
     # ----------------------------------------------------------------------------- capabilities
+    def learning_rate_roles(self) -> dict[str, str]:
+        """Role of every parameter (by ``named_parameters`` name): ``"backbone"`` (inside a
+        ``backbone_modules`` module), ``"heads"`` (inside a ``head_multiplier_modules`` module, or any
+        non-backbone parameter when that is None) or ``"new"`` (the other new modules). A listed module
+        this configuration did not build (an attribute set to None) holds no parameter."""
+        backbone = self._parameters_of(self.backbone_modules)
+        heads = None if self.head_multiplier_modules is None else self._parameters_of(self.head_multiplier_modules)
+        return {
+            name: "backbone" if id(parameter) in backbone
+            else "heads" if heads is None or id(parameter) in heads else "new"
+            for name, parameter in self.named_parameters()
+        }
+
+    def _parameters_of(self, paths: tuple[str, ...]) -> set[int]:
+        """``id`` of every parameter inside the submodules at the dotted attribute ``paths``."""
+        found = set()
+        for path in paths:
+            module = self
+            for attribute in path.split("."):
+                if module is not None and not hasattr(module, attribute):
+                    raise ValueError(f"{type(self).__name__}: no submodule {path!r} (declared in its learning-rate roles)")
+                module = None if module is None else getattr(module, attribute)
+            if module is not None:
+                found.update(id(parameter) for parameter in module.parameters())
+        return found
+
     @property
     def can_rerank(self) -> bool:
         """Whether :meth:`rerank_scores` works on this model. False unless a method has a second stage."""

@@ -113,6 +113,8 @@ class LCR2SModel(TIReIDPreTrainedModel):
     """
 
     config_class = LCR2SConfig
+    # the student's backbone and the frozen copy the student stage distils from
+    backbone_modules = ("clip", "teacher_clip")
 
     def __init__(self, config: LCR2SConfig):
         super().__init__(config)

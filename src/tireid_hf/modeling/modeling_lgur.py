@@ -113,7 +113,7 @@ class LGURModel(TIReIDPreTrainedModel):
     instead of a constant shared by every sample (the zoo's choice, kept from before; one 3-epoch
     synthetic run with N(0, 1) prototypes moved the ID terms no faster, see benchmarks/RESULTS.md).
 
-    Learning rates (``head_multiplier_prefixes``): as in the reference, where the part projections and
+    Learning rates (``head_multiplier_modules``): as in the reference, where the part projections and
     classifiers train at 10x the rate of the decoder and the image backbone, only ``W_k`` and the ID
     classifiers take ``head_learning_rate_multiplier``; the dictionary, foreground scorer, guidance
     and prototype decoder train at the backbone's rate. With every new module at the base rate the two
@@ -124,7 +124,7 @@ class LGURModel(TIReIDPreTrainedModel):
     """
 
     config_class = LGURConfig
-    head_multiplier_prefixes = ("unification.projections.", "id_classifiers.")
+    head_multiplier_modules = ("unification.projections", "id_classifiers")
 
     def __init__(self, config: LGURConfig):
         super().__init__(config)

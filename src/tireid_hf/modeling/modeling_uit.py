@@ -192,7 +192,7 @@ class UITModel(TIReIDPreTrainedModel):
     text_transforms = ("key_word_augmentation",)
     # SEN's optimiser boosts only its cross-modal modules ("cross" in the name: the text attention and
     # the decoder transformer) and the classifier; the decoder's input/output layers train at the base rate
-    head_multiplier_prefixes = ("restoration_decoder.text_attention.", "restoration_decoder.layers.", "id_classifier.")
+    head_multiplier_modules = ("restoration_decoder.text_attention", "restoration_decoder.layers", "id_classifier")
 
     def __init__(self, config: UITConfig):
         super().__init__(config)

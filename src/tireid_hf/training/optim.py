@@ -9,34 +9,29 @@ import torch
 
 from .arguments import TrainingArguments
 
-BACKBONE_PREFIX = "clip."
-
-
 def learning_rate_role(model: torch.nn.Module, name: str) -> str:
-    """``"backbone"`` (``clip.*``), ``"heads"`` (new modules that take the head multiplier: every new
-    module unless the model names them in ``head_multiplier_prefixes``) or ``"new"`` (the other new
-    modules, at the backbone's rate)."""
-    if name.startswith(BACKBONE_PREFIX):
-        return "backbone"
-    prefixes = getattr(model, "head_multiplier_prefixes", None)
-    return "heads" if prefixes is None or name.startswith(tuple(prefixes)) else "new"
+    """Role of parameter ``name`` as the method declares it (``TIReIDPreTrainedModel.learning_rate_roles``):
+    ``"backbone"`` (its pretrained backbone modules), ``"heads"`` (new modules that take the head
+    multiplier) or ``"new"`` (the other new modules, at the backbone's rate)."""
+    return model.learning_rate_roles()[name]
 
 
 def parameter_groups(model: torch.nn.Module, args: TrainingArguments) -> list[dict]:
     """Trainable parameters grouped as the IRRA family of reference code does.
 
-    * rate: ``learning_rate`` for the backbone (``clip.*``) and for new modules outside the model's
-      ``head_multiplier_prefixes``, ``learning_rate x head_learning_rate_multiplier`` for the rest
+    * rate: ``learning_rate`` for the backbone(s) and for new modules outside the model's
+      ``head_multiplier_modules``, ``learning_rate x head_learning_rate_multiplier`` for the rest
       (:func:`learning_rate_role`); biases outside the multiplied modules at ``learning_rate x
       bias_learning_rate_multiplier`` (IRRA/SEN: 2);
     * weight decay only on matrices (none on biases, norm weights and other 1-d parameters).
 
     Groups are named ``<role>[_bias][_no_decay]``; frozen parameters (``requires_grad=False``) are left out."""
     groups: dict[tuple[str, bool, bool], list[torch.nn.Parameter]] = {}
+    roles = model.learning_rate_roles()
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        role = learning_rate_role(model, name)
+        role = roles[name]
         bias_rate = role != "heads" and name.endswith(".bias") and args.bias_learning_rate_multiplier != 1.0
         groups.setdefault((role, bias_rate, parameter.ndim >= 2), []).append(parameter)
     rates = {"backbone": 1.0, "new": 1.0, "heads": args.head_learning_rate_multiplier}
