@@ -160,7 +160,8 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     # (``can_rerank``). Shown in the method's model cards.
     has_rerank_stage: bool = False
     # Named text transforms the training collator applies for this method (parameters in the config):
-    # "key_word_augmentation" (UIT) and "attribute_masking" (CADA). See tireid_hf.processing.
+    # "key_word_augmentation" (UIT) and "attribute_masking" (CADA): the registry of
+    # tireid_hf.processing.text_transforms (the batch inputs they add reach compute_losses).
     text_transforms: tuple[str, ...] = ()
     # Learning-rate roles (learning_rate_roles, used by tireid_hf.training.optim), by submodule (dotted
     # attribute paths), never by parameter-name prefix. The pretrained backbone(s), at learning_rate:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Label of a position that no token-prediction loss scores (CADA's masked_labels outside the masks).
+IGNORE_INDEX = -100
+
 
 def identity_targets(pids: torch.Tensor) -> torch.Tensor:
     """Row-normalised same-identity matrix ``q_ij = y_ij / sum_k y_ik``, shape [N, N]."""

@@ -8,9 +8,7 @@ from torch import nn
 from .base import PairFeatures, TIReIDPreTrainedModel
 from .configuration_cada import SUMMARY_LOSSES, CADAConfig
 from .layers import DecoderLayer
-from .losses import hardest_negatives, masked_token_loss, matching_loss, ndf_loss
-
-IGNORE_INDEX = -100
+from .losses import IGNORE_INDEX, hardest_negatives, masked_token_loss, matching_loss, ndf_loss
 
 
 def end_of_text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
