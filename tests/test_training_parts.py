@@ -244,3 +244,41 @@ def test_learning_rate_roles_follow_the_modules_a_method_declares_not_parameter_
 
     with pytest.raises(ValueError, match="no submodule 'teacher_backbone'"):
         Misdeclared(model.config).learning_rate_roles()
+
+
+def test_library_schedules_fall_short_of_irras_warm_up():
+    """Why training/optim.py keeps its own schedule: transformers' warm-up starts from 0 (``step / warmup``)
+    and torch's LinearLR from ``start_factor`` at step 0; IRRA's starts at ``f + (1 - f) / warmup``.
+    After the warm-up, transformers' cosine and linear curves are ours."""
+    from transformers import get_scheduler
+
+    total, warmup = 10, 4
+
+    def rates(scheduler):
+        values = []
+        for _ in range(total):
+            values.append(scheduler.get_last_lr()[0])
+            scheduler.optimizer.step()
+            scheduler.step()
+        return values
+
+    def optimizer():
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+    ours = [lr_multiplier(step, total, warmup, "cosine", warmup_start=0.1) for step in range(total)]
+    transformers_cosine = rates(get_scheduler("cosine", optimizer(), num_warmup_steps=warmup, num_training_steps=total))
+    torch_linear = rates(torch.optim.lr_scheduler.LinearLR(optimizer(), start_factor=0.1, total_iters=warmup))
+    assert ours[0] == pytest.approx(0.325) and transformers_cosine[0] == 0.0 and torch_linear[0] == pytest.approx(0.1)
+    assert transformers_cosine[warmup:] == pytest.approx(ours[warmup:])
+    linear = rates(get_scheduler("linear", optimizer(), num_warmup_steps=warmup, num_training_steps=total))
+    assert linear[warmup:] == pytest.approx([lr_multiplier(step, total, warmup, "linear") for step in range(warmup, total)])
+
+
+@pytest.mark.parametrize("name, value", [("optimizer", "sgd"), ("lr_scheduler_type", "step"), ("mixed_precision", "fp8")])
+def test_command_line_choices_come_from_the_literal_types(name, value, capsys):
+    from tireid_hf.training import parse_training_arguments
+
+    with pytest.raises(SystemExit):
+        parse_training_arguments([f"--{name}", value])
+    error = capsys.readouterr().err
+    assert f"argument --{name}" in error and f"invalid choice: '{value}'" in error

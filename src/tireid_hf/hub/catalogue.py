@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard
 
-from ..data.atomic import atomic_directory
+from ..files import atomic_directory
 from ..modeling import METHODS
 from .dataset_card import SOURCES
 from .model_card import METRICS, TASK, card_data, card_from_template, render_model_card

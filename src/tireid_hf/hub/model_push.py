@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard
 
-from ..data.atomic import atomic_directory
+from ..files import atomic_directory
 from .model_card import render_model_card
 from .upload import hub_api, upload_folder
 

@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.atomic import give_usual_permissions
-from ..files import sha256_of_file
+from ..files import give_usual_permissions, sha256_of_file
 from .faults import kill_point
 
 PROGRESS_FILE = "progress.json"

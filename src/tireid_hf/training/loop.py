@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_tireid_dataset
-from ..data.atomic import atomic_directory, atomic_text
+from ..files import atomic_directory, atomic_text
 from ..data.collators import TrainingCollator, add_word_spans, caption_pairs, epoch_generator_seed
 from ..data.samplers import IdentityBatchSampler
 from ..modeling import METHODS
