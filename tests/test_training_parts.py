@@ -282,3 +282,50 @@ def test_command_line_choices_come_from_the_literal_types(name, value, capsys):
         parse_training_arguments([f"--{name}", value])
     error = capsys.readouterr().err
     assert f"argument --{name}" in error and f"invalid choice: '{value}'" in error
+
+
+class _Batches(torch.utils.data.Dataset):
+    """A dataset whose items are whole batches, as the training loop's (tireid_hf.training.loop._EpochBatches)."""
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        return {"index": torch.tensor([index])}
+
+
+def test_accelerate_skip_first_batches_fails_on_a_loader_of_whole_batches():
+    """Why the loop resumes mid-epoch with its own ``_EpochBatches(start=...)``."""
+    from accelerate import skip_first_batches
+
+    loader = torch.utils.data.DataLoader(_Batches(), batch_size=None, shuffle=False)
+    with pytest.raises(TypeError):
+        list(skip_first_batches(loader, 4))
+
+
+class _Opaque:
+    """Not a tensor: only a full unpickling can rebuild it."""
+
+
+def test_accelerate_custom_checkpoints_unpickle_anything(tmp_path):
+    """Why the schedule and sampler state stay in the checkpoint's progress.json instead of
+    ``Accelerator.register_for_checkpointing``: its custom state is loaded with ``weights_only=False``."""
+    from accelerate import Accelerator
+
+    class Holder:
+        def __init__(self, value=None):
+            self.value = value
+
+        def state_dict(self):
+            return {"value": self.value}
+
+        def load_state_dict(self, state):
+            self.value = state["value"]
+
+    accelerator = Accelerator(cpu=True)
+    saved = Holder(_Opaque())
+    accelerator.register_for_checkpointing(saved)
+    accelerator.save_state(str(tmp_path / "state"))
+    saved.value = None
+    accelerator.load_state(str(tmp_path / "state"))
+    assert isinstance(saved.value, _Opaque)  # an arbitrary object came back from the pickle

@@ -33,6 +33,11 @@ class TrainingProgress:
     over the whole run. ``best`` holds the best validation record, ``history`` every train log and
     validation, ``scheduler_state`` the learning-rate schedule's state, ``loss_window`` the losses of
     the next train log (so a resumed run logs the same means as an uninterrupted one).
+
+    The schedule's and the sampler's state live here, in JSON, rather than in Accelerate's
+    ``register_for_checkpointing``: Accelerate pickles those objects and unpickles them with
+    ``weights_only=False`` (tests/test_training_parts.py::test_accelerate_custom_checkpoints_unpickle_anything),
+    and nothing here loads a pickle that is not weights-only; it also keeps the checkpoints of earlier runs resumable.
     """
 
     method: str

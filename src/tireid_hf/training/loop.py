@@ -51,7 +51,11 @@ def build_model(model_args: ModelArguments, num_ids: int):
 
 class _EpochBatches(torch.utils.data.Dataset):
     """The batches of one epoch on this rank (lists of indices into ``samples``); item i is the
-    collated batch ``start + i``, its randomness seeded by (seed, epoch, batch, rank)."""
+    collated batch ``start + i``, its randomness seeded by (seed, epoch, batch, rank).
+
+    ``start`` resumes mid-epoch without collating the skipped batches. Accelerate's ``skip_first_batches``
+    cannot do it: it fails on a loader of whole batches (``batch_size=None``), see
+    tests/test_training_parts.py::test_accelerate_skip_first_batches_fails_on_a_loader_of_whole_batches."""
 
     def __init__(self, batches, samples, collator, seed: int, epoch: int, rank: int, start: int):
         self.batches, self.samples, self.collator = batches, samples, collator
