@@ -182,6 +182,9 @@ class CheckpointManager:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def save(self, progress: TrainingProgress, scheduler) -> Path:
+        """Writes ``checkpoint-<global step>`` (see the class docstring). Not through
+        :func:`~tireid_hf.files.atomic_directory`: every rank's ``save_state`` writes into the temporary
+        folder, so its name must be known to all ranks (``<name>.tmp``), not drawn by ``mkdtemp``."""
         final = self.root / f"{_PREFIX}{progress.global_step}"
         temporary = final.with_name(final.name + ".tmp")
         if self.accelerator.is_main_process:
