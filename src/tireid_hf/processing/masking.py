@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..modeling.configuration_cada import ATTRIBUTE_MASK_UNITS, CLIP_MASK_TOKEN_ID
+from ..modeling.configuration_cada import ATTRIBUTE_MASK_UNITS
 from ..modeling.losses import IGNORE_INDEX
 
 
@@ -76,7 +76,7 @@ def mask_attribute_tokens(
         offsets: the tokenizer's ``offset_mapping`` for those ids.
         spans: :func:`tag_word_spans` of the caption (computed once, at dataset preparation).
         probability: masking probability of a unit, in [0, 1].
-        mask_token_id: the replacement id (:data:`CLIP_MASK_TOKEN_ID`).
+        mask_token_id: the replacement id (:data:`tireid_hf.processing.CLIP_MASK_TOKEN_ID`).
         unit: ``"word"`` or ``"phrase"``.
         generator: the random source (for reproducible masks).
     Returns: ``(masked_ids, labels)``, both of ``len(input_ids)``: labels hold the original id at
