@@ -59,7 +59,7 @@ def measure(methods, batch: int, repeats: int, rerank_k: int) -> list[dict]:
     for method, model in models.items():
         runs[(method, "image")] = lambda model=model: model.get_image_features(pixel_values=pixels)
         runs[(method, "text")] = lambda model=model: model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
-        if hasattr(model, "rerank_scores"):
+        if model.can_rerank:
             runs[(method, f"re-rank 1 query x {rerank_k} images")] = lambda model=model: model.rerank_scores(
                 input_ids[:1, :30], attention_mask[:1, :30], candidates)
     counted = {key: flops(run) for key, run in runs.items()}

@@ -12,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tireid_hf.data.collators import TrainingCollator, add_word_spans, caption_pairs
-from tireid_hf.processing import ATTRIBUTE_KINDS, CLIP_MASK_TOKEN_ID, IGNORE_INDEX, key_words_only, token_positions_of_spans
+from tireid_hf.processing import (ATTRIBUTE_KINDS, CLIP_MASK_TOKEN_ID, IGNORE_INDEX, TEXT_TRANSFORMS, TextTransform,
+                                  key_words_only, token_positions_of_spans)
 
 REPEATS = 4  # every caption of the split this many times per batch: 80 captions, ~700 attribute words
 
@@ -100,3 +101,30 @@ def test_a_batch_is_a_function_of_its_seed(tagged_split, tiny_processor):
     for key in first:
         torch.testing.assert_close(second[key], first[key], rtol=0, atol=0)
     assert not torch.equal(other["masked_input_ids"], first["masked_input_ids"])
+
+
+class CaptionLengths(TextTransform):
+    """A text transform that is not in the package: each caption's length in characters."""
+
+    name = "caption_lengths"
+    batch_input_names = ("caption_lengths",)
+
+    def batch_inputs(self, captions, spans, length, tokenizer, config, generator):
+        return {"caption_lengths": torch.tensor([len(caption) for caption in captions])}
+
+
+def test_a_text_transform_added_to_the_registry_reaches_the_batch_without_collator_changes(
+        tagged_split, tiny_processor, monkeypatch):
+    monkeypatch.setitem(TEXT_TRANSFORMS, "caption_lengths", CaptionLengths())
+    batch, captions, _ = collate(tagged_split, tiny_processor, 0, ("caption_lengths",))
+    assert batch["caption_lengths"].tolist() == [len(caption) for caption in captions]
+
+
+def test_the_model_tests_name_a_text_transform_whose_batch_inputs_they_cannot_build(monkeypatch):
+    from tester import ModelTester
+    from tireid_hf.modeling import CADAModel
+
+    monkeypatch.setitem(TEXT_TRANSFORMS, "caption_lengths", CaptionLengths())
+    monkeypatch.setattr(CADAModel, "text_transforms", ("attribute_masking", "caption_lengths"))
+    with pytest.raises(KeyError, match="'caption_lengths'.*EXAMPLE_BATCH_INPUTS"):
+        ModelTester("cada").inputs()

@@ -240,3 +240,24 @@ def test_multi_head_attention_loads_torch_weights_and_matches_torch():
     wide = MultiHeadAttention(8, 2, head_dim=16)
     assert wide.in_proj_weight.shape == (3 * 32, 8) and wide.out_proj.weight.shape == (8, 32)
     assert wide(query, memory, memory)[0].shape == (3, 4, 8)
+
+
+def test_capabilities_are_declared_by_the_base_and_refuse_clearly_where_absent(tester):
+    from tireid_hf.visualize import restoration_figure
+
+    model = tester.model().eval()
+    exported = model.export_for_inference()
+    inputs = tester.inputs()
+    one_text = (inputs["input_ids"][:1], inputs["attention_mask"][:1])
+    assert model.can_restore_images == (tester.method == "uit") and not exported.can_restore_images
+    with pytest.raises(ValueError, match="restor"):
+        exported.restore_image(inputs["pixel_values"], inputs["input_ids"])
+    with pytest.raises(ValueError, match="cannot restore images"):
+        restoration_figure(exported, None, None, "a caption")
+    if model.has_rerank_stage:
+        assert model.can_rerank and model.rerank_k == model.config.rerank_k > 0
+        assert model.rerank_scores(*one_text, inputs["pixel_values"]).shape == (tester.batch_size,)
+    else:
+        assert not model.can_rerank and model.rerank_k == 0
+        with pytest.raises(ValueError, match="no second retrieval stage"):
+            model.rerank_scores(*one_text, inputs["pixel_values"])

@@ -228,3 +228,104 @@ def test_warmup_can_start_from_a_fraction_of_the_rate():
         [0.1 + 0.9 * 0.25, 0.1 + 0.9 * 0.5, 0.1 + 0.9 * 0.75, 1.0])
     with pytest.raises(ValueError, match="warmup_start_factor"):
         TrainingArguments(warmup_start_factor=1.5)
+
+
+def test_learning_rate_roles_follow_the_modules_a_method_declares_not_parameter_names():
+    """LCR2S declares two backbones (the student's CLIP and the frozen teacher copy of the student
+    stage): both are backbone, whatever their names; a declared module that does not exist is an error."""
+    model = ModelTester("lcr2s", stage="student").model()
+    roles = model.learning_rate_roles()
+    assert roles["teacher_clip.text_model.embeddings.token_embedding.weight"] == "backbone"
+    assert roles["clip.vision_model.encoder.layers.0.mlp.fc1.weight"] == "backbone"
+    assert {roles[name] for name, _ in model.named_parameters() if name.startswith(("fusion.", "student_id"))} == {"heads"}
+
+    class Misdeclared(type(model)):
+        backbone_modules = ("clip", "teacher_backbone")
+
+    with pytest.raises(ValueError, match="no submodule 'teacher_backbone'"):
+        Misdeclared(model.config).learning_rate_roles()
+
+
+def test_library_schedules_fall_short_of_irras_warm_up():
+    """Why training/optim.py keeps its own schedule: transformers' warm-up starts from 0 (``step / warmup``)
+    and torch's LinearLR from ``start_factor`` at step 0; IRRA's starts at ``f + (1 - f) / warmup``.
+    After the warm-up, transformers' cosine and linear curves are ours."""
+    from transformers import get_scheduler
+
+    total, warmup = 10, 4
+
+    def rates(scheduler):
+        values = []
+        for _ in range(total):
+            values.append(scheduler.get_last_lr()[0])
+            scheduler.optimizer.step()
+            scheduler.step()
+        return values
+
+    def optimizer():
+        return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+
+    ours = [lr_multiplier(step, total, warmup, "cosine", warmup_start=0.1) for step in range(total)]
+    transformers_cosine = rates(get_scheduler("cosine", optimizer(), num_warmup_steps=warmup, num_training_steps=total))
+    torch_linear = rates(torch.optim.lr_scheduler.LinearLR(optimizer(), start_factor=0.1, total_iters=warmup))
+    assert ours[0] == pytest.approx(0.325) and transformers_cosine[0] == 0.0 and torch_linear[0] == pytest.approx(0.1)
+    assert transformers_cosine[warmup:] == pytest.approx(ours[warmup:])
+    linear = rates(get_scheduler("linear", optimizer(), num_warmup_steps=warmup, num_training_steps=total))
+    assert linear[warmup:] == pytest.approx([lr_multiplier(step, total, warmup, "linear") for step in range(warmup, total)])
+
+
+@pytest.mark.parametrize("name, value", [("optimizer", "sgd"), ("lr_scheduler_type", "step"), ("mixed_precision", "fp8")])
+def test_command_line_choices_come_from_the_literal_types(name, value, capsys):
+    from tireid_hf.training import parse_training_arguments
+
+    with pytest.raises(SystemExit):
+        parse_training_arguments([f"--{name}", value])
+    error = capsys.readouterr().err
+    assert f"argument --{name}" in error and f"invalid choice: '{value}'" in error
+
+
+class _Batches(torch.utils.data.Dataset):
+    """A dataset whose items are whole batches, as the training loop's (tireid_hf.training.loop._EpochBatches)."""
+
+    def __len__(self):
+        return 6
+
+    def __getitem__(self, index):
+        return {"index": torch.tensor([index])}
+
+
+def test_accelerate_skip_first_batches_fails_on_a_loader_of_whole_batches():
+    """Why the loop resumes mid-epoch with its own ``_EpochBatches(start=...)``."""
+    from accelerate import skip_first_batches
+
+    loader = torch.utils.data.DataLoader(_Batches(), batch_size=None, shuffle=False)
+    with pytest.raises(TypeError):
+        list(skip_first_batches(loader, 4))
+
+
+class _Opaque:
+    """Not a tensor: only a full unpickling can rebuild it."""
+
+
+def test_accelerate_custom_checkpoints_unpickle_anything(tmp_path):
+    """Why the schedule and sampler state stay in the checkpoint's progress.json instead of
+    ``Accelerator.register_for_checkpointing``: its custom state is loaded with ``weights_only=False``."""
+    from accelerate import Accelerator
+
+    class Holder:
+        def __init__(self, value=None):
+            self.value = value
+
+        def state_dict(self):
+            return {"value": self.value}
+
+        def load_state_dict(self, state):
+            self.value = state["value"]
+
+    accelerator = Accelerator(cpu=True)
+    saved = Holder(_Opaque())
+    accelerator.register_for_checkpointing(saved)
+    accelerator.save_state(str(tmp_path / "state"))
+    saved.value = None
+    accelerator.load_state(str(tmp_path / "state"))
+    assert isinstance(saved.value, _Opaque)  # an arbitrary object came back from the pickle

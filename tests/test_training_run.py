@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from transformers import AutoModel
 
 from tireid_hf.data import load_tireid_dataset
+from tireid_hf.modeling import METHODS
 from tireid_hf.processing import TIReIDProcessor
 from tireid_hf.retrieval import evaluate_split
 from tireid_hf.training import main
@@ -21,6 +22,8 @@ from tireid_hf.training.loop import rerank_refusal
 from tireid_hf.training.checkpoints import CheckpointManager
 
 REPO = Path(__file__).resolve().parents[1]
+# stages of a method's synthetic config run by the loop where more than one
+MULTI_STAGE = {"lcr2s": 2}
 # 12 train identities x 2 images x 2 captions = 48 pairs = 6 batches of 8 (4 identities x 2).
 DATA = {"num_train_ids": 12, "num_validation_ids": 6, "num_test_ids": 6, "images_per_id": 2,
         "image_height": 64, "image_width": 32, "seed": 5}
@@ -176,7 +179,7 @@ def test_data_root_without_the_release_files_is_refused_naming_the_file(tmp_path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("method", ["clip_reid", "lcr2s", "cada", "lgur", "uit"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_trains_through_the_common_loop_from_its_synthetic_config(method, tmp_path):
     config = REPO / "configs" / f"{method}_synthetic.yaml"
     main(["--config", str(config), "--dataset_options", json.dumps(DATA), "--output_dir", str(tmp_path / "out"),
@@ -184,7 +187,7 @@ def test_every_method_trains_through_the_common_loop_from_its_synthetic_config(m
           "--report_to", "none"])
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     stages = {entry["stage"] for entry in results["history"] if entry["kind"] == "train"}
-    assert results["method"] == method and len(stages) == (2 if method == "lcr2s" else 1)
+    assert results["method"] == method and len(stages) == MULTI_STAGE.get(method, 1)
     trained = [entry for entry in results["history"] if entry["kind"] == "train"]
     assert all(key.startswith(("train/", "lr/")) or key in ("kind", "stage", "epoch", "step") for key in trained[-1])
     assert results["test"]["t2i/num_queries"] == DATA["num_test_ids"] * DATA["images_per_id"] * 2

@@ -10,7 +10,7 @@ import torch
 from transformers import CLIPConfig
 
 from tireid_hf.modeling import METHODS
-from tireid_hf.processing import CLIP_MASK_TOKEN_ID
+from tireid_hf.processing import CLIP_MASK_TOKEN_ID, IGNORE_INDEX, build_text_transforms
 
 IMAGE_SIZE = (64, 32)
 VOCAB_SIZE = 49408  # the real CLIP vocabulary: tests tokenise with the real tokenizer
@@ -67,8 +67,13 @@ class ModelTester:
             "attention_mask": attention_mask,
             "pids": pids,
         }
-        if "attribute_masking" in self.model_class.text_transforms:
-            inputs.update(masked_text_inputs(input_ids))
+        for transform in build_text_transforms(self.model_class.text_transforms):
+            if not transform.batch_input_names:
+                continue
+            if transform.name not in EXAMPLE_BATCH_INPUTS:
+                raise KeyError(f"tests/tester.py has no example of the batch inputs {transform.batch_input_names} of "
+                               f"text transform {transform.name!r}: add one to EXAMPLE_BATCH_INPUTS")
+            inputs.update(EXAMPLE_BATCH_INPUTS[transform.name](input_ids))
         return inputs
 
 
@@ -76,7 +81,11 @@ def masked_text_inputs(input_ids: torch.Tensor, positions=(1,)) -> dict[str, tor
     """The collator's attribute-masking output for a batch (CADA's ARA): the tokens at ``positions``
     replaced by the mask token in ``masked_input_ids``; ``masked_labels`` holds the original ids there
     and -100 elsewhere."""
-    masked_input_ids, masked_labels = input_ids.clone(), torch.full_like(input_ids, -100)
+    masked_input_ids, masked_labels = input_ids.clone(), torch.full_like(input_ids, IGNORE_INDEX)
     masked_input_ids[:, list(positions)] = CLIP_MASK_TOKEN_ID
     masked_labels[:, list(positions)] = input_ids[:, list(positions)]
     return {"masked_input_ids": masked_input_ids, "masked_labels": masked_labels}
+
+
+# What each text transform that adds batch inputs gives a tokenised batch, for the model tests.
+EXAMPLE_BATCH_INPUTS = {"attribute_masking": masked_text_inputs}

@@ -29,7 +29,7 @@ from tireid_hf.cli import load_model_and_processor
 from tireid_hf.data import load_tireid_dataset
 from tireid_hf.data.prepare import load_prepared
 from tireid_hf.metrics import rank_metrics
-from tireid_hf.retrieval import GalleryIndex, model_fingerprint, supports_rerank
+from tireid_hf.retrieval import GalleryIndex, model_fingerprint
 from tireid_hf.visualize import ranked_result, restoration_figure
 
 MAX_K = 50
@@ -124,8 +124,8 @@ class Demo:
     def __init__(self, model, processor, gallery: Gallery, index: GalleryIndex):
         self.model, self.processor, self.gallery, self.index = model, processor, gallery, index
         self.max_tokens = processor.tokenizer.model_max_length
-        self.can_rerank = supports_rerank(model)
-        self.can_restore = hasattr(model, "restore_image") and not model.config.inference_only
+        self.can_rerank = model.can_rerank
+        self.can_restore = model.can_restore_images
         self.max_k = min(MAX_K, len(gallery.images))
 
     def check_query(self, query: str) -> str:
@@ -148,7 +148,7 @@ class Demo:
         except ValueError as error:
             return [], f"**Error:** {error}"
         k, rerank = int(k), bool(rerank) and self.can_rerank
-        rerank_k = max(k, int(getattr(self.model.config, "rerank_k", k)))
+        rerank_k = max(k, self.model.rerank_k)
         results = self.index.search([query], k=k, rerank=rerank, rerank_k=rerank_k)
         shown, scores = results.indices[0].tolist(), results.scores[0].tolist()
         pid = self.gallery.caption_pids.get(query) if self.gallery.pids is not None else None

@@ -4,16 +4,11 @@ Importing the package registers every method with ``AutoConfig``, ``AutoModel`` 
 ``AutoProcessor``, so ``AutoModel.from_pretrained(folder)`` returns the right class.
 """
 
-from transformers import AutoConfig, AutoModel, AutoProcessor
-
+from .methods import register_method
 from .modeling import METHODS, TIReIDConfig, TIReIDOutput, TIReIDPreTrainedModel
 from .processing import TIReIDProcessor
 
 __version__ = "0.1.0"
 
-for _config_class, _model_class in METHODS.values():
-    AutoConfig.register(_config_class.model_type, _config_class, exist_ok=True)
-    AutoModel.register(_config_class, _model_class, exist_ok=True)
-    AutoProcessor.register(_config_class, TIReIDProcessor, exist_ok=True)
-
-__all__ = ["METHODS", "TIReIDConfig", "TIReIDOutput", "TIReIDPreTrainedModel", "TIReIDProcessor", "__version__"]
+__all__ = ["METHODS", "TIReIDConfig", "TIReIDOutput", "TIReIDPreTrainedModel", "TIReIDProcessor", "__version__",
+           "register_method"]

@@ -12,7 +12,7 @@ import yaml
 
 from . import __version__
 from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset
-from .data.atomic import atomic_file
+from .files import atomic_file
 
 
 def load_model_and_processor(model: str, prefix: str = "tireid"):

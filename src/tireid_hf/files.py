@@ -1,9 +1,21 @@
-"""Small file helpers shared by training checkpoints and the converters."""
+"""File helpers shared by the whole package (training, checkpoints, retrieval, the command line, the
+Hub writers, the converters): atomic writes and file hashes.
+
+Write a whole output folder or file, or nothing: build it under a temporary sibling name, then rename.
+Files written this way get the permissions of a plain ``open(..., "w")`` (``0o666`` less the umask),
+not the ``0o600`` / ``0o700`` of the temporary names (``mkstemp``, ``mkdtemp``, and the temporary files
+``save_pretrained`` writes its weights through) that a rename would otherwise carry over.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable, Iterator
 
 
 def sha256_of_file(path: Path) -> str:
@@ -13,3 +25,73 @@ def sha256_of_file(path: Path) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def give_usual_permissions(path: str | os.PathLike) -> None:
+    """``chmod`` `path` (and, for a folder, everything under it) to what ``open``/``mkdir`` would have
+    made: files ``0o666 & ~umask``, folders ``0o777 & ~umask``. Symbolic links are left alone."""
+    umask = _umask()
+    path = Path(path)
+    paths = [path, *path.rglob("*")] if path.is_dir() and not path.is_symlink() else [path]
+    for item in paths:
+        if item.is_symlink():
+            continue
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
+
+
+@contextlib.contextmanager
+def atomic_directory(out: str | os.PathLike, *, overwrite: bool = False,
+                     overwrite_hint: str = "pass overwrite=True, or --overwrite on the command line, to replace it") -> Iterator[Path]:
+    """Yields an empty temporary folder next to `out`, renamed to `out` when the block succeeds.
+
+    On any exception the temporary folder is deleted and `out` is left as it was. `out` must not
+    exist unless `overwrite`, in which case the old folder is replaced only after success (the error
+    otherwise ends with `overwrite_hint`, e.g. the command-line option that allows it).
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} already exists ({overwrite_hint})")
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"{out} exists and is not a folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.tmp-"))
+    try:
+        yield tmp
+        give_usual_permissions(tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
+            out.rename(old / out.name)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def atomic_file(path: str | os.PathLike, write: Callable[[str], None]) -> None:
+    """Call ``write(temporary_path)`` next to ``path``, then rename the result to ``path``; on any
+    exception the temporary file is removed and ``path`` is left as it was."""
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(handle)
+    try:
+        write(temporary)
+        give_usual_permissions(temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+
+
+def atomic_text(path: str | os.PathLike, text: str) -> None:
+    """Writes `text` (UTF-8) to `path` through :func:`atomic_file`."""
+    atomic_file(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))

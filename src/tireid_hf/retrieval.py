@@ -28,7 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from .data.atomic import atomic_file
+from .files import atomic_file
 from .metrics import DIRECTIONS, rank_metrics
 
 __all__ = ["GalleryIndex", "SearchResults", "embed_images", "embed_texts", "evaluate_split", "matching_accuracy",

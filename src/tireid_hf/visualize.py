@@ -39,11 +39,14 @@ def restoration_figure(model, processor, image: Image.Image, caption: str, seed:
     ``title + H + caption lines + margins`` for the processor's (H, W).
 
     Args:
-        model: a training (not inference-only) :class:`~tireid_hf.modeling.UITModel`.
+        model: a model whose ``can_restore_images`` is true (a training, not inference-only, UIT model).
         processor: the :class:`~tireid_hf.processing.TIReIDProcessor` of the model.
         image: a PIL image; caption: its description.
         seed: seed of the random patch mask (the same seed gives the same mask).
     """
+    if not model.can_restore_images:
+        raise ValueError(f"{type(model).__name__} cannot restore images (can_restore_images is False: another method, "
+                         "or an inference-only model without its restoration decoder)")
     device = next(model.parameters()).device
     inputs = processor(text=[caption], images=[image], return_tensors="pt")
     generator = torch.Generator(device=device).manual_seed(seed)

@@ -13,8 +13,7 @@ import os
 from pathlib import Path
 
 from .. import __version__
-from ..data.atomic import atomic_directory
-from ..files import sha256_of_file
+from ..files import atomic_directory, sha256_of_file
 from ..processing import TIReIDProcessor, clip_tokenizer
 from .checkpoint_files import read_state_dict
 from .irra import VARIANTS, convert_irra_state

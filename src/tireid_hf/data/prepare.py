@@ -20,7 +20,7 @@ from datasets import Dataset, DatasetDict, load_dataset
 from datasets.table import embed_table_storage
 from tqdm.auto import tqdm
 
-from .atomic import atomic_directory
+from ..files import atomic_directory
 from .schema import summarize
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from pathlib import Path
 import yaml
 from huggingface_hub import EvalResult, ModelCard
 
-from ..data.atomic import atomic_directory
+from ..files import atomic_directory
 from ..modeling import METHODS
 from .dataset_card import SOURCES
 from .model_card import METRICS, TASK, card_data, card_from_template, render_model_card
@@ -73,8 +73,8 @@ def zoo_names() -> list[tuple[str, str, str]]:
 
 
 def _has_rerank(method: str) -> bool:
-    """Whether the method has a second retrieval stage (`rerank_scores`), shown in the card's example."""
-    return hasattr(METHODS[method][1], "rerank_scores")
+    """Whether the method has a second retrieval stage (`has_rerank_stage`), shown in the card's example."""
+    return METHODS[method][1].has_rerank_stage
 
 
 def _read_config(configs_dir: Path, method: str, dataset: str) -> tuple[str, str, dict]:

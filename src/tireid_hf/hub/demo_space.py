@@ -20,7 +20,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, SpaceCard, SpaceCardData
 
 from .. import __version__
-from ..data.atomic import atomic_directory
+from ..files import atomic_directory
 from .upload import hub_api, upload_folder
 
 SPACE_NAME = "tireid-demo"

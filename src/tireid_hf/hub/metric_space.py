@@ -15,7 +15,7 @@ from pathlib import Path
 from huggingface_hub import HfApi, RepoCard
 
 from .. import __version__
-from ..data.atomic import atomic_directory
+from ..files import atomic_directory
 from ..metrics import METRIC_PATH
 from .upload import hub_api, upload_folder
 

@@ -12,11 +12,11 @@ import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from ..data import REDISTRIBUTION_RESTRICTED
+from ..methods import card_section_path
 from . import CARDS
 from .dataset_card import SOURCES
 
 TEMPLATE = CARDS / "model_card.md"
-METHOD_SECTIONS = CARDS / "methods"
 
 # results.json key suffix -> (model-index metric type, displayed name)
 METRICS = {"R1": ("recall@1", "R@1"), "R5": ("recall@5", "R@5"), "R10": ("recall@10", "R@10"),
@@ -30,8 +30,8 @@ TAGS = ["tireid-hf", "text-to-image-retrieval", "person-re-identification", "tex
 
 
 def method_section(method: str) -> str:
-    """The method's model-card section, `cards/methods/<method>.md`."""
-    path = METHOD_SECTIONS / f"{method}.md"
+    """The method's model-card section (`cards/methods/<method>.md`, or the one it was registered with)."""
+    path = card_section_path(method)
     if not path.is_file():
         raise FileNotFoundError(f"no model-card section for method {method!r}: {path} is missing")
     return path.read_text().strip()

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from huggingface_hub import HfApi, ModelCard
 
-from ..data.atomic import atomic_directory
+from ..files import atomic_directory
 from .model_card import render_model_card
 from .upload import hub_api, upload_folder
 
@@ -56,7 +56,7 @@ def _given_card(card_path: Path, model) -> ModelCard:
 def _restoration_figure(model, processor, results: dict):
     """UIT's restoration of the first synthetic test image, or None (another method, an inference-only
     model without the decoder, or a real dataset whose images are not at hand)."""
-    if not hasattr(model, "restore_image") or model.config.inference_only or results is None or results["dataset"] != "synthetic":
+    if not model.can_restore_images or results is None or results["dataset"] != "synthetic":
         return None
     from ..data import load_tireid_dataset
     from ..visualize import restoration_figure

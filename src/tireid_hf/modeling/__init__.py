@@ -1,10 +1,11 @@
 """The model code of the zoo. Every file here is also the remote code saved beside a checkpoint."""
 
-from .base import TIReIDConfig, TIReIDOutput, TIReIDPreTrainedModel
+from .base import PairFeatures, TIReIDOutput, TIReIDPreTrainedModel
 from .configuration_cada import CADAConfig
 from .configuration_clip_reid import ClipReIDConfig
 from .configuration_lcr2s import LCR2SConfig
 from .configuration_lgur import LGURConfig
+from .configuration_tireid import TIReIDConfig
 from .configuration_uit import UITConfig
 from .modeling_cada import CADAModel
 from .modeling_clip_reid import ClipReIDModel
@@ -31,6 +32,7 @@ __all__ = [
     "LCR2SModel",
     "LGURConfig",
     "LGURModel",
+    "PairFeatures",
     "TIReIDConfig",
     "TIReIDOutput",
     "TIReIDPreTrainedModel",

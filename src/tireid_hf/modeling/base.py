@@ -1,10 +1,12 @@
 """The shared CLIP base of every TIReID method.
 
 Every method of the zoo is ``XConfig(TIReIDConfig)`` + ``XModel(TIReIDPreTrainedModel)``. This file
-holds what they all share: the config fields, the CLIP backbone with a RECTANGULAR position table
-(24 x 8 patches for 384 x 128 images at patch 16), the encoders returning global and token
-features, the retrieval API (``get_image_features`` / ``get_text_features``), the output dataclass,
-``from_clip`` and ``export_for_inference``.
+holds what they all share: the CLIP backbone with a RECTANGULAR position table (24 x 8 patches for
+384 x 128 images at patch 16), the encoders returning global and token features, the retrieval API
+(``get_image_features`` / ``get_text_features``), THE ``forward`` (encode, then the method's
+``compute_losses`` hook, returning ``TIReIDOutput``), the capabilities a method declares
+(re-ranking, image restoration, learning-rate roles, text transforms), ``from_clip`` and
+``export_for_inference``. The config fields live in ``configuration_tireid.py``.
 
 This file is remote code: it imports only torch, transformers and siblings of this folder.
 """
@@ -13,106 +15,19 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import CLIPConfig, CLIPModel, PreTrainedConfig, PreTrainedModel
+from transformers import CLIPModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.configuration_utils import SubConfigSpec
 from transformers.modeling_outputs import ModelOutput
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
+from .configuration_tireid import TIReIDConfig
 from .layers import IdentityClassifier, MultiHeadAttention
 from .losses import id_loss, sdm_loss
-
-# CLIP ViT-B/16 (openai/clip-vit-base-patch16); CLIPConfig's own default is the patch-32 model.
-DEFAULT_CLIP_ARCHITECTURE = {"vision_config": {"patch_size": 16}}
-
-
-class TIReIDConfig(PreTrainedConfig):
-    r"""Fields shared by every TIReID method. Method configs subclass it and add their own.
-
-    Args:
-        clip_config (`CLIPConfig` or `dict`, *optional*):
-            The CLIP backbone. Defaults to the ViT-B/16 architecture (random weights); use
-            ``XModel.from_clip(...)`` to start from pretrained CLIP weights.
-        image_size (`tuple[int, int]`, *optional*, defaults to `(384, 128)`):
-            Input (height, width). Both must be multiples of the patch size; the position table is
-            ``(height / patch) x (width / patch)`` plus the class token.
-        temperature (`float`, *optional*, defaults to 0.02):
-            Similarity temperature ``tau``: logits are ``cos / tau`` (a logit scale of 50).
-        learn_temperature (`bool`, *optional*, defaults to `False`):
-            Learn ``log(1 / tau)`` as a parameter (initialised from ``temperature``) instead of
-            keeping it fixed.
-        num_ids (`int`, *optional*, defaults to 0):
-            Number of training identities for the ID classifiers; 0 builds no classifier.
-        inference_only (`bool`, *optional*, defaults to `False`):
-            Build only what retrieval needs (no teachers, decoders, classifiers). Set by
-            ``export_for_inference()``; such a model computes embeddings but no losses.
-
-    Loss weights are fields named ``<loss name>_loss_weight``; a weight of 0 switches the term off.
-
-    Example:
-
-    ```python
-    >>> from transformers import CLIPConfig
-    >>> from tireid_hf.modeling import ClipReIDConfig, ClipReIDModel
-    >>> config = ClipReIDConfig(num_ids=100)  # ViT-B/16 shapes, random weights
-    >>> model = ClipReIDModel(config)
-    ```
-    """
-
-    model_type = "tireid"
-    sub_configs_defaults = {"clip_config": SubConfigSpec(CLIPConfig, init_kwargs=DEFAULT_CLIP_ARCHITECTURE)}
-
-    clip_config: dict | CLIPConfig | None = None
-    image_size: list[int] | tuple[int, int] = (384, 128)
-    temperature: float = 0.02
-    learn_temperature: bool = False
-    num_ids: int = 0
-    inference_only: bool = False
-
-    def __post_init__(self, **kwargs):
-        super().__post_init__(**kwargs)
-        self.image_size = tuple(int(side) for side in self.image_size)
-        patch = self.clip_config.vision_config.patch_size
-        if len(self.image_size) != 2 or any(side <= 0 or side % patch for side in self.image_size):
-            raise ValueError(
-                f"image_size must be (height, width), both positive multiples of the patch size {patch}; "
-                f"got {self.image_size}"
-            )
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.num_ids < 0:
-            raise ValueError(f"num_ids must be >= 0, got {self.num_ids}")
-
-    @property
-    def grid_size(self) -> tuple[int, int]:
-        """Patch grid (rows, columns) of ``image_size``."""
-        patch = self.clip_config.vision_config.patch_size
-        return self.image_size[0] // patch, self.image_size[1] // patch
-
-    @property
-    def embed_dim(self) -> int:
-        """Width of the retrieval embeddings returned by ``get_image_features``/``get_text_features``."""
-        return self.clip_config.projection_dim
-
-    def loss_weight(self, name: str) -> float:
-        """Weight of loss term ``name`` (the field ``<name>_loss_weight``)."""
-        return float(getattr(self, f"{name}_loss_weight"))
-
-    @classmethod
-    def from_dict(cls, config_dict, **kwargs):
-        """Refuses the config of another method instead of silently building the wrong model."""
-        found = config_dict.get("model_type")
-        if cls.model_type != TIReIDConfig.model_type and found is not None and found != cls.model_type:
-            raise ValueError(
-                f"This checkpoint's config.json has model_type={found!r}, but {cls.__name__} expects "
-                f"{cls.model_type!r}: load it with AutoModel.from_pretrained or the matching model class."
-            )
-        return super().from_dict(config_dict, **kwargs)
 
 
 @dataclass
@@ -148,6 +63,28 @@ class EncoderOutput(ModelOutput):
     global_features: torch.Tensor | None = None
     token_features: torch.Tensor | None = None
     attention_mask: torch.Tensor | None = None
+
+
+@dataclass
+class PairFeatures:
+    """What the encoding step of ``forward`` hands to the method's loss hook.
+
+    Args:
+        image_features / text_features: [N, D] the un-normalised inference-path embeddings (what
+            ``image_retrieval_features`` / ``text_retrieval_features`` return).
+        image / text: the encoders' outputs, when the method kept them (token features for its heads).
+        intermediates: anything else the method computed while encoding and its losses reuse.
+        image_embeds / text_embeds / logits_per_text: filled by ``forward`` (:meth:`TIReIDPreTrainedModel.embed_pair`).
+    """
+
+    image_features: torch.Tensor
+    text_features: torch.Tensor
+    image: EncoderOutput | None = None
+    text: EncoderOutput | None = None
+    intermediates: dict = field(default_factory=dict)
+    image_embeds: torch.Tensor | None = None
+    text_embeds: torch.Tensor | None = None
+    logits_per_text: torch.Tensor | None = None
 
 
 class RectangularVisionEmbeddings(CLIPVisionEmbeddings):
@@ -202,23 +139,37 @@ def resize_position_table(table: torch.Tensor, grid_size: tuple[int, int]) -> to
 
 
 class TIReIDPreTrainedModel(PreTrainedModel):
-    """CLIP backbone + the retrieval API shared by every method.
+    """CLIP backbone + the retrieval API + the training forward shared by every method.
 
-    Subclasses build their heads in ``__init__`` (after ``super().__init__``), end it with
-    ``self.post_init()``, and implement ``forward``. Training-only submodules are built only when
-    ``not config.inference_only``; retrieval never runs them.
+    The contract of a method (``XModel(TIReIDPreTrainedModel)``):
+
+    * ``__init__``: build the heads after ``super().__init__``, end with ``self.post_init()``; build
+      training-only submodules only when ``not config.inference_only`` (retrieval never runs them).
+    * ``compute_losses`` (required): the loss terms of a batch, by name (see :meth:`forward`).
+    * optional: ``image_retrieval_features`` / ``text_retrieval_features`` (the inference path, CLIP's
+      global features by default), ``encode_batch`` (what ``forward`` encodes once for the losses),
+      ``training_stages`` / ``start_stage``, and the capabilities below, each declared here with its
+      default: ``text_transforms``, ``backbone_modules`` / ``head_multiplier_modules`` (learning-rate
+      roles), ``has_rerank_stage`` / ``can_rerank`` / ``rerank_k`` / ``rerank_scores`` (second retrieval
+      stage), ``can_restore_images`` / ``restore_image`` (pictures of an image restoration task).
     """
 
     config_class = TIReIDConfig
     base_model_prefix = "tireid"
+    # Whether the method has a second retrieval stage (``rerank_scores``); an instance may still lack it
+    # (``can_rerank``). Shown in the method's model cards.
+    has_rerank_stage: bool = False
     # Named text transforms the training collator applies for this method (parameters in the config):
-    # "key_word_augmentation" (UIT) and "attribute_masking" (CADA). See tireid_hf.processing.
+    # "key_word_augmentation" (UIT) and "attribute_masking" (CADA): the registry of
+    # tireid_hf.processing.text_transforms (the batch inputs they add reach compute_losses).
     text_transforms: tuple[str, ...] = ()
-    # Name prefixes (as in named_parameters) of the new modules trained at learning_rate x
-    # head_learning_rate_multiplier; None: every module outside the CLIP backbone. A method names
-    # them where its reference code boosts only some (SEN/IRRA: the cross-modal modules and the
-    # classifier; LGUR: the part projections and classifiers). See tireid_hf.training.optim.
-    head_multiplier_prefixes: tuple[str, ...] | None = None
+    # Learning-rate roles (learning_rate_roles, used by tireid_hf.training.optim), by submodule (dotted
+    # attribute paths), never by parameter-name prefix. The pretrained backbone(s), at learning_rate:
+    backbone_modules: tuple[str, ...] = ("clip",)
+    # The new modules trained at learning_rate x head_learning_rate_multiplier; None: every module
+    # outside the backbones. A method names them where its reference code boosts only some (SEN/IRRA:
+    # the cross-modal modules and the classifier; LGUR: the part projections and classifiers).
+    head_multiplier_modules: tuple[str, ...] | None = None
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _supports_sdpa = True
@@ -332,6 +283,63 @@ class TIReIDPreTrainedModel(PreTrainedModel):
         if stage not in self.training_stages():
             raise ValueError(f"{type(self).__name__} has training stages {self.training_stages()}, got {stage!r}")
 
+    # ----------------------------------------------------------------------------- capabilities
+    def learning_rate_roles(self) -> dict[str, str]:
+        """Role of every parameter (by ``named_parameters`` name): ``"backbone"`` (inside a
+        ``backbone_modules`` module), ``"heads"`` (inside a ``head_multiplier_modules`` module, or any
+        non-backbone parameter when that is None) or ``"new"`` (the other new modules). A listed module
+        this configuration did not build (an attribute set to None) holds no parameter."""
+        backbone = self._parameters_of(self.backbone_modules)
+        heads = None if self.head_multiplier_modules is None else self._parameters_of(self.head_multiplier_modules)
+        return {
+            name: "backbone" if id(parameter) in backbone
+            else "heads" if heads is None or id(parameter) in heads else "new"
+            for name, parameter in self.named_parameters()
+        }
+
+    def _parameters_of(self, paths: tuple[str, ...]) -> set[int]:
+        """``id`` of every parameter inside the submodules at the dotted attribute ``paths``."""
+        found = set()
+        for path in paths:
+            module = self
+            for attribute in path.split("."):
+                if module is not None and not hasattr(module, attribute):
+                    raise ValueError(f"{type(self).__name__}: no submodule {path!r} (declared in its learning-rate roles)")
+                module = None if module is None else getattr(module, attribute)
+            if module is not None:
+                found.update(id(parameter) for parameter in module.parameters())
+        return found
+
+    @property
+    def can_rerank(self) -> bool:
+        """Whether :meth:`rerank_scores` works on this model. False unless a method has a second stage."""
+        return self.has_rerank_stage
+
+    @property
+    def rerank_k(self) -> int:
+        """How many first-stage candidates :meth:`rerank_scores` re-scores by default (0: no second stage)."""
+        return 0
+
+    def rerank_scores(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor
+    ) -> torch.Tensor:
+        """Second-stage score of ONE text [1, L] against K candidate images [K, 3, H, W]: [K], added to
+        the first-stage cosine by ``GalleryIndex.search(..., rerank=True)``. Only where ``can_rerank``."""
+        raise ValueError(f"{type(self).__name__} has no second retrieval stage (can_rerank is False)")
+
+    @property
+    def can_restore_images(self) -> bool:
+        """Whether :meth:`restore_image` works on this model (a trained image restoration head)."""
+        return False
+
+    def restore_image(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The method's image restoration task, for pictures: ``(input the encoder saw, restored)``, each
+        [N, 3, H, W] normalised pixels. Only where ``can_restore_images``."""
+        raise ValueError(f"{type(self).__name__} has no image restoration head (can_restore_images is False)")
+
     # ----------------------------------------------------------------------------- encoders
     @property
     def logit_scale(self) -> torch.Tensor:
@@ -408,6 +416,62 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     ) -> torch.Tensor:
         """L2-normalised retrieval embeddings of texts: [N, L] -> [N, config.embed_dim]."""
         return F.normalize(self.text_retrieval_features(input_ids, attention_mask), dim=-1)
+
+    # ----------------------------------------------------------------------------- forward
+    def forward(
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        pids: torch.Tensor | None = None,
+        **batch_inputs,
+    ) -> TIReIDOutput:
+        """Encode the batch, compute the method's losses, return :class:`TIReIDOutput`.
+
+        Args:
+            pixel_values: [N, 3, H, W]; input_ids / attention_mask: [N, L] right-padded, text i
+                describes image i.
+            pids: [N] identities. Losses are computed only when given and the model is not
+                ``inference_only`` (one rule for every method); otherwise ``loss`` is None, ``losses`` {}.
+            **batch_inputs: the method's extra batch inputs (what its ``text_transforms`` produce, a
+                ``generator``, ...), passed to :meth:`compute_losses`; inputs it does not take are ignored.
+
+        ``image_embeds``/``text_embeds``/``logits_per_text`` are the inference path's (:meth:`embed_pair`).
+        """
+        with_losses = pids is not None and not self.config.inference_only
+        if with_losses and pids.shape != (pixel_values.shape[0],):
+            raise ValueError(f"pids must have shape [batch={pixel_values.shape[0]}], got {list(pids.shape)}")
+        features = self.encode_batch(pixel_values, input_ids, attention_mask, with_losses)
+        features.image_embeds, features.text_embeds, features.logits_per_text = self.embed_pair(
+            features.image_features, features.text_features
+        )
+        losses = {}
+        if with_losses:
+            losses = self.compute_losses(features, pixel_values, input_ids, attention_mask, pids, **batch_inputs)
+        return TIReIDOutput(
+            loss=self.combine_losses(losses),
+            losses=losses,
+            image_embeds=features.image_embeds,
+            text_embeds=features.text_embeds,
+            logits_per_text=features.logits_per_text,
+        )
+
+    def encode_batch(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, with_losses: bool
+    ) -> PairFeatures:
+        """The encoding step of :meth:`forward`: the inference-path features, plus what the losses reuse
+        when ``with_losses``. Default: :meth:`image_retrieval_features` / :meth:`text_retrieval_features`."""
+        return PairFeatures(self.image_retrieval_features(pixel_values),
+                            self.text_retrieval_features(input_ids, attention_mask))
+
+    def compute_losses(
+        self, features: PairFeatures, pixel_values: torch.Tensor, input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None, pids: torch.Tensor, **batch_inputs,
+    ) -> dict[str, torch.Tensor]:
+        """The method's loss hook: UNWEIGHTED scalar loss terms by name (``forward`` weights them with
+        ``config.loss_weight``). ``features`` is what :meth:`encode_batch` returned, with the embeddings
+        and ``logits_per_text`` filled in; the other arguments are ``forward``'s."""
+        raise NotImplementedError(f"{type(self).__name__} must implement compute_losses (the method's loss terms)")
 
     # ----------------------------------------------------------------------------- losses
     def embed_pair(self, image_features: torch.Tensor, text_features: torch.Tensor):

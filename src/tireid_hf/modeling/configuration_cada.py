@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from .base import TIReIDConfig
+from .configuration_tireid import TIReIDConfig
 
 # Loss names reported in `output.losses` for logging only: their value is the sum of weighted parts.
 SUMMARY_LOSSES = {"itm": ("itm_global", "itm_local")}
 ATTRIBUTE_MASK_UNITS = ("word", "phrase")
+# The mask token of the IRRA family of CLIP ReID code: its tokenizer keeps one merge fewer than CLIP
+# and puts "<|mask|>" at 49405. Our tokenizer keeps that last (very rare) merge, so masking replaces
+# tokens by 49405 the same way; no vocabulary change to the pretrained CLIP text encoder is needed.
+CLIP_MASK_TOKEN_ID = 49405
 
 
 class CADAConfig(TIReIDConfig):
@@ -76,7 +80,7 @@ class CADAConfig(TIReIDConfig):
     ara_loss_weight: float = 0.1
     attribute_mask_probability: float = 0.4
     attribute_mask_unit: str = "word"
-    mask_token_id: int = 49405
+    mask_token_id: int = CLIP_MASK_TOKEN_ID
     rerank_k: int = 16
 
     def __post_init__(self, **kwargs):

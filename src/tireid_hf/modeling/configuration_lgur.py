@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .base import TIReIDConfig
+from .configuration_tireid import TIReIDConfig
 
 
 class LGURConfig(TIReIDConfig):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from .base import TIReIDConfig
+from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+
+from .configuration_tireid import TIReIDConfig
 
 # OpenAI CLIP's normalisation (what TIReIDProcessor applies); the restoration task undoes it.
-CLIP_IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
+CLIP_IMAGE_MEAN = tuple(OPENAI_CLIP_MEAN)
+CLIP_IMAGE_STD = tuple(OPENAI_CLIP_STD)
 
 
 class UITConfig(TIReIDConfig):

@@ -10,11 +10,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# Label of a position that no token-prediction loss scores (CADA's masked_labels outside the masks).
+IGNORE_INDEX = -100
+
 
 def identity_targets(pids: torch.Tensor) -> torch.Tensor:
     """Row-normalised same-identity matrix ``q_ij = y_ij / sum_k y_ik``, shape [N, N]."""
     same_identity = (pids.view(-1, 1) == pids.view(1, -1)).to(torch.float32)
     return same_identity / same_identity.sum(dim=1, keepdim=True)
+
+
+def kl_elements(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """The terms ``p_ij (log p_ij - log q_ij)`` of ``KL(p_i || q_i)`` (row i sums them), [N, N] from the
+    [N, N] row-wise log-distributions ``log_p`` and ``log_q``."""
+    return log_p.exp() * (log_p - log_q)
+
+
+def over_rows_and_columns(row_loss, *matrices: torch.Tensor) -> torch.Tensor:
+    """A retrieval loss in both directions: ``row_loss(*matrices)`` over the rows (text -> image) plus
+    ``row_loss`` of their transposes (image -> text). Every matrix is [N, N], text rows x image columns,
+    and ``row_loss`` treats each row as one query's distribution over the other modality."""
+    return row_loss(*matrices) + row_loss(*(matrix.t() for matrix in matrices))
 
 
 def sdm_loss(logits_per_text: torch.Tensor, pids: torch.Tensor, epsilon: float = 1e-8) -> torch.Tensor:
@@ -31,13 +47,12 @@ def sdm_loss(logits_per_text: torch.Tensor, pids: torch.Tensor, epsilon: float =
         pids: [N] identity of pair i.
     Returns: a scalar.
     """
-    targets = identity_targets(pids)
-    log_targets = torch.log(targets + epsilon)
-    loss = logits_per_text.new_zeros(())
-    for logits in (logits_per_text, logits_per_text.t()):
-        log_predicted = F.log_softmax(logits.float(), dim=1)
-        loss = loss + (log_predicted.exp() * (log_predicted - log_targets)).sum(dim=1).mean()
-    return loss
+    log_targets = torch.log(identity_targets(pids) + epsilon)  # symmetric: the columns' targets too
+
+    def rows(logits):
+        return kl_elements(F.log_softmax(logits.float(), dim=1), log_targets).sum(dim=1).mean()
+
+    return over_rows_and_columns(rows, logits_per_text)
 
 
 def id_loss(image_logits: torch.Tensor, text_logits: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
@@ -52,16 +67,6 @@ def id_loss(image_logits: torch.Tensor, text_logits: torch.Tensor, pids: torch.T
     return (F.cross_entropy(image_logits.float(), pids) + F.cross_entropy(text_logits.float(), pids)) / 2
 
 
-def itc_loss(logits_per_text: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE (CLIP's contrastive loss): the positive of row i is column i::
-
-        L = (CE(logits, arange(N)) + CE(logits^T, arange(N))) / 2
-    """
-    targets = torch.arange(logits_per_text.shape[0], device=logits_per_text.device)
-    logits = logits_per_text.float()
-    return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)) / 2
-
-
 def hardest_negative_triplet_loss(
     image_embeds: torch.Tensor, text_embeds: torch.Tensor, pids: torch.Tensor, margin: float
 ) -> torch.Tensor:
@@ -72,8 +77,8 @@ def hardest_negative_triplet_loss(
         L = mean_i [margin + s_i,n(i) - s_ii]_+   (text anchor i, n(i) = argmax_{j: pid_j != pid_i} s_ij)
           + mean_j [margin + s_m(j),j - s_jj]_+   (image anchor j, m(j) = argmax_{i: pid_i != pid_j} s_ij)
 
-    The hardest negative is chosen on the detached similarities; the loss back-propagates through
-    the chosen pairs only. An anchor with no other identity in the batch contributes 0.
+    The hardest negative is chosen on the detached similarities (:func:`hardest_negatives`); the loss
+    back-propagates through the chosen pairs only. An anchor with no other identity in the batch contributes 0.
 
     Args:
         image_embeds, text_embeds: [N, D] L2-normalised embeddings, pair i = (image i, text i).
@@ -81,17 +86,12 @@ def hardest_negative_triplet_loss(
         margin: the margin (0.05 in UIT).
     """
     similarity = text_embeds.float() @ image_embeds.float().t()
-    same_identity = pids.view(-1, 1) == pids.view(1, -1)
     positive = similarity.diagonal()
-    masked = similarity.detach().masked_fill(same_identity, float("-inf"))
-    has_negative = ~same_identity.all(dim=1)
-    loss = similarity.new_zeros(())
-    for dim in (1, 0):  # 1: text anchors over image columns; 0: image anchors over text rows
-        hardest = masked.argmax(dim=dim, keepdim=True)
-        negative = similarity.gather(dim, hardest).squeeze(dim)
-        hinge = F.relu(margin + negative - positive) * has_negative
-        loss = loss + hinge.mean()
-    return loss
+    image_for_text, text_for_image, has_negative = hardest_negatives(similarity, pids)
+    pairs = torch.arange(similarity.shape[0], device=similarity.device)
+    text_anchors = F.relu(margin + similarity[pairs, image_for_text] - positive) * has_negative
+    image_anchors = F.relu(margin + similarity[text_for_image, pairs] - positive) * has_negative
+    return text_anchors.mean() + image_anchors.mean()
 
 
 def masked_patch_mse(predicted: torch.Tensor, target: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
@@ -152,12 +152,12 @@ def relation_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor)
         raise ValueError(
             f"student_logits {list(student_logits.shape)} and teacher_logits {list(teacher_logits.shape)} differ"
         )
-    loss = student_logits.new_zeros((), dtype=torch.float32)
-    for student, teacher in ((student_logits, teacher_logits), (student_logits.t(), teacher_logits.t())):
-        log_student = F.log_softmax(student.float(), dim=1)
-        log_teacher = F.log_softmax(teacher.float(), dim=1)
-        loss = loss + (log_teacher.exp() * (log_teacher - log_student)).sum(dim=1).mean()
-    return loss
+
+    def rows(student, teacher):
+        log_student, log_teacher = F.log_softmax(student.float(), dim=1), F.log_softmax(teacher.float(), dim=1)
+        return kl_elements(log_teacher, log_student).sum(dim=1).mean()
+
+    return over_rows_and_columns(rows, student_logits, teacher_logits)
 
 
 def relation_frobenius_loss(student_similarity: torch.Tensor, teacher_similarity: torch.Tensor) -> torch.Tensor:
@@ -200,16 +200,17 @@ def ndf_loss(logits_per_text: torch.Tensor, pids: torch.Tensor, epsilon: float =
         pids: [N] identity of pair i.
     Returns: a scalar.
     """
-    targets = identity_targets(pids)
+    targets = identity_targets(pids)  # symmetric: the columns' targets too
     log_targets = torch.log(targets + epsilon)
-    loss = logits_per_text.new_zeros((), dtype=torch.float32)
-    for logits in (logits_per_text, logits_per_text.t()):
+
+    def rows(logits):
         log_predicted = F.log_softmax(logits.float(), dim=1)
-        forward_kl = log_predicted.exp() * (log_predicted - log_targets)
+        forward_kl = kl_elements(log_predicted, log_targets)
         reverse_kl = targets * (log_targets - log_predicted)
         cross_entropy = -targets * log_predicted
-        loss = loss + (forward_kl + reverse_kl + cross_entropy).sum(dim=1).mean()
-    return loss / 2
+        return (forward_kl + reverse_kl + cross_entropy).sum(dim=1).mean()
+
+    return over_rows_and_columns(rows, logits_per_text) / 2
 
 
 def hardest_negatives(similarity: torch.Tensor, pids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -5,12 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import TIReIDOutput, TIReIDPreTrainedModel
+from .base import PairFeatures, TIReIDPreTrainedModel
 from .configuration_cada import SUMMARY_LOSSES, CADAConfig
 from .layers import DecoderLayer
-from .losses import hardest_negatives, masked_token_loss, matching_loss, ndf_loss
-
-IGNORE_INDEX = -100
+from .losses import IGNORE_INDEX, hardest_negatives, masked_token_loss, matching_loss, ndf_loss
 
 
 def end_of_text_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -86,6 +84,7 @@ class CADAModel(TIReIDPreTrainedModel):
     """
 
     config_class = CADAConfig
+    has_rerank_stage = True
     text_transforms = ("attribute_masking",)
 
     def __init__(self, config: CADAConfig):
@@ -181,53 +180,49 @@ class CADAModel(TIReIDPreTrainedModel):
         return masked_token_loss(self.mlm_head(decoded[selected]), targets)
 
     # ----------------------------------------------------------------------------- forward
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pids: torch.Tensor | None = None,
-        masked_input_ids: torch.Tensor | None = None,
-        masked_labels: torch.Tensor | None = None,
-        **kwargs,
-    ) -> TIReIDOutput:
-        """Args:
-            pixel_values: [N, 3, H, W]; input_ids / attention_mask: [N, L] right-padded (text i
-                describes image i); pids: [N] identities (losses are computed only when given).
+    def encode_batch(self, pixel_values, input_ids, attention_mask, with_losses) -> PairFeatures:
+        """Global features; with the token features of both modalities when a loss needs the decoder."""
+        if attention_mask is None:
+            attention_mask = torch.ones_like(input_ids)
+        needs_tokens = with_losses and self.decoder is not None
+        image = self.encode_image(pixel_values, return_tokens=needs_tokens)
+        text = self.encode_text(input_ids, attention_mask, return_tokens=needs_tokens)
+        return PairFeatures(image.global_features, text.global_features, image=image, text=text)
+
+    def compute_losses(
+        self, features: PairFeatures, pixel_values, input_ids, attention_mask, pids,
+        masked_input_ids: torch.Tensor | None = None, masked_labels: torch.Tensor | None = None, **batch_inputs,
+    ) -> dict[str, torch.Tensor]:
+        """``global``, ``itm_global`` / ``itm_local`` / ``itm`` and ``ara`` (see the class docstring).
+
+        Args:
             masked_input_ids / masked_labels: [N, L] the attribute-masked captions (same attention
                 mask) and their targets (-100 where not masked): needed when ``ara`` is on.
         """
         if attention_mask is None:
             attention_mask = torch.ones_like(input_ids)
-        with_losses = pids is not None and not self.config.inference_only
-        needs_tokens = with_losses and self.decoder is not None
-        image = self.encode_image(pixel_values, return_tokens=needs_tokens)
-        text = self.encode_text(input_ids, attention_mask, return_tokens=needs_tokens)
-        image_embeds, text_embeds, logits_per_text = self.embed_pair(image.global_features, text.global_features)
-
+        image, text, logits_per_text = features.image, features.text, features.logits_per_text
         losses = {}
-        if with_losses:
-            if self.wants_loss("global"):
-                losses["global"] = ndf_loss(logits_per_text, pids)
-            if self.wants_loss("itm_global") or self.wants_loss("itm_local"):
-                losses.update(self.matching_losses(image.token_features, text.token_features, attention_mask,
-                                                   logits_per_text, pids))
-            if self.wants_loss("ara"):
-                losses["ara"] = self.attribute_loss(image.token_features, masked_input_ids, attention_mask,
-                                                    masked_labels, input_ids)
-        return TIReIDOutput(
-            loss=self.combine_losses(losses),
-            losses=losses,
-            image_embeds=image_embeds,
-            text_embeds=text_embeds,
-            logits_per_text=logits_per_text,
-        )
+        if self.wants_loss("global"):
+            losses["global"] = ndf_loss(logits_per_text, pids)
+        if self.wants_loss("itm_global") or self.wants_loss("itm_local"):
+            losses.update(self.matching_losses(image.token_features, text.token_features, attention_mask,
+                                               logits_per_text, pids))
+        if self.wants_loss("ara"):
+            losses["ara"] = self.attribute_loss(image.token_features, masked_input_ids, attention_mask,
+                                                masked_labels, input_ids)
+        return losses
 
     # ----------------------------------------------------------------------------- re-ranking
     @property
     def can_rerank(self) -> bool:
         """Whether :meth:`rerank_scores` works: the matching head exists (``itm_global_loss_weight`` > 0)."""
         return self.itm_head is not None
+
+    @property
+    def rerank_k(self) -> int:
+        """``config.rerank_k``: the first-stage candidates re-scored by default."""
+        return self.config.rerank_k
 
     def rerank_scores(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import TIReIDOutput, TIReIDPreTrainedModel
+from .base import PairFeatures, TIReIDPreTrainedModel
 from .configuration_lcr2s import LCR2SConfig
 from .layers import DecoderLayer
 from .losses import feature_distillation_loss, relation_frobenius_loss, relation_kl_loss
@@ -113,6 +113,8 @@ class LCR2SModel(TIReIDPreTrainedModel):
     """
 
     config_class = LCR2SConfig
+    # the student's backbone and the frozen copy the student stage distils from
+    backbone_modules = ("clip", "teacher_clip")
 
     def __init__(self, config: LCR2SConfig):
         super().__init__(config)
@@ -205,41 +207,20 @@ class LCR2SModel(TIReIDPreTrainedModel):
             self.clip = student
 
     # ----------------------------------------------------------------------------- forward
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pids: torch.Tensor | None = None,
-        **kwargs,
-    ) -> TIReIDOutput:
-        """Args: pixel_values [N, 3, H, W], input_ids/attention_mask [N, L] (text i describes image i),
-        pids [N] identities (losses are computed only when given; they also define the support sets).
-
-        ``image_embeds``/``text_embeds``/``logits_per_text`` are the student's (the inference path)."""
-        image_features = self.encode_image(pixel_values).global_features
-        text_features = self.encode_text(input_ids, attention_mask).global_features
-        image_embeds, text_embeds, logits_per_text = self.embed_pair(image_features, text_features)
-
+    def compute_losses(self, features: PairFeatures, pixel_values, input_ids, attention_mask, pids,
+                       **batch_inputs) -> dict[str, torch.Tensor]:
+        """The stage's terms (see the class docstring); ``pids`` also define the support sets. The
+        student's features are the inference path's (``forward``'s embeddings)."""
+        image_features, text_features = features.image_features, features.text_features
+        teacher = None
+        if self._needs_teacher():
+            teacher = self._teacher_embeddings(pixel_values, input_ids, attention_mask, pids, image_features, text_features)
         losses = {}
-        if pids is not None and not self.config.inference_only:
-            if pids.shape != (pixel_values.shape[0],):
-                raise ValueError(f"pids must have shape [batch={pixel_values.shape[0]}], got {list(pids.shape)}")
-            teacher = None
-            if self._needs_teacher():
-                teacher = self._teacher_embeddings(pixel_values, input_ids, attention_mask, pids,
-                                                   image_features, text_features)
-            if self.config.trains_teacher:
-                losses.update(self._teacher_losses(*teacher, pids))
-            if self.config.trains_student:
-                losses.update(self._student_losses(image_features, text_features, logits_per_text, pids, teacher))
-        return TIReIDOutput(
-            loss=self.combine_losses(losses),
-            losses=losses,
-            image_embeds=image_embeds,
-            text_embeds=text_embeds,
-            logits_per_text=logits_per_text,
-        )
+        if self.config.trains_teacher:
+            losses.update(self._teacher_losses(*teacher, pids))
+        if self.config.trains_student:
+            losses.update(self._student_losses(image_features, text_features, features.logits_per_text, pids, teacher))
+        return losses
 
     def _needs_teacher(self) -> bool:
         config = self.config

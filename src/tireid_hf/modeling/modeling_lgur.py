@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from transformers import initialization as init
 
-from .base import TIReIDOutput, TIReIDPreTrainedModel
+from .base import PairFeatures, TIReIDPreTrainedModel
 from .configuration_lgur import LGURConfig
 from .layers import DecoderLayer, IdentityClassifier
 from .losses import sdm_loss, semi_hard_ranking_loss
@@ -113,7 +113,7 @@ class LGURModel(TIReIDPreTrainedModel):
     instead of a constant shared by every sample (the zoo's choice, kept from before; one 3-epoch
     synthetic run with N(0, 1) prototypes moved the ID terms no faster, see benchmarks/RESULTS.md).
 
-    Learning rates (``head_multiplier_prefixes``): as in the reference, where the part projections and
+    Learning rates (``head_multiplier_modules``): as in the reference, where the part projections and
     classifiers train at 10x the rate of the decoder and the image backbone, only ``W_k`` and the ID
     classifiers take ``head_learning_rate_multiplier``; the dictionary, foreground scorer, guidance
     and prototype decoder train at the backbone's rate. With every new module at the base rate the two
@@ -124,7 +124,7 @@ class LGURModel(TIReIDPreTrainedModel):
     """
 
     config_class = LGURConfig
-    head_multiplier_prefixes = ("unification.projections.", "id_classifiers.")
+    head_multiplier_modules = ("unification.projections", "id_classifiers")
 
     def __init__(self, config: LGURConfig):
         super().__init__(config)
@@ -206,44 +206,37 @@ class LGURModel(TIReIDPreTrainedModel):
         return self.unification(self.dictionary_text_tokens(tokens), padding).flatten(1)
 
     # ----------------------------------------------------------------------------- training
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pids: torch.Tensor | None = None,
-        **kwargs,
-    ) -> TIReIDOutput:
-        """Args: pixel_values [N, 3, H, W], input_ids/attention_mask [N, L] (text i describes image i),
-        pids [N] identities (losses are computed only when given)."""
+    def encode_batch(self, pixel_values, input_ids, attention_mask, with_losses) -> PairFeatures:
+        """The dictionary branch ``v^d``, ``t^d`` (the inference path), keeping the head-width tokens and
+        the unflattened parts for the losses."""
         patches = self.image_tokens(pixel_values)
         text, text_padding = self.text_tokens(input_ids, attention_mask)
         image_parts_dict = self.unification(self.dictionary_image_tokens(patches))
         text_parts_dict = self.unification(self.dictionary_text_tokens(text), text_padding)
-        image_embeds, text_embeds, logits_per_text = self.embed_pair(image_parts_dict.flatten(1), text_parts_dict.flatten(1))
+        return PairFeatures(image_parts_dict.flatten(1), text_parts_dict.flatten(1), intermediates={
+            "patches": patches, "text": text, "text_padding": text_padding,
+            "image_parts_dict": image_parts_dict, "text_parts_dict": text_parts_dict,
+        })
 
-        losses = {}
-        if pids is not None and not self.config.inference_only:
-            image_parts = (self.unification(self.guided_image_tokens(patches, text, text_padding))
-                           if any(map(self.wants_loss, GUIDED_IMAGE_TERMS)) else None)
-            text_parts = self.unification(text, text_padding) if any(map(self.wants_loss, PLAIN_TEXT_TERMS)) else None
-            terms = {
-                "id_guided": lambda: self.prototype_identity_loss(image_parts, text_parts, pids, "id_guided"),
-                "rank_guided": lambda: self.ranking_loss(image_parts, text_parts, pids),
-                "id_dict": lambda: self.prototype_identity_loss(image_parts_dict, text_parts_dict, pids, "id_dict"),
-                "rank_dict": lambda: self.ranking_loss(image_parts_dict, text_parts_dict, pids),
-                "rank_text_dict": lambda: self.ranking_loss(text_parts, text_parts_dict, pids),
-                "rank_image_dict": lambda: self.ranking_loss(image_parts, image_parts_dict, pids),
-                "sdm": lambda: sdm_loss(logits_per_text, pids),
-            }
-            losses = {name: term() for name, term in terms.items() if self.wants_loss(name)}
-        return TIReIDOutput(
-            loss=self.combine_losses(losses),
-            losses=losses,
-            image_embeds=image_embeds,
-            text_embeds=text_embeds,
-            logits_per_text=logits_per_text,
-        )
+    def compute_losses(self, features: PairFeatures, pixel_values, input_ids, attention_mask, pids,
+                       **batch_inputs) -> dict[str, torch.Tensor]:
+        """The switched-on terms of the class docstring; the guided branch runs only when one needs it."""
+        cache = features.intermediates
+        patches, text, text_padding = cache["patches"], cache["text"], cache["text_padding"]
+        image_parts_dict, text_parts_dict = cache["image_parts_dict"], cache["text_parts_dict"]
+        image_parts = (self.unification(self.guided_image_tokens(patches, text, text_padding))
+                       if any(map(self.wants_loss, GUIDED_IMAGE_TERMS)) else None)
+        text_parts = self.unification(text, text_padding) if any(map(self.wants_loss, PLAIN_TEXT_TERMS)) else None
+        terms = {
+            "id_guided": lambda: self.prototype_identity_loss(image_parts, text_parts, pids, "id_guided"),
+            "rank_guided": lambda: self.ranking_loss(image_parts, text_parts, pids),
+            "id_dict": lambda: self.prototype_identity_loss(image_parts_dict, text_parts_dict, pids, "id_dict"),
+            "rank_dict": lambda: self.ranking_loss(image_parts_dict, text_parts_dict, pids),
+            "rank_text_dict": lambda: self.ranking_loss(text_parts, text_parts_dict, pids),
+            "rank_image_dict": lambda: self.ranking_loss(image_parts, image_parts_dict, pids),
+            "sdm": lambda: sdm_loss(features.logits_per_text, pids),
+        }
+        return {name: term() for name, term in terms.items() if self.wants_loss(name)}
 
     def ranking_loss(self, first_parts: torch.Tensor, second_parts: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
         """RANK over the concatenated parts [N, P, out_dim] (normalised as a whole, not per prototype): a random

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from transformers import initialization as init
 
-from .base import EncoderOutput, TIReIDOutput, TIReIDPreTrainedModel
+from .base import EncoderOutput, PairFeatures, TIReIDPreTrainedModel
 from .configuration_uit import UITConfig
 from .layers import DecoderLayer, MultiHeadAttention
 from .losses import hardest_negative_triplet_loss, masked_patch_mse
@@ -192,7 +192,7 @@ class UITModel(TIReIDPreTrainedModel):
     text_transforms = ("key_word_augmentation",)
     # SEN's optimiser boosts only its cross-modal modules ("cross" in the name: the text attention and
     # the decoder transformer) and the classifier; the decoder's input/output layers train at the base rate
-    head_multiplier_prefixes = ("restoration_decoder.text_attention.", "restoration_decoder.layers.", "id_classifier.")
+    head_multiplier_modules = ("restoration_decoder.text_attention", "restoration_decoder.layers", "id_classifier")
 
     def __init__(self, config: UITConfig):
         super().__init__(config)
@@ -219,40 +219,30 @@ class UITModel(TIReIDPreTrainedModel):
         return self.config.clip_config.vision_config.patch_size
 
     # ----------------------------------------------------------------------------- training
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None = None,
-        pids: torch.Tensor | None = None,
-        generator: torch.Generator | None = None,
-        **kwargs,
-    ) -> TIReIDOutput:
-        """Args: pixel_values [N, 3, H, W] (CLIP-normalised), input_ids/attention_mask [N, L] (text i
-        describes image i), pids [N] identities (losses are computed only when given), generator:
-        optional source of the restoration's patch mask."""
-        restore = pids is not None and self.restoration_decoder is not None
+    def encode_batch(self, pixel_values, input_ids, attention_mask, with_losses) -> PairFeatures:
+        """Global features; the caption's token features too when the restoration loss will read them."""
+        restore = with_losses and self.restoration_decoder is not None
         image_features = self.encode_image(pixel_values).global_features
         text = self.encode_text(input_ids, attention_mask, return_tokens=restore)
-        text_features = text.global_features
-        image_embeds, text_embeds, logits_per_text = self.embed_pair(image_features, text_features)
+        return PairFeatures(image_features, text.global_features, text=text)
 
-        losses = {}
-        if pids is not None:
-            losses.update(self.alignment_losses(image_features, text_features, logits_per_text, pids, self.id_classifier))
-            if self.wants_loss("triplet"):
-                losses["triplet"] = hardest_negative_triplet_loss(image_embeds, text_embeds, pids, self.config.triplet_margin)
-            if restore:
-                _, keep_patches, predicted = self._restore(pixel_values, text, generator)
-                target = patchify(pixel_values, self.patch_size)
-                losses["tir"] = masked_patch_mse(predicted, target, self.dropped_patches(keep_patches))
-        return TIReIDOutput(
-            loss=self.combine_losses(losses),
-            losses=losses,
-            image_embeds=image_embeds,
-            text_embeds=text_embeds,
-            logits_per_text=logits_per_text,
-        )
+    def compute_losses(self, features: PairFeatures, pixel_values, input_ids, attention_mask, pids,
+                       generator: torch.Generator | None = None, **batch_inputs) -> dict[str, torch.Tensor]:
+        """``sdm``, ``id``, ``triplet`` and ``tir`` (see the class docstring).
+
+        Args:
+            generator: optional source of the restoration's patch mask.
+        """
+        losses = self.alignment_losses(features.image_features, features.text_features, features.logits_per_text,
+                                       pids, self.id_classifier)
+        if self.wants_loss("triplet"):
+            losses["triplet"] = hardest_negative_triplet_loss(features.image_embeds, features.text_embeds, pids,
+                                                              self.config.triplet_margin)
+        if self.restoration_decoder is not None:
+            _, keep_patches, predicted = self._restore(pixel_values, features.text, generator)
+            target = patchify(pixel_values, self.patch_size)
+            losses["tir"] = masked_patch_mse(predicted, target, self.dropped_patches(keep_patches))
+        return losses
 
     # ----------------------------------------------------------------------------- restoration
     def grey_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
@@ -296,6 +286,11 @@ class UITModel(TIReIDPreTrainedModel):
         padding = None if text.attention_mask is None else text.attention_mask == 0
         predicted = self.restoration_decoder(tokens, keep_patches, text.token_features, padding)
         return grey, keep_patches, predicted
+
+    @property
+    def can_restore_images(self) -> bool:
+        """Whether :meth:`restore_image` works: the restoration decoder exists (a training model with ``tir`` on)."""
+        return self.restoration_decoder is not None
 
     @torch.no_grad()
     def restore_image(

@@ -7,13 +7,15 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import yaml
 from transformers import HfArgumentParser
 
 from ..modeling import METHODS
 
-SCHEDULERS = ("cosine", "linear", "constant", "multistep")
+SchedulerName = Literal["cosine", "linear", "constant", "multistep"]
+SCHEDULERS = get_args(SchedulerName)
 
 
 def _json_dict(value, name: str) -> dict:
@@ -90,21 +92,23 @@ class TrainingArguments:
     learning_rate: float = field(default=1e-5, metadata={"help": "Learning rate of the CLIP backbone."})
     head_learning_rate_multiplier: float = field(default=5.0, metadata={"help": "New modules: learning_rate x this."})
     weight_decay: float = field(default=4e-5, metadata={"help": "Weight decay (not on biases, norms, embeddings' 1-d params)."})
-    optimizer: str = field(default="adam", metadata={"help": "adam or adamw."})
+    optimizer: Literal["adam", "adamw"] = field(default="adam", metadata={"help": "adam or adamw."})
     adam_beta1: float = field(default=0.9, metadata={"help": "Adam beta1."})
     adam_beta2: float = field(default=0.999, metadata={"help": "Adam beta2."})
     adam_epsilon: float = field(default=1e-8, metadata={"help": "Adam epsilon (IRRA/SEN: 1e-3)."})
     bias_learning_rate_multiplier: float = field(
         default=1.0, metadata={"help": "Biases outside the head-multiplied modules: learning_rate x this (IRRA/SEN: 2)."})
-    lr_scheduler_type: str = field(default="cosine", metadata={"help": f"One of {SCHEDULERS}, after linear warm-up."})
+    lr_scheduler_type: SchedulerName = field(default="cosine", metadata={"help": f"One of {SCHEDULERS}, after linear warm-up."})
     warmup_epochs: float = field(default=5, metadata={"help": "Linear warm-up length in epochs (per stage)."})
     warmup_start_factor: float = field(default=0.0, metadata={"help": "Warm-up starts at learning_rate x this (IRRA: 0.1)."})
     lr_milestones_epochs: list[float] = field(default_factory=list, metadata={"help": "multistep: epochs where lr x lr_decay_factor."})
     lr_decay_factor: float = field(default=0.1, metadata={"help": "multistep decay factor."})
     max_grad_norm: float = field(default=0.0, metadata={"help": "Gradient clipping norm (0: off)."})
-    mixed_precision: str = field(default="no", metadata={"help": "no, fp16 or bf16 (through Accelerate)."})
+    mixed_precision: Literal["no", "fp16", "bf16"] = field(default="no", metadata={"help": "no, fp16 or bf16 (through Accelerate)."})
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, sampling and augmentation."})
     eval_epochs: float = field(default=1, metadata={"help": "Validate every N epochs (and at the end of each stage)."})
+    # str, not a Literal: argparse's "invalid choice" usage error would replace the one-sentence error
+    # that names the known metrics (tests/test_faults.py::test_unknown_metric_for_best_model_is_refused_...)
     metric_for_best_model: str = field(default="R1", metadata={"help": "Validation metric that selects the best model."})
     eval_i2t: bool = field(default=False, metadata={"help": "Also report image-to-text metrics."})
     save_steps: int = field(default=500, metadata={"help": "Write a resumable checkpoint every N optimizer steps."})
@@ -115,6 +119,8 @@ class TrainingArguments:
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per data loader."})
 
     def __post_init__(self):
+        # the Literal fields are checked by argparse on the command line; values from a YAML file or a
+        # direct construction are checked here
         if self.lr_scheduler_type not in SCHEDULERS:
             raise ValueError(f"lr_scheduler_type must be one of {SCHEDULERS}, got {self.lr_scheduler_type!r}")
         if self.optimizer not in ("adam", "adamw"):

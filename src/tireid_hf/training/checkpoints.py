@@ -12,8 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.atomic import give_usual_permissions
-from ..files import sha256_of_file
+from ..files import give_usual_permissions, sha256_of_file
 from .faults import kill_point
 
 PROGRESS_FILE = "progress.json"
@@ -34,6 +33,11 @@ class TrainingProgress:
     over the whole run. ``best`` holds the best validation record, ``history`` every train log and
     validation, ``scheduler_state`` the learning-rate schedule's state, ``loss_window`` the losses of
     the next train log (so a resumed run logs the same means as an uninterrupted one).
+
+    The schedule's and the sampler's state live here, in JSON, rather than in Accelerate's
+    ``register_for_checkpointing``: Accelerate pickles those objects and unpickles them with
+    ``weights_only=False`` (tests/test_training_parts.py::test_accelerate_custom_checkpoints_unpickle_anything),
+    and nothing here loads a pickle that is not weights-only; it also keeps the checkpoints of earlier runs resumable.
     """
 
     method: str
@@ -178,6 +182,9 @@ class CheckpointManager:
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
 
     def save(self, progress: TrainingProgress, scheduler) -> Path:
+        """Writes ``checkpoint-<global step>`` (see the class docstring). Not through
+        :func:`~tireid_hf.files.atomic_directory`: every rank's ``save_state`` writes into the temporary
+        folder, so its name must be known to all ranks (``<name>.tmp``), not drawn by ``mkdtemp``."""
         final = self.root / f"{_PREFIX}{progress.global_step}"
         temporary = final.with_name(final.name + ".tmp")
         if self.accelerator.is_main_process:

@@ -27,12 +27,12 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..data import load_tireid_dataset
-from ..data.atomic import atomic_directory, atomic_text
+from ..files import atomic_directory, atomic_text
 from ..data.collators import TrainingCollator, add_word_spans, caption_pairs, epoch_generator_seed
 from ..data.samplers import IdentityBatchSampler
 from ..modeling import METHODS
 from ..processing import TIReIDProcessor, TrainingImageAugmentation
-from ..retrieval import evaluate_split, matching_accuracy, supports_rerank
+from ..retrieval import evaluate_split, matching_accuracy
 from .arguments import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint
 from .faults import kill_point
@@ -51,7 +51,11 @@ def build_model(model_args: ModelArguments, num_ids: int):
 
 class _EpochBatches(torch.utils.data.Dataset):
     """The batches of one epoch on this rank (lists of indices into ``samples``); item i is the
-    collated batch ``start + i``, its randomness seeded by (seed, epoch, batch, rank)."""
+    collated batch ``start + i``, its randomness seeded by (seed, epoch, batch, rank).
+
+    ``start`` resumes mid-epoch without collating the skipped batches. Accelerate's ``skip_first_batches``
+    cannot do it: it fails on a loader of whole batches (``batch_size=None``), see
+    tests/test_training_parts.py::test_accelerate_skip_first_batches_fails_on_a_loader_of_whole_batches."""
 
     def __init__(self, batches, samples, collator, seed: int, epoch: int, rank: int, start: int):
         self.batches, self.samples, self.collator = batches, samples, collator
@@ -317,7 +321,7 @@ def _validate(model, accelerator, args, validation, processor, progress, output,
     metrics = evaluate_split(unwrapped, processor, validation, batch_size=args.per_device_eval_batch_size,
                              directions=("t2i", "i2t") if args.eval_i2t else ("t2i",),
                              accelerator=accelerator, show_progress=False)
-    if supports_rerank(unwrapped):
+    if unwrapped.can_rerank:
         metrics.update(matching_accuracy(unwrapped, processor, validation, batch_size=args.per_device_eval_batch_size))
     model.train()
     accelerator.log({f"validation/{key}": value for key, value in metrics.items()}, step=progress.global_step)
@@ -383,14 +387,14 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress)
         "config": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
                    "training": dataclasses.asdict(args)},
     }
-    rerank_refused = rerank_refusal(progress.best["metrics"]) if supports_rerank(best) else None
+    rerank_refused = rerank_refusal(progress.best["metrics"]) if best.can_rerank else None
     if rerank_refused:
         results["rerank_skipped"] = rerank_refused
         accelerator.print(f"no re-ranked test evaluation: {rerank_refused}")
-    elif supports_rerank(best):
+    elif best.can_rerank:
         results["test_reranked"] = evaluate_split(
             best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size, rerank=True,
-            rerank_k=best.config.rerank_k, accelerator=accelerator, show_progress=accelerator.is_local_main_process)
+            rerank_k=best.rerank_k, accelerator=accelerator, show_progress=accelerator.is_local_main_process)
     if accelerator.is_main_process:
         atomic_text(best_folder / RESULTS_FILE, json.dumps(results, indent=2))
         _complete_final_move(output)

@@ -9,34 +9,29 @@ import torch
 
 from .arguments import TrainingArguments
 
-BACKBONE_PREFIX = "clip."
-
-
 def learning_rate_role(model: torch.nn.Module, name: str) -> str:
-    """``"backbone"`` (``clip.*``), ``"heads"`` (new modules that take the head multiplier: every new
-    module unless the model names them in ``head_multiplier_prefixes``) or ``"new"`` (the other new
-    modules, at the backbone's rate)."""
-    if name.startswith(BACKBONE_PREFIX):
-        return "backbone"
-    prefixes = getattr(model, "head_multiplier_prefixes", None)
-    return "heads" if prefixes is None or name.startswith(tuple(prefixes)) else "new"
+    """Role of parameter ``name`` as the method declares it (``TIReIDPreTrainedModel.learning_rate_roles``):
+    ``"backbone"`` (its pretrained backbone modules), ``"heads"`` (new modules that take the head
+    multiplier) or ``"new"`` (the other new modules, at the backbone's rate)."""
+    return model.learning_rate_roles()[name]
 
 
 def parameter_groups(model: torch.nn.Module, args: TrainingArguments) -> list[dict]:
     """Trainable parameters grouped as the IRRA family of reference code does.
 
-    * rate: ``learning_rate`` for the backbone (``clip.*``) and for new modules outside the model's
-      ``head_multiplier_prefixes``, ``learning_rate x head_learning_rate_multiplier`` for the rest
+    * rate: ``learning_rate`` for the backbone(s) and for new modules outside the model's
+      ``head_multiplier_modules``, ``learning_rate x head_learning_rate_multiplier`` for the rest
       (:func:`learning_rate_role`); biases outside the multiplied modules at ``learning_rate x
       bias_learning_rate_multiplier`` (IRRA/SEN: 2);
     * weight decay only on matrices (none on biases, norm weights and other 1-d parameters).
 
     Groups are named ``<role>[_bias][_no_decay]``; frozen parameters (``requires_grad=False``) are left out."""
     groups: dict[tuple[str, bool, bool], list[torch.nn.Parameter]] = {}
+    roles = model.learning_rate_roles()
     for name, parameter in model.named_parameters():
         if not parameter.requires_grad:
             continue
-        role = learning_rate_role(model, name)
+        role = roles[name]
         bias_rate = role != "heads" and name.endswith(".bias") and args.bias_learning_rate_multiplier != 1.0
         groups.setdefault((role, bias_rate, parameter.ndim >= 2), []).append(parameter)
     rates = {"backbone": 1.0, "new": 1.0, "heads": args.head_learning_rate_multiplier}
@@ -79,7 +74,13 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int, scheduler: str
 
 
 def build_scheduler(optimizer, args: TrainingArguments, total_steps: int, steps_per_epoch: int):
-    """A per-step ``LambdaLR`` of :func:`lr_multiplier` with epochs converted to steps."""
+    """A per-step ``LambdaLR`` of :func:`lr_multiplier` with epochs converted to steps.
+
+    Ours rather than transformers' ``get_scheduler`` (or torch's ``LinearLR`` + ``MultiStepLR``): their
+    warm-ups start at ``step / warmup`` (0 at step 0) or ``start_factor`` at step 0, never IRRA's
+    ``f + (1 - f) (step + 1) / warmup``, so every run's learning rates would change; after the
+    warm-up the curves are the same (tests/test_training_parts.py::test_library_schedules_fall_short_of_irras_warm_up).
+    The schedule's state is one step counter, saved in the checkpoint's ``progress.json``."""
     warmup_steps = min(total_steps, round(args.warmup_epochs * steps_per_epoch))
     milestones = [round(epoch * steps_per_epoch) for epoch in args.lr_milestones_epochs]
     return torch.optim.lr_scheduler.LambdaLR(

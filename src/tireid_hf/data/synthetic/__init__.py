@@ -23,7 +23,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict
 from tqdm.auto import tqdm
 
-from ..atomic import atomic_directory
+from ...files import atomic_directory
 from ..schema import FEATURES, SPLITS
 from .attributes import VOCABULARY, Identity, sample_unique_identities
 from .captions import Caption, write_captions
