@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, get_cosine_schedule_with_warmup
 from transformers.utils.constants import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from ..data.atomic import atomic_directory
+from ..files import atomic_directory
 from ..data.synthetic.pretraining import PretrainingCorpusConfig, pretraining_corpus
 from ..modeling.processing_tireid import clip_tokenizer
 
