@@ -1,4 +1,5 @@
-"""Retrieval metrics: :func:`rank_metrics` (plain torch) and the `evaluate` module over it.
+"""Retrieval metrics: :func:`rank_metrics` and :func:`per_query_metrics` (plain torch), the paired identity
+bootstrap of a difference between two models (:func:`paired_bootstrap`) and the `evaluate` module.
 
 >>> import evaluate, tireid_hf.metrics
 >>> metric = evaluate.load(tireid_hf.metrics.METRIC_PATH)  # works offline: a local folder
@@ -6,9 +7,10 @@
 
 from pathlib import Path
 
-from .retrieval import DIRECTIONS, rank_metrics
+from .bootstrap import PairedDifference, paired_bootstrap
+from .retrieval import DIRECTIONS, per_query_metrics, rank_metrics
 
 METRIC_PATH = str(Path(__file__).resolve().parent / "tireid_retrieval")
 """Folder of the `evaluate` metric module ``tireid_retrieval`` (pass it to ``evaluate.load``)."""
 
-__all__ = ["DIRECTIONS", "METRIC_PATH", "rank_metrics"]
+__all__ = ["DIRECTIONS", "METRIC_PATH", "PairedDifference", "paired_bootstrap", "per_query_metrics", "rank_metrics"]

@@ -29,6 +29,7 @@ query the rows are sorted (stable) instead, ``O(G log G)`` per query. Both give 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -166,6 +167,41 @@ def rank_metrics(
     Memory: queries are processed in chunks of about 2**20 similarity entries (tens of MiB of working
     memory) plus O(Q) for per-query results; the similarity itself is never copied whole.
     """
+    ks = _check_ks(ks)
+    ranks = _query_ranks(similarity, query_pids, gallery_pids, direction=direction,
+                         skip_queries_without_match=skip_queries_without_match, show_progress=show_progress)
+    per_query = _per_query(ranks, ks)
+    results: dict[str, float] = {f"R{k}": 100.0 * per_query[f"R{k}"].mean().item() for k in ks}
+    results["mAP"] = 100.0 * per_query["AP"].mean().item()
+    results["mINP"] = 100.0 * per_query["INP"].mean().item()
+    results["num_queries"] = int(ranks.first_rank.shape[0])
+    if skip_queries_without_match:
+        results["num_skipped_queries"] = ranks.num_skipped
+    return results
+
+
+@dataclass(frozen=True)
+class _QueryRanks:
+    """Where each evaluated query's relevant items landed (queries without any are left out).
+
+    ``query_index`` [Q'] positions of the evaluated queries among all queries; ``pids`` [Q'] their
+    identities; ``first_rank`` / ``last_rank`` [Q'] 1-based ranks of their first and last relevant
+    item; ``num_relevant`` [Q']; ``precision_sum`` [Q'] ``sum_j j / rank_j`` over the relevant items
+    (so AP = precision_sum / num_relevant); ``num_skipped`` queries without a relevant item.
+    """
+
+    query_index: torch.Tensor
+    pids: torch.Tensor
+    first_rank: torch.Tensor
+    last_rank: torch.Tensor
+    num_relevant: torch.Tensor
+    precision_sum: torch.Tensor
+    num_skipped: int
+
+
+def _query_ranks(similarity, query_pids, gallery_pids, *, direction: str = "t2i", skip_queries_without_match: bool = False,
+                 show_progress: bool = False) -> _QueryRanks:
+    """The per-query part of :func:`rank_metrics` (same arguments, same checks and errors)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
     similarity = _as_tensor(similarity, "similarity")
@@ -184,9 +220,6 @@ def rank_metrics(
         raise ValueError(f"the gallery is empty: {given}")
     if num_queries == 0:
         raise ValueError(f"there are no queries: {given}")
-    ks = tuple(ks)
-    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
-        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}")
     if not similarity.dtype.is_floating_point:  # integer scores: float64 holds them exactly
         similarity = similarity.to(torch.float64)
 
@@ -235,14 +268,33 @@ def rank_metrics(
     if num_without_match == num_queries:
         raise ValueError(f"none of the {num_queries} queries has a gallery item with the same pid ({direction})")
 
-    first_rank, last_rank = first_rank[has_match], last_rank[has_match]
-    num_relevant, average_precision = num_relevant[has_match], average_precision[has_match]
-    results: dict[str, float] = {}
-    for k in ks:
-        results[f"R{k}"] = 100.0 * (first_rank <= k).double().mean().item()
-    results["mAP"] = 100.0 * (average_precision / num_relevant.double()).mean().item()
-    results["mINP"] = 100.0 * (num_relevant.double() / last_rank.double()).mean().item()
-    results["num_queries"] = int(has_match.sum())
-    if skip_queries_without_match:
-        results["num_skipped_queries"] = num_without_match
-    return results
+    return _QueryRanks(
+        query_index=has_match.nonzero().flatten(), pids=query_pids[has_match], first_rank=first_rank[has_match],
+        last_rank=last_rank[has_match], num_relevant=num_relevant[has_match],
+        precision_sum=average_precision[has_match], num_skipped=num_without_match,
+    )
+
+
+def per_query_metrics(similarity, query_pids, gallery_pids, ks: Sequence[int] = (1, 5, 10), *, direction: str = "t2i",
+                      skip_queries_without_match: bool = False) -> dict[str, torch.Tensor]:
+    """Each evaluated query's share of :func:`rank_metrics` (its means x 100 are that function's values):
+    ``R{k}`` 1.0 if a relevant item is in the top k else 0.0, ``AP`` its average precision, ``INP``
+    ``num_relevant / last_rank``, all float64 [Q'] in [0, 1], plus ``pid`` and ``query_index`` [Q']
+    (int64). What paired comparisons of two models on the same queries need (:mod:`.bootstrap`)."""
+    ranks = _query_ranks(similarity, query_pids, gallery_pids, direction=direction,
+                         skip_queries_without_match=skip_queries_without_match)
+    return {**_per_query(ranks, _check_ks(ks)), "pid": ranks.pids, "query_index": ranks.query_index}
+
+
+def _per_query(ranks: _QueryRanks, ks: tuple) -> dict[str, torch.Tensor]:
+    metrics = {f"R{k}": (ranks.first_rank <= k).double() for k in ks}
+    metrics["AP"] = ranks.precision_sum / ranks.num_relevant.double()
+    metrics["INP"] = ranks.num_relevant.double() / ranks.last_rank.double()
+    return metrics
+
+
+def _check_ks(ks) -> tuple:
+    ks = tuple(ks)
+    if not ks or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1 for k in ks):
+        raise ValueError(f"`ks` must be a non-empty sequence of positive integers, got {ks!r}")
+    return ks
