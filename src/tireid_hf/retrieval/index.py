@@ -198,15 +198,21 @@ class GalleryIndex:
 
     def _rescored(self, queries: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact float32 scores ``queries[q] . embeddings[candidates[q, c]]`` [Q, C] and the top-``k`` of
-        each row, in chunks of queries; candidates marked -1 (FAISS found fewer) score ``-inf``."""
+        each row, in chunks of queries; candidates marked -1 (FAISS found fewer) score ``-inf``.
+
+        In NumPy, single-threaded: this is ~0.02 ms for one query and 100 candidates, where torch's
+        parallel gather waits 8-50 ms for a second thread on a loaded 2-core machine (measured).
+        """
         rows = max(1, _RESCORE_CHUNK_ELEMENTS // (candidates.shape[1] * queries.shape[1]))
-        scores, indices = [], []
-        for chunk, chunk_candidates in zip(queries.split(rows), candidates.split(rows)):
-            exact = torch.einsum("qd,qcd->qc", chunk, self.embeddings[chunk_candidates.clamp_min(0)])
-            top = exact.masked_fill(chunk_candidates < 0, float("-inf")).topk(k, dim=1)
-            scores.append(top.values)
-            indices.append(chunk_candidates.gather(1, top.indices))
-        return torch.cat(scores), torch.cat(indices)
+        vectors, scores, indices = self.embeddings.numpy(), [], []
+        bounds = list(range(rows, len(queries), rows))
+        for chunk, chunk_candidates in zip(np.split(queries.numpy(), bounds), np.split(candidates.numpy(), bounds)):
+            exact = np.einsum("qd,qcd->qc", chunk, vectors[np.maximum(chunk_candidates, 0)])
+            exact[chunk_candidates < 0] = -np.inf
+            order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            scores.append(np.take_along_axis(exact, order, axis=1))
+            indices.append(np.take_along_axis(chunk_candidates, order, axis=1))
+        return torch.from_numpy(np.concatenate(scores)), torch.from_numpy(np.concatenate(indices)).long()
 
     def search_embeddings(self, query_embeds: torch.Tensor, k: int = 10) -> SearchResults:
         """Top-``k`` gallery items by inner product for query embeddings [Q, D] (k is capped at G).
