@@ -20,6 +20,7 @@ import argparse
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from PIL import Image, UnidentifiedImageError
 import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
 from tireid_hf.cli import load_model_and_processor
 from tireid_hf.data import load_tireid_dataset
+from tireid_hf.data.atomic import atomic_file
 from tireid_hf.data.prepare import load_prepared
 from tireid_hf.metrics import rank_metrics
 from tireid_hf.retrieval import GalleryIndex, embed_texts, model_fingerprint, supports_rerank
@@ -41,6 +43,7 @@ MAX_K = 50
 SEARCH_BATCH = 16
 SEARCH_WORKERS = 1
 NUM_EXAMPLES = 8
+RESULT_KINDS = {True: "match", False: "other", None: "unknown"}  # file names of drawn results by relevance
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tireid-demo"
 SETTINGS_FILE = Path(__file__).resolve().with_name("space_settings.json")
@@ -146,6 +149,18 @@ class Demo:
         self.can_rerank = supports_rerank(model)
         self.can_restore = hasattr(model, "restore_image") and not model.config.inference_only
         self.max_k = min(MAX_K, len(gallery.images))
+        self._results_dir = tempfile.TemporaryDirectory(prefix="tireid-demo-results-")  # removed with the Demo
+
+    def result_file(self, position: int, relevant: bool | None) -> str:
+        """Gallery image `position` drawn as a ranked result (framed by `relevant`), as a JPEG file written
+        once. Files, not PIL images: Gradio re-encodes a PIL image on every answer and rewrites its cached
+        file in place, so a user fetching it while another's answer rewrites it gets a truncated file (seen
+        with 50 concurrent users); a file is copied into Gradio's cache once, under a temporary name."""
+        path = Path(self._results_dir.name) / f"{position}-{RESULT_KINDS[relevant]}.jpg"
+        if not path.exists():
+            image = ranked_result(self.gallery.images[position], relevant)
+            atomic_file(path, lambda temporary: image.save(temporary, format="JPEG", quality=90))
+        return str(path)
 
     def check_query(self, query: str) -> str:
         """The query stripped; ValueError with the message to show when it cannot be searched."""
@@ -203,7 +218,7 @@ class Demo:
         for rank, (position, score) in enumerate(zip(shown, scores), start=1):
             relevant = None if pid is None else self.gallery.pids[position] == pid
             mark = "" if relevant is None else (" ✓" if relevant else " ✗")
-            items.append((ranked_result(self.gallery.images[position], relevant), f"#{rank} · {score:.3f}{mark}"))
+            items.append((self.result_file(position, relevant), f"#{rank} · {score:.3f}{mark}"))
         status = f"Top {len(items)} of {len(self.gallery.images)} gallery images" + (", re-ranked" if rerank else "") + "."
         if pid is not None:
             status += " " + self.query_metrics(embed, pid, shown)
@@ -247,7 +262,12 @@ def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike 
     `tireid index build`) or embedded once and cached in `cache_dir`; searches batched by up to
     `search_batch` queries, `search_workers` batches at a time."""
     index = prebuilt_index(model, processor, gallery, index_dir) if index_dir else cached_index(model, processor, gallery, cache_dir)
-    demo_state = Demo(model, processor, gallery, index)
+    return make_app(Demo(model, processor, gallery, index), search_batch, search_workers)
+
+
+def make_app(demo_state: Demo, search_batch: int = SEARCH_BATCH, search_workers: int = SEARCH_WORKERS) -> gr.Blocks:
+    """The queued Gradio page over `demo_state` (see :func:`build_demo`)."""
+    model, gallery = demo_state.model, demo_state.gallery
     name = getattr(model, "name_or_path", "") or type(model).__name__
     with gr.Blocks(title="tireid-hf: text-to-image person search") as demo:
         gr.Markdown(f"# Text-to-image person search\nModel `{name}` ({model.config.model_type}); gallery of "
