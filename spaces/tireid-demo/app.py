@@ -40,8 +40,8 @@ from tireid_hf.visualize import ranked_result, restoration_figure
 MAX_K = 50
 # Gradio queue settings of the search event, chosen by benchmarks/bench_space.py (RESULTS.md): up to
 # SEARCH_BATCH waiting queries are answered by one batched call, SEARCH_WORKERS such calls at a time.
-SEARCH_BATCH = 16
-SEARCH_WORKERS = 1
+SEARCH_BATCH = 50
+SEARCH_WORKERS = 2
 NUM_EXAMPLES = 8
 RESULT_KINDS = {True: "match", False: "other", None: "unknown"}  # file names of drawn results by relevance
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
@@ -328,6 +328,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--index", default=os.environ.get("TIREID_INDEX", settings.get("index")),
                         help="gallery index written by `tireid index build` for this model and gallery (TIREID_INDEX)")
     # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT: an explicit launch() argument would override them
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("TIREID_THREADS", "1")),
+                        help="torch threads (TIREID_THREADS; default 1: on a busy 2-core machine 2 threads made the "
+                        "text encoder 23x slower, benchmarks/RESULTS.md)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
@@ -338,6 +341,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     model, processor = load_model(args.model)
     try:
         demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir, index_dir=args.index)
