@@ -209,6 +209,37 @@ def add_index_parser(subparsers) -> None:
     build.set_defaults(run=run_index_build)
 
 
+def run_export_onnx(args: argparse.Namespace) -> int:
+    """`tireid export onnx`: the image and text encoders of a saved model as ONNX files."""
+    try:
+        from tireid_hf.onnx_export import export_onnx
+    except ImportError as error:
+        raise SystemExit(f"tireid export onnx: needs onnx, onnxscript and onnxruntime: pip install 'tireid-hf[onnx]' ({error})") from None
+
+    model, processor = load_model_and_processor(args.model, "tireid export onnx")
+    try:
+        export_onnx(model, processor, args.out, int8=args.int8, overwrite=args.overwrite)
+    except FileExistsError as error:
+        raise SystemExit(f"tireid export onnx: {error}") from None
+    print(f"wrote {args.out}: image_encoder.onnx, text_encoder.onnx" + (" and their int8 variants" if args.int8 else "")
+          + " with the processor and README.md")
+    return 0
+
+
+def add_export_parser(subparsers) -> None:
+    export = subparsers.add_parser("export", help="export a saved model's encoders (ONNX)")
+    formats = export.add_subparsers(dest="export_format", metavar="FORMAT")
+    formats.required = True
+    onnx = formats.add_parser("onnx", help="image and text encoders as ONNX (inference path, dynamic batch)",
+                              description="Write image_encoder.onnx and text_encoder.onnx (torch.onnx dynamo exporter), "
+                              "the processor and a README stating the pre-processing into --out.")
+    onnx.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
+    onnx.add_argument("--out", required=True, help="folder to write")
+    onnx.add_argument("--int8", action="store_true", help="also write onnxruntime's dynamically quantised int8 variants")
+    onnx.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    onnx.set_defaults(run=run_export_onnx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tireid", description="Text-to-image person re-identification zoo.")
     parser.add_argument("--version", action="version", version=f"tireid-hf {__version__}")
@@ -218,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_parser(subparsers)
     add_visualize_parser(subparsers)
     add_index_parser(subparsers)
+    add_export_parser(subparsers)
     add_push_parsers(subparsers)
     add_convert_parser(subparsers)
     add_cards_parser(subparsers)

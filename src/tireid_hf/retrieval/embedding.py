@@ -23,7 +23,12 @@ def model_fingerprint(model: torch.nn.Module) -> str:
     bytes. Two models share a fingerprint exactly when they have the same ``model_type`` and the
     same tensors, so any fine-tuning step, another checkpoint or another method changes it (so does
     dropping training-only submodules, e.g. ``export_for_inference()``: rebuild the index then).
+    A model that stands for another one (the ONNX encoders of ``tireid export onnx``) carries that
+    model's fingerprint as ``tireid_fingerprint``, which is returned as is.
     """
+    stored = getattr(model, "tireid_fingerprint", None)
+    if isinstance(stored, str):
+        return stored
     config = getattr(model, "config", None)
     model_type = getattr(config, "model_type", None) or type(model).__name__
     digest = hashlib.sha256()
