@@ -266,3 +266,35 @@ def test_search_event_is_batched_and_answers_50_concurrent_users(gallery, tmp_pa
             assert len(results) == 3 and f"Identity {gallery.caption_pids[query]}: R@1" in status
     finally:
         demo.close()
+
+
+def test_space_runs_queries_on_the_onnx_encoders_of_its_model(gallery, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from tireid_hf.onnx_export import OnnxEncoders, export_onnx
+
+    model, processor = ModelTester("clip_reid").model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
+    export_onnx(model, processor, tmp_path / "onnx")
+    demo = app.build_demo(model, processor, gallery, cache_dir=tmp_path / "cache", onnx_dir=tmp_path / "onnx")
+    demo.close()
+    index = app.cached_index(model, processor, gallery, tmp_path / "cache")
+    with_onnx = app.Demo(model, processor, gallery, index, OnnxEncoders(tmp_path / "onnx"))
+    with_torch = app.Demo(model, processor, gallery, index)
+    with_onnx.encoder.get_text_features = _counting(with_onnx.encoder.get_text_features)
+    queries = gallery.examples[:3]
+    onnx_items, onnx_statuses = with_onnx.search_batch(queries, [4] * 3, [False] * 3)
+    torch_items, torch_statuses = with_torch.search_batch(queries, [4] * 3, [False] * 3)
+    assert with_onnx.encoder.get_text_features.calls == 1  # the three queries in one ONNX call
+    assert [[c for _, c in row] for row in onnx_items] == [[c for _, c in row] for row in torch_items]
+    other = ModelTester("clip_reid").model(seed=1).eval()
+    with pytest.raises(ValueError, match="exported from another model"):
+        app.build_demo(other, processor, gallery, cache_dir=tmp_path / "cache", onnx_dir=tmp_path / "onnx")
+
+
+def _counting(function):
+    def counted(*args, **kwargs):
+        counted.calls += 1
+        return function(*args, **kwargs)
+
+    counted.calls = 0
+    return counted

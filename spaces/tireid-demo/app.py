@@ -10,7 +10,8 @@ read from an index written by `tireid index build` (`--index` / `TIREID_INDEX`; 
 never embedded at start-up), else computed once by `GalleryIndex` (with a progress bar) and cached on
 disk (`--cache-dir` / `TIREID_CACHE`) under a key of the model fingerprint and the gallery's content.
 Searches are batched: concurrent users' queries go through the text encoder together (SEARCH_BATCH,
-chosen by benchmarks/bench_space.py). Where the gallery has identities, picking an
+chosen by benchmarks/bench_space.py); with `--onnx` / `TIREID_ONNX` (a folder of `tireid export onnx`)
+that encoder runs on onnxruntime. Where the gallery has identities, picking an
 example caption (or typing any caption of the split) marks the true matches and shows R@1 / AP.
 """
 
@@ -143,8 +144,9 @@ def prebuilt_index(model, processor, gallery: Gallery, folder: str | os.PathLike
 class Demo:
     """The callbacks of the page: each returns a visible message instead of raising."""
 
-    def __init__(self, model, processor, gallery: Gallery, index: GalleryIndex):
+    def __init__(self, model, processor, gallery: Gallery, index: GalleryIndex, encoder=None):
         self.model, self.processor, self.gallery, self.index = model, processor, gallery, index
+        self.encoder = model if encoder is None else encoder  # what embeds the queries (the ONNX encoders with --onnx)
         self.max_tokens = processor.tokenizer.model_max_length
         self.can_rerank = supports_rerank(model)
         self.can_restore = hasattr(model, "restore_image") and not model.config.inference_only
@@ -192,7 +194,7 @@ class Demo:
             except ValueError as error:
                 checked.append((None, None, f"**Error:** {error}"))
         valid = [query for query, _, error in checked if error is None]
-        embeds = embed_texts(self.model, self.processor, valid, show_progress=False) if valid else None
+        embeds = embed_texts(self.encoder, self.processor, valid, show_progress=False) if valid else None
         all_items, statuses, row = [], [], 0
         for (query, k, error), rerank in zip(checked, reranks):
             if error is not None:
@@ -256,13 +258,20 @@ class Demo:
 
 
 def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike = DEFAULT_CACHE,
-               index_dir: str | os.PathLike | None = None, search_batch: int = SEARCH_BATCH,
-               search_workers: int = SEARCH_WORKERS) -> gr.Blocks:
+               index_dir: str | os.PathLike | None = None, onnx_dir: str | os.PathLike | None = None,
+               search_batch: int = SEARCH_BATCH, search_workers: int = SEARCH_WORKERS) -> gr.Blocks:
     """The Gradio app over `model` and `gallery`, queued: its embeddings read from `index_dir` (written by
-    `tireid index build`) or embedded once and cached in `cache_dir`; searches batched by up to
-    `search_batch` queries, `search_workers` batches at a time."""
+    `tireid index build`) or embedded once and cached in `cache_dir`; queries embedded by the ONNX
+    encoders in `onnx_dir` (written by `tireid export onnx` from this model) when given, else by `model`
+    (which still re-ranks and restores); searches batched by up to `search_batch` queries,
+    `search_workers` batches at a time."""
     index = prebuilt_index(model, processor, gallery, index_dir) if index_dir else cached_index(model, processor, gallery, cache_dir)
-    return make_app(Demo(model, processor, gallery, index), search_batch, search_workers)
+    encoder = None
+    if onnx_dir:
+        from tireid_hf.onnx_export import OnnxEncoders
+
+        encoder = OnnxEncoders(onnx_dir, expected_fingerprint=model_fingerprint(model), threads=torch.get_num_threads())
+    return make_app(Demo(model, processor, gallery, index, encoder), search_batch, search_workers)
 
 
 def make_app(demo_state: Demo, search_batch: int = SEARCH_BATCH, search_workers: int = SEARCH_WORKERS) -> gr.Blocks:
@@ -305,12 +314,12 @@ def make_app(demo_state: Demo, search_batch: int = SEARCH_BATCH, search_workers:
 
 def space_settings() -> dict:
     """`space_settings.json` beside this file (written by `tireid push-space`): the Space's model,
-    gallery and index, paths relative to this folder resolved; {} when absent."""
+    gallery, index and ONNX encoders, paths relative to this folder resolved; {} when absent."""
     path = SETTINGS_FILE
     if not path.is_file():
         return {}
     settings = json.loads(path.read_text())
-    for key in ("model", "gallery", "index"):
+    for key in ("model", "gallery", "index", "onnx"):
         if settings.get(key) and (path.parent / settings[key]).exists():
             settings[key] = str(path.parent / settings[key])
     return settings
@@ -328,6 +337,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--index", default=os.environ.get("TIREID_INDEX", settings.get("index")),
                         help="gallery index written by `tireid index build` for this model and gallery (TIREID_INDEX)")
     # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT: an explicit launch() argument would override them
+    parser.add_argument("--onnx", default=os.environ.get("TIREID_ONNX", settings.get("onnx")),
+                        help="folder written by `tireid export onnx` from this model: queries run on onnxruntime (TIREID_ONNX)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TIREID_THREADS", "1")),
                         help="torch threads (TIREID_THREADS; default 1: on a busy 2-core machine 2 threads made the "
                         "text encoder 23x slower, benchmarks/RESULTS.md)")
@@ -344,7 +355,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     model, processor = load_model(args.model)
     try:
-        demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir, index_dir=args.index)
+        demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir, index_dir=args.index,
+                          onnx_dir=args.onnx)
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"app.py: {error}") from None
     print(f"tireid-demo: serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
