@@ -121,7 +121,7 @@ def test_int8_copy_of_the_wrong_shape_is_refused(tmp_path):
 
 
 def test_saving_again_replaces_the_backend_files(tmp_path):
-    gallery, queries = clustered(num_items=300)
+    gallery, _ = clustered(num_items=300)
     GalleryIndex(gallery, precision="int8").save(tmp_path)
     GalleryIndex(gallery[:200], precision="float16").save(tmp_path)
     loaded = GalleryIndex.load(tmp_path)
