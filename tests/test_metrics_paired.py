@@ -1,7 +1,6 @@
 """Per-query metrics and the paired identity bootstrap of a difference between two models."""
 
 import itertools
-import math
 
 import pytest
 import torch

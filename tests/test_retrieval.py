@@ -184,13 +184,17 @@ def test_faiss_flat_matches_exact_and_round_trips(gallery, tmp_path):
 
 
 @needs_faiss
-def test_faiss_hnsw_default_finds_the_exact_top_1():
+def test_faiss_default_finds_the_exact_top_1():
     embeddings = torch.nn.functional.normalize(torch.randn(500, 16, generator=torch.Generator().manual_seed(0)), dim=1)
     exact, approximate = GalleryIndex(embeddings), GalleryIndex(embeddings, backend="faiss")
     queries = embeddings[:20] + 0.01
     assert torch.equal(approximate.search_embeddings(queries, k=1).indices, exact.search_embeddings(queries, k=1).indices)
-    approximate.set_faiss_params("efSearch=256")
-    assert approximate.faiss_params == "efSearch=256"
+    approximate.set_faiss_params("nprobe=4")
+    assert approximate.faiss_params == "nprobe=4"
+    hnsw = GalleryIndex(embeddings, backend="faiss", faiss_factory="HNSW32,Flat", faiss_params="efSearch=128")
+    assert torch.equal(hnsw.search_embeddings(queries, k=1).indices, exact.search_embeddings(queries, k=1).indices)
+    hnsw.set_faiss_params("efSearch=256")
+    assert hnsw.faiss_params == "efSearch=256"
     with pytest.raises(ValueError, match="needs backend='faiss'"):
         exact.set_faiss_params("efSearch=256")
 

@@ -212,3 +212,89 @@ def save_screenshot(page, tmp_path, name: str) -> None:
     if artifacts:
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy(tmp_path / name, Path(artifacts) / name)
+
+
+def test_space_reads_a_prebuilt_index_and_never_embeds_the_gallery(gallery, tmp_path):
+    model, processor = ModelTester("clip_reid").model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
+    from tireid_hf.retrieval import GalleryIndex
+
+    GalleryIndex.build(model, processor, gallery.images, ids=gallery.names, show_progress=False,
+                       precision="int8", rescore=5).save(tmp_path / "index")
+    embed_image = model.get_image_features
+    model.get_image_features = lambda **inputs: pytest.fail("the Space embedded gallery images at start-up")
+    demo = app.build_demo(model, processor, gallery, cache_dir=tmp_path / "cache", index_dir=tmp_path / "index")
+    assert not (tmp_path / "cache").exists()
+    state = app.Demo(model, processor, gallery, app.prebuilt_index(model, processor, gallery, tmp_path / "index"))
+    items, status = state.search(gallery.examples[0], 3)
+    assert len(items) == 3 and "Identity" in status
+    model.get_image_features = embed_image
+    demo.close()
+    other = app.Gallery(gallery.images[:-1], gallery.ids[:-1], "fewer", gallery.names[:-1])
+    with pytest.raises(ValueError, match=r"--index .*index: its 10 image ids are not the 9 images of the gallery fewer"):
+        app.prebuilt_index(model, processor, other, tmp_path / "index")
+    with pytest.raises(ValueError, match="built by another model"):
+        app.prebuilt_index(ModelTester("clip_reid").model(seed=1).eval(), processor, gallery, tmp_path / "index")
+
+
+def test_batched_search_answers_each_query_as_alone(gallery, tmp_path):
+    model, processor = ModelTester("clip_reid").model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
+    state = app.Demo(model, processor, gallery, app.cached_index(model, processor, gallery, tmp_path))
+    queries = [gallery.examples[0], "   ", "someone in a hat", gallery.examples[1], "a man"]
+    ks = [4, 3, 2, 5, 2.5]
+    batch_items, batch_statuses = state.search_batch(queries, ks, [False] * 5)
+    for query, k, items, status in zip(queries, ks, batch_items, batch_statuses):
+        alone_items, alone_status = state.search_batch([query], [k], [False])
+        assert status == alone_status[0] and [caption for _, caption in items] == [c for _, c in alone_items[0]]
+    assert "the query is empty" in batch_statuses[1] and "k must be a whole number" in batch_statuses[4]
+    assert len(batch_items[0]) == 4 and len(batch_items[3]) == 5
+
+
+def test_search_event_is_batched_and_answers_50_concurrent_users(gallery, tmp_path):
+    """The queue settings the Space ships (chosen by benchmarks/bench_space.py): one batched worker;
+    50 clients at once all get their own answer (no timing asserted: that is the benchmark's job)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    demo, url = serve("clip_reid", gallery, tmp_path / "cache")
+    try:
+        (search,) = [fn for fn in demo.fns.values() if fn.api_name == "search"]
+        assert search.batch and search.max_batch_size == app.SEARCH_BATCH and search.concurrency_limit == app.SEARCH_WORKERS
+        client = Client(url, verbose=False)
+        queries = [gallery.examples[i % len(gallery.examples)] for i in range(50)]
+        with ThreadPoolExecutor(50) as pool:
+            answers = list(pool.map(lambda query: client.predict(query, 3, False, api_name="/search"), queries))
+        for query, (results, status) in zip(queries, answers):
+            assert len(results) == 3 and f"Identity {gallery.caption_pids[query]}: R@1" in status
+    finally:
+        demo.close()
+
+
+def test_space_runs_queries_on_the_onnx_encoders_of_its_model(gallery, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from tireid_hf.onnx_export import OnnxEncoders, export_onnx
+
+    model, processor = ModelTester("clip_reid").model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
+    export_onnx(model, processor, tmp_path / "onnx")
+    demo = app.build_demo(model, processor, gallery, cache_dir=tmp_path / "cache", onnx_dir=tmp_path / "onnx")
+    demo.close()
+    index = app.cached_index(model, processor, gallery, tmp_path / "cache")
+    with_onnx = app.Demo(model, processor, gallery, index, OnnxEncoders(tmp_path / "onnx"))
+    with_torch = app.Demo(model, processor, gallery, index)
+    with_onnx.encoder.get_text_features = _counting(with_onnx.encoder.get_text_features)
+    queries = gallery.examples[:3]
+    onnx_items, onnx_statuses = with_onnx.search_batch(queries, [4] * 3, [False] * 3)
+    torch_items, torch_statuses = with_torch.search_batch(queries, [4] * 3, [False] * 3)
+    assert with_onnx.encoder.get_text_features.calls == 1  # the three queries in one ONNX call
+    assert [[c for _, c in row] for row in onnx_items] == [[c for _, c in row] for row in torch_items]
+    other = ModelTester("clip_reid").model(seed=1).eval()
+    with pytest.raises(ValueError, match="exported from another model"):
+        app.build_demo(other, processor, gallery, cache_dir=tmp_path / "cache", onnx_dir=tmp_path / "onnx")
+
+
+def _counting(function):
+    def counted(*args, **kwargs):
+        counted.calls += 1
+        return function(*args, **kwargs)
+
+    counted.calls = 0
+    return counted

@@ -6,8 +6,12 @@
 The model is a folder written by train.py / `tireid push --dry-run` or a Hub id (`--model` /
 `TIREID_MODEL`, else `space_settings.json` beside this file, which `tireid push-space` writes). The gallery (`--gallery` / `TIREID_GALLERY`) is a folder of images, a folder written
 by `tireid data prepare` (its test split), or by default the synthetic test split. Its embeddings are
-computed once by `GalleryIndex` and cached on disk (`--cache-dir` / `TIREID_CACHE`) under a key of
-the model fingerprint and the gallery's content. Where the gallery has identities, picking an
+read from an index written by `tireid index build` (`--index` / `TIREID_INDEX`; a large gallery is
+never embedded at start-up), else computed once by `GalleryIndex` (with a progress bar) and cached on
+disk (`--cache-dir` / `TIREID_CACHE`) under a key of the model fingerprint and the gallery's content.
+Searches are batched: concurrent users' queries go through the text encoder together (SEARCH_BATCH,
+chosen by benchmarks/bench_space.py); with `--onnx` / `TIREID_ONNX` (a folder of `tireid export onnx`)
+that encoder runs on onnxruntime. Where the gallery has identities, picking an
 example caption (or typing any caption of the split) marks the true matches and shows R@1 / AP.
 """
 
@@ -17,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,13 +32,19 @@ from PIL import Image, UnidentifiedImageError
 import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
 from tireid_hf.cli import load_model_and_processor
 from tireid_hf.data import load_tireid_dataset
+from tireid_hf.files import atomic_file
 from tireid_hf.data.prepare import load_prepared
 from tireid_hf.metrics import rank_metrics
-from tireid_hf.retrieval import GalleryIndex, model_fingerprint
+from tireid_hf.retrieval import GalleryIndex, embed_texts, model_fingerprint
 from tireid_hf.visualize import ranked_result, restoration_figure
 
 MAX_K = 50
+# Gradio queue settings of the search event, chosen by benchmarks/bench_space.py (RESULTS.md): up to
+# SEARCH_BATCH waiting queries are answered by one batched call, SEARCH_WORKERS such calls at a time.
+SEARCH_BATCH = 50
+SEARCH_WORKERS = 2
 NUM_EXAMPLES = 8
+RESULT_KINDS = {True: "match", False: "other", None: "unknown"}  # file names of drawn results by relevance
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 DEFAULT_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tireid-demo"
 SETTINGS_FILE = Path(__file__).resolve().with_name("space_settings.json")
@@ -46,6 +57,7 @@ class Gallery:
     images: list
     ids: list[str]
     source: str
+    names: list[str] = field(default_factory=list)  # image paths / file names: the ids `tireid index build` gives
     pids: list[int] | None = None
     caption_pids: dict[str, int] = field(default_factory=dict)  # caption -> pid, captions of one pid only
     examples: list[str] = field(default_factory=list)
@@ -65,8 +77,8 @@ class Gallery:
             if pid not in seen and unique and len(examples) < NUM_EXAMPLES:
                 examples.append(unique[0])
                 seen.add(pid)
-        return cls([image.convert("RGB") for image in split["image"]], list(split["image_path"]), source, pids,
-                   caption_pids, examples)
+        paths = list(split["image_path"])
+        return cls([image.convert("RGB") for image in split["image"]], paths, source, paths, pids, caption_pids, examples)
 
     @classmethod
     def from_folder(cls, folder: Path) -> "Gallery":
@@ -81,7 +93,7 @@ class Gallery:
             except (UnidentifiedImageError, OSError) as error:
                 raise ValueError(f"--gallery {folder}: {path.name} is not a readable image ({error})") from None
         ids = [f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files]
-        return cls(images, ids, str(folder.resolve()))
+        return cls(images, ids, str(folder.resolve()), [path.name for path in files])
 
     def cache_key(self, fingerprint: str) -> str:
         """Key of this gallery's embeddings by `fingerprint` (the model's weights)."""
@@ -109,24 +121,48 @@ def load_model(name_or_path: str):
 
 def cached_index(model, processor, gallery: Gallery, cache_dir: str | os.PathLike) -> GalleryIndex:
     """The gallery's index: loaded from `cache_dir` when this model embedded it before, else built
-    and saved there."""
+    (with a progress bar) and saved there."""
     folder = Path(cache_dir) / gallery.cache_key(model_fingerprint(model))
     if (folder / "index.json").is_file():
         return GalleryIndex.load(folder, model=model, processor=processor, images=gallery.images)
-    index = GalleryIndex.build(model, processor, gallery.images, ids=list(range(len(gallery.images))), show_progress=False)
+    index = GalleryIndex.build(model, processor, gallery.images, ids=list(range(len(gallery.images))), show_progress=True)
     index.save(folder)
+    return index
+
+
+def prebuilt_index(model, processor, gallery: Gallery, folder: str | os.PathLike) -> GalleryIndex:
+    """The index `tireid index build` wrote in `folder` for this model and gallery (ValueError naming the
+    folder when it was built by another model or over other images)."""
+    index = GalleryIndex.load(folder, model=model, processor=processor)
+    if index.ids != gallery.names:
+        raise ValueError(f"--index {folder}: its {len(index)} image ids are not the {len(gallery.names)} images of the "
+                         f"gallery {gallery.source} (first: {index.ids[:2]} vs {gallery.names[:2]}); build it from this gallery")
+    index.images = gallery.images
     return index
 
 
 class Demo:
     """The callbacks of the page: each returns a visible message instead of raising."""
 
-    def __init__(self, model, processor, gallery: Gallery, index: GalleryIndex):
+    def __init__(self, model, processor, gallery: Gallery, index: GalleryIndex, encoder=None):
         self.model, self.processor, self.gallery, self.index = model, processor, gallery, index
+        self.encoder = model if encoder is None else encoder  # what embeds the queries (the ONNX encoders with --onnx)
         self.max_tokens = processor.tokenizer.model_max_length
         self.can_rerank = model.can_rerank
         self.can_restore = model.can_restore_images
         self.max_k = min(MAX_K, len(gallery.images))
+        self._results_dir = tempfile.TemporaryDirectory(prefix="tireid-demo-results-")  # removed with the Demo
+
+    def result_file(self, position: int, relevant: bool | None) -> str:
+        """Gallery image `position` drawn as a ranked result (framed by `relevant`), as a JPEG file written
+        once. Files, not PIL images: Gradio re-encodes a PIL image on every answer and rewrites its cached
+        file in place, so a user fetching it while another's answer rewrites it gets a truncated file (seen
+        with 50 concurrent users); a file is copied into Gradio's cache once, under a temporary name."""
+        path = Path(self._results_dir.name) / f"{position}-{RESULT_KINDS[relevant]}.jpg"
+        if not path.exists():
+            image = ranked_result(self.gallery.images[position], relevant)
+            atomic_file(path, lambda temporary: image.save(temporary, format="JPEG", quality=90))
+        return str(path)
 
     def check_query(self, query: str) -> str:
         """The query stripped; ValueError with the message to show when it cannot be searched."""
@@ -140,33 +176,62 @@ class Demo:
         return query
 
     def search(self, query: str, k, rerank: bool = False):
-        """Top-k results as (image, caption) pairs and a Markdown status."""
-        try:
-            query = self.check_query(query)
-            if not isinstance(k, (int, float)) or int(k) != k or not 1 <= k <= self.max_k:
-                raise ValueError(f"k must be a whole number from 1 to {self.max_k}, got {k}.")
-        except ValueError as error:
-            return [], f"**Error:** {error}"
-        k, rerank = int(k), bool(rerank) and self.can_rerank
-        rerank_k = max(k, self.model.rerank_k)
-        results = self.index.search([query], k=k, rerank=rerank, rerank_k=rerank_k)
+        """Top-k results as (image, caption) pairs and a Markdown status (one query of :meth:`search_batch`)."""
+        (items,), (status,) = self.search_batch([query], [k], [rerank])
+        return items, status
+
+    def search_batch(self, queries: list[str], ks: list, reranks: list[bool]):
+        """Gradio's batched form of :meth:`search`: the valid queries go through the text encoder together.
+
+        Returns ``(list of result lists, list of statuses)``, one of each per query."""
+        checked = []
+        for query, k in zip(queries, ks):
+            try:
+                query = self.check_query(query)
+                if not isinstance(k, (int, float)) or int(k) != k or not 1 <= k <= self.max_k:
+                    raise ValueError(f"k must be a whole number from 1 to {self.max_k}, got {k}.")
+                checked.append((query, int(k), None))
+            except ValueError as error:
+                checked.append((None, None, f"**Error:** {error}"))
+        valid = [query for query, _, error in checked if error is None]
+        embeds = embed_texts(self.encoder, self.processor, valid, show_progress=False) if valid else None
+        all_items, statuses, row = [], [], 0
+        for (query, k, error), rerank in zip(checked, reranks):
+            if error is not None:
+                all_items.append([])
+                statuses.append(error)
+                continue
+            items, status = self.answer(query, embeds[row:row + 1], k, bool(rerank) and self.can_rerank)
+            all_items.append(items)
+            statuses.append(status)
+            row += 1
+        return all_items, statuses
+
+    def answer(self, query: str, embed, k: int, rerank: bool):
+        """Results and status of one checked query whose text embedding [1, D] is `embed`."""
+        if rerank:
+            rerank_k = max(k, self.model.rerank_k)
+            results = self.index.search([query], k=k, rerank=True, rerank_k=rerank_k)
+        else:
+            results = self.index.search_embeddings(embed, k=k)
         shown, scores = results.indices[0].tolist(), results.scores[0].tolist()
         pid = self.gallery.caption_pids.get(query) if self.gallery.pids is not None else None
         items = []
         for rank, (position, score) in enumerate(zip(shown, scores), start=1):
             relevant = None if pid is None else self.gallery.pids[position] == pid
             mark = "" if relevant is None else (" ✓" if relevant else " ✗")
-            items.append((ranked_result(self.gallery.images[position], relevant), f"#{rank} · {score:.3f}{mark}"))
+            items.append((self.result_file(position, relevant), f"#{rank} · {score:.3f}{mark}"))
         status = f"Top {len(items)} of {len(self.gallery.images)} gallery images" + (", re-ranked" if rerank else "") + "."
         if pid is not None:
-            status += " " + self.query_metrics(query, pid, shown)
+            status += " " + self.query_metrics(embed, pid, shown)
         else:
             status += " Free text: no identity known, so no matches are marked."
         return items, status
 
-    def query_metrics(self, query: str, pid: int, shown: list[int]) -> str:
-        """R@1 and AP of the query over the whole gallery, in the order shown (re-ranked top-k first)."""
-        full = self.index.search([query], k=len(self.gallery.images))
+    def query_metrics(self, embed, pid: int, shown: list[int]) -> str:
+        """R@1 and AP of the query (text embedding [1, D]) over the whole gallery, in the order shown
+        (re-ranked top-k first)."""
+        full = self.index.search_embeddings(embed, k=len(self.gallery.images))
         row = torch.empty(len(self.gallery.images))
         row[full.indices[0]] = full.scores[0]
         row[shown] = row.max() + 1 + torch.arange(len(shown), 0, -1, dtype=row.dtype)
@@ -192,9 +257,26 @@ class Demo:
         return restoration_figure(self.model, self.processor, image, caption), "Restored."
 
 
-def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike = DEFAULT_CACHE) -> gr.Blocks:
-    """The Gradio app over `model` and `gallery` (embedded once, cached in `cache_dir`), queued."""
-    demo_state = Demo(model, processor, gallery, cached_index(model, processor, gallery, cache_dir))
+def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike = DEFAULT_CACHE,
+               index_dir: str | os.PathLike | None = None, onnx_dir: str | os.PathLike | None = None,
+               search_batch: int = SEARCH_BATCH, search_workers: int = SEARCH_WORKERS) -> gr.Blocks:
+    """The Gradio app over `model` and `gallery`, queued: its embeddings read from `index_dir` (written by
+    `tireid index build`) or embedded once and cached in `cache_dir`; queries embedded by the ONNX
+    encoders in `onnx_dir` (written by `tireid export onnx` from this model) when given, else by `model`
+    (which still re-ranks and restores); searches batched by up to `search_batch` queries,
+    `search_workers` batches at a time."""
+    index = prebuilt_index(model, processor, gallery, index_dir) if index_dir else cached_index(model, processor, gallery, cache_dir)
+    encoder = None
+    if onnx_dir:
+        from tireid_hf.onnx_export import OnnxEncoders
+
+        encoder = OnnxEncoders(onnx_dir, expected_fingerprint=model_fingerprint(model), threads=torch.get_num_threads())
+    return make_app(Demo(model, processor, gallery, index, encoder), search_batch, search_workers)
+
+
+def make_app(demo_state: Demo, search_batch: int = SEARCH_BATCH, search_workers: int = SEARCH_WORKERS) -> gr.Blocks:
+    """The queued Gradio page over `demo_state` (see :func:`build_demo`)."""
+    model, gallery = demo_state.model, demo_state.gallery
     name = getattr(model, "name_or_path", "") or type(model).__name__
     with gr.Blocks(title="tireid-hf: text-to-image person search") as demo:
         gr.Markdown(f"# Text-to-image person search\nModel `{name}` ({model.config.model_type}); gallery of "
@@ -212,8 +294,10 @@ def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike 
                         label="Captions of the gallery (their person is known: matches are marked)")
         status = gr.Markdown(elem_id="status")
         results = gr.Gallery(label="Results", columns=10, height="auto", object_fit="contain", elem_id="results")
-        button.click(demo_state.search, [query, k, rerank], [results, status], api_name="search")
-        query.submit(demo_state.search, [query, k, rerank], [results, status], api_name=False)
+        queue = dict(batch=True, max_batch_size=search_batch, concurrency_limit=search_workers,
+                     concurrency_id="search")
+        button.click(demo_state.search_batch, [query, k, rerank], [results, status], api_name="search", **queue)
+        query.submit(demo_state.search_batch, [query, k, rerank], [results, status], api_name=False, **queue)
         if demo_state.can_restore:
             with gr.Accordion("Text-guided restoration (UIT)", open=False):
                 with gr.Row():
@@ -229,13 +313,13 @@ def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike 
 
 
 def space_settings() -> dict:
-    """`space_settings.json` beside this file (written by `tireid push-space`): the Space's model and
-    gallery, paths relative to this folder resolved; {} when absent."""
+    """`space_settings.json` beside this file (written by `tireid push-space`): the Space's model,
+    gallery, index and ONNX encoders, paths relative to this folder resolved; {} when absent."""
     path = SETTINGS_FILE
     if not path.is_file():
         return {}
     settings = json.loads(path.read_text())
-    for key in ("model", "gallery"):
+    for key in ("model", "gallery", "index", "onnx"):
         if settings.get(key) and (path.parent / settings[key]).exists():
             settings[key] = str(path.parent / settings[key])
     return settings
@@ -250,7 +334,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="folder of images, prepared dataset folder, or 'synthetic' (TIREID_GALLERY; default synthetic)")
     parser.add_argument("--cache-dir", default=os.environ.get("TIREID_CACHE", str(DEFAULT_CACHE)),
                         help="where gallery embeddings are cached (TIREID_CACHE)")
+    parser.add_argument("--index", default=os.environ.get("TIREID_INDEX", settings.get("index")),
+                        help="gallery index written by `tireid index build` for this model and gallery (TIREID_INDEX)")
     # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT: an explicit launch() argument would override them
+    parser.add_argument("--onnx", default=os.environ.get("TIREID_ONNX", settings.get("onnx")),
+                        help="folder written by `tireid export onnx` from this model: queries run on onnxruntime (TIREID_ONNX)")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("TIREID_THREADS", "1")),
+                        help="torch threads (TIREID_THREADS; default 1: on a busy 2-core machine 2 threads made the "
+                        "text encoder 23x slower, benchmarks/RESULTS.md)")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
@@ -261,8 +352,13 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    torch.set_num_threads(args.threads)
     model, processor = load_model(args.model)
-    demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir)
+    try:
+        demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir, index_dir=args.index,
+                          onnx_dir=args.onnx)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"app.py: {error}") from None
     print(f"tireid-demo: serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     demo.launch(server_name=args.host, server_port=args.port)
 

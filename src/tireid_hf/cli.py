@@ -165,6 +165,81 @@ def add_visualize_parser(subparsers) -> None:
     parser.set_defaults(run=run_visualize)
 
 
+def run_index_build(args: argparse.Namespace) -> int:
+    """`tireid index build`: embed a split's gallery once and save the GalleryIndex (ids: image paths)."""
+    from tireid_hf.files import atomic_directory
+    from tireid_hf.retrieval import GalleryIndex
+
+    model, processor, split = _model_and_split(args, "index build")
+    try:
+        with atomic_directory(args.out, overwrite=args.overwrite) as folder:
+            index = GalleryIndex.build(model.eval(), processor, split["image"], ids=list(split["image_path"]),
+                                       batch_size=args.batch_size, backend=args.backend, precision=args.precision,
+                                       rescore=args.rescore)
+            index.save(folder)
+    except (FileExistsError, ValueError) as error:
+        raise SystemExit(f"tireid index build: {error}") from None
+    settings = ", ".join(f"{key}={value}" for key, value in index.search_backend.settings().items())
+    print(f"wrote {args.out}: {len(index)} gallery images of {args.dataset} {args.split}, backend {args.backend} "
+          f"({settings}), rescore {args.rescore}")
+    return 0
+
+
+def add_index_parser(subparsers) -> None:
+    index = subparsers.add_parser("index", help="gallery indexes: embed a gallery once, search it later (the Space loads them)")
+    commands = index.add_subparsers(dest="index_command", metavar="INDEX_COMMAND")
+    commands.required = True
+    build = commands.add_parser("build", help="embed every image of a split and save the GalleryIndex to --out",
+                                description="Embed every image of a dataset split with a saved model and write a "
+                                "GalleryIndex folder (GalleryIndex.load, or the Space's --index, reads it).")
+    build.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
+    build.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="which dataset the gallery is read from")
+    build.add_argument("--root", "--data_root", "--data-root", dest="root", default=None, help="dataset root directory")
+    build.add_argument("--split", default="test", help="split whose images are the gallery (default: test)")
+    build.add_argument("--out", required=True, help="index folder to write")
+    build.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    build.add_argument("--backend", choices=("exact", "faiss"), default="exact")
+    build.add_argument("--precision", choices=("float32", "float16", "int8"), default="float32",
+                       help="exact backend: precision of the scored copy (default: float32)")
+    build.add_argument("--rescore", type=int, default=0,
+                       help="re-score this many candidates with exact float32 scores (default: 0, none)")
+    build.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
+    build.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    _add_options(build)
+    build.set_defaults(run=run_index_build)
+
+
+def run_export_onnx(args: argparse.Namespace) -> int:
+    """`tireid export onnx`: the image and text encoders of a saved model as ONNX files."""
+    try:
+        from tireid_hf.onnx_export import export_onnx
+    except ImportError as error:
+        raise SystemExit(f"tireid export onnx: needs onnx, onnxscript and onnxruntime: pip install 'tireid-hf[onnx]' ({error})") from None
+
+    model, processor = load_model_and_processor(args.model, "tireid export onnx")
+    try:
+        export_onnx(model, processor, args.out, int8=args.int8, overwrite=args.overwrite)
+    except FileExistsError as error:
+        raise SystemExit(f"tireid export onnx: {error}") from None
+    print(f"wrote {args.out}: image_encoder.onnx, text_encoder.onnx" + (" and their int8 variants" if args.int8 else "")
+          + " with the processor and README.md")
+    return 0
+
+
+def add_export_parser(subparsers) -> None:
+    export = subparsers.add_parser("export", help="export a saved model's encoders (ONNX)")
+    formats = export.add_subparsers(dest="export_format", metavar="FORMAT")
+    formats.required = True
+    onnx = formats.add_parser("onnx", help="image and text encoders as ONNX (inference path, dynamic batch)",
+                              description="Write image_encoder.onnx and text_encoder.onnx (torch.onnx dynamo exporter), "
+                              "the processor and a README stating the pre-processing into --out.")
+    onnx.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
+    onnx.add_argument("--out", required=True, help="folder to write")
+    onnx.add_argument("--int8", action="store_true", help="also write onnxruntime's dynamically quantised int8 variants")
+    onnx.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
+    onnx.set_defaults(run=run_export_onnx)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tireid", description="Text-to-image person re-identification zoo.")
     parser.add_argument("--version", action="version", version=f"tireid-hf {__version__}")
@@ -173,6 +248,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_parser(subparsers)
     add_evaluate_parser(subparsers)
     add_visualize_parser(subparsers)
+    add_index_parser(subparsers)
+    add_export_parser(subparsers)
     add_push_parsers(subparsers)
     add_convert_parser(subparsers)
     add_cards_parser(subparsers)

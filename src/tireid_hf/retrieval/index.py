@@ -1,0 +1,363 @@
+"""GalleryIndex: a gallery embedded once, searched by text, saved and loaded with the model's fingerprint."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from ..files import atomic_file
+from .backends import PRECISIONS, FaissBackend, load_backend, make_backend
+from .embedding import embed_images, embed_texts, model_fingerprint
+from .rerank import check_rerank, rerank_one
+
+__all__ = ["GalleryIndex", "SearchResults", "default_faiss_settings"]
+
+INDEX_FORMAT_VERSION = 2
+EMBEDDINGS_FILE = "embeddings.safetensors"
+METADATA_FILE = "index.json"
+# Candidate embeddings gathered at once when re-scoring (64 MiB of float32).
+_RESCORE_CHUNK_ELEMENTS = 2**24
+
+
+def default_faiss_settings(num_items: int) -> tuple[str, str]:
+    """FAISS ``(factory, params)`` for ``num_items`` gallery vectors, chosen by benchmarks/bench_gallery.py
+    on clustered CLIP-like embeddings (RESULTS.md): an inverted file of ``nlist = 4 sqrt(G)`` lists
+    (at most ``G / 39``, the fewest training points per list FAISS accepts without a warning) searched
+    in ``nprobe = ceil(nlist / 16)`` of them, i.e. about 6% of the gallery per query (recall@10 0.98
+    at 100,000 items). HNSW needs efSearch >= 1024 for recall@10 0.95 on such data: queries (captions)
+    lie off the image manifold, which a graph walk handles badly.
+    """
+    nlist = max(1, min(round(4 * math.sqrt(num_items)), num_items // 39))
+    return f"IVF{nlist},Flat", f"nprobe={math.ceil(nlist / 16)}"
+
+
+@dataclass
+class SearchResults:
+    """Top-k gallery items for each of Q queries, best first.
+
+    Attributes:
+        indices (`torch.LongTensor` of shape [Q, k]): positions in the gallery.
+        scores (`torch.FloatTensor` of shape [Q, k]): their scores (cosine, or cosine + re-rank score).
+        ids (`list` of `list`): their gallery ids, ``ids[q][i]`` for ``indices[q, i]``.
+    """
+
+    indices: torch.Tensor
+    scores: torch.Tensor
+    ids: list[list[Any]]
+
+
+def _map_embeddings(path: Path) -> torch.Tensor:
+    """The float32 [G, D] tensor ``embeddings`` of a safetensors file, memory-mapped copy-on-write (pages
+    are read when touched: a compressed or FAISS search touches only its re-scored candidates)."""
+    try:
+        with open(path, "rb") as handle:
+            (header_size,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(header_size))
+        entry = header["embeddings"]
+        (begin, end), shape = entry["data_offsets"], entry["shape"]
+        if entry["dtype"] != "F32" or len(shape) != 2 or end - begin != 4 * shape[0] * shape[1]:
+            raise ValueError(f"`embeddings` is {entry['dtype']} {shape} over {end - begin} bytes, not float32 [G, D]")
+        if os.path.getsize(path) < 8 + header_size + end:
+            raise ValueError("the file is shorter than its header says (truncated)")
+        array = np.memmap(path, dtype=np.float32, mode="c", offset=8 + header_size + begin, shape=tuple(shape))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} is missing: the index is incomplete, rebuild it") from None
+    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable embeddings file ({error}); rebuild the index") from None
+    return torch.from_numpy(array)
+
+
+class GalleryIndex:
+    """An embedded gallery that answers text queries.
+
+    Args:
+        embeddings (`torch.Tensor` of shape [G, D]): L2-normalised gallery embeddings (stored float32).
+        ids (`list`, *optional*): one JSON-serialisable id per gallery item; defaults to ``0..G-1``.
+        backend (`str`, *optional*, defaults to ``"exact"``): ``"exact"`` (every item scored) or
+            ``"faiss"`` (approximate; needs the ``faiss-cpu`` extra: ``pip install tireid-hf[faiss]``).
+        precision (`str`, *optional*, defaults to ``"float32"``): exact backend only: ``"float32"``,
+            ``"float16"`` or ``"int8"`` (one scale per item), the copy every query reads; 2x / 4x less
+            memory traffic, scores off by up to ~2% of the top score for int8 (use ``rescore``).
+        rescore (`int`, *optional*, defaults to 0): re-score the ``rescore`` best candidates of the
+            backend with exact float32 inner products and keep the top-k of those (``0``: no re-scoring).
+        faiss_factory (`str`, *optional*): FAISS ``index_factory`` string (inner-product metric); ``"Flat"``
+            is exact, ``"IVF1024,Flat"`` is trained on the gallery. Defaults to :func:`default_faiss_settings`.
+        faiss_params (`str`, *optional*): FAISS ``ParameterSpace`` settings applied after building/loading
+            (``"nprobe=64"`` for IVF, ``"efSearch=512"`` for HNSW, ``""`` for none). Defaults to
+            :func:`default_faiss_settings` when ``faiss_factory`` is not given, else ``""``.
+        fingerprint (`str`, *optional*): :func:`model_fingerprint` of the model that made the
+            embeddings; ``build`` sets it and ``load`` checks it.
+        search_backend (:class:`~tireid_hf.retrieval.backends.SearchBackend`, *optional*): an already
+            built backend over ``embeddings`` (what ``load`` passes) instead of building one.
+
+    >>> index = GalleryIndex.build(model, processor, images, ids=paths)      # doctest: +SKIP
+    >>> index.search(["a woman in a red coat"], k=5).ids                     # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        embeddings: torch.Tensor,
+        ids: Sequence | None = None,
+        *,
+        backend: str = "exact",
+        precision: str = "float32",
+        rescore: int = 0,
+        faiss_factory: str | None = None,
+        faiss_params: str | None = None,
+        fingerprint: str | None = None,
+        model_name_or_path: str | None = None,
+        search_backend=None,
+    ):
+        if not isinstance(embeddings, torch.Tensor) or embeddings.dim() != 2 or embeddings.shape[0] == 0:
+            got = list(embeddings.shape) if isinstance(embeddings, torch.Tensor) else type(embeddings).__name__
+            raise ValueError(f"`embeddings` must be a non-empty tensor of shape [num_gallery, dim], got {got}")
+        if backend not in ("exact", "faiss"):
+            raise ValueError(f"`backend` must be 'exact' or 'faiss', got {backend!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"`precision` must be one of {PRECISIONS}, got {precision!r}")
+        if backend == "faiss" and precision != "float32":
+            raise ValueError(f"`precision={precision!r}` is for the exact backend; FAISS compresses through its "
+                             "factory string (e.g. faiss_factory='IVF1024,SQ8')")
+        if not isinstance(rescore, int) or rescore < 0:
+            raise ValueError(f"`rescore` must be a whole number >= 0 (0: no re-scoring), got {rescore!r}")
+        if embeddings.dtype != torch.float32 or embeddings.device.type != "cpu" or not embeddings.is_contiguous():
+            embeddings = embeddings.detach().float().cpu().contiguous()
+        self.embeddings = embeddings.detach()
+        ids = list(range(len(self.embeddings))) if ids is None else list(ids)
+        if len(ids) != len(self.embeddings):
+            raise ValueError(f"`ids` must have one id per embedding: expected {len(self.embeddings)}, got {len(ids)}")
+        self.ids, self.backend, self.rescore = ids, backend, rescore
+        self.fingerprint, self.model_name_or_path = fingerprint, model_name_or_path
+        self.model = self.processor = self.images = None
+        if search_backend is None:
+            if backend == "exact":
+                settings = {"precision": precision}
+            else:
+                default_factory, default_params = default_faiss_settings(len(self.embeddings))
+                settings = {"factory": faiss_factory or default_factory,
+                            "params": (default_params if faiss_factory is None else "") if faiss_params is None else faiss_params}
+            search_backend = make_backend(backend, self.embeddings, **settings)
+        self.search_backend = search_backend
+
+    def __len__(self) -> int:
+        return len(self.embeddings)
+
+    @property
+    def precision(self) -> str:
+        """The precision the exact backend scores in (``"float32"`` for FAISS: it stores what its factory says)."""
+        return getattr(self.search_backend, "precision", "float32")
+
+    @property
+    def faiss_params(self) -> str | None:
+        """The FAISS search settings in use (``None`` for the exact backend)."""
+        return getattr(self.search_backend, "params", None)
+
+    @classmethod
+    def build(
+        cls,
+        model,
+        processor,
+        images: Sequence,
+        ids: Sequence | None = None,
+        batch_size: int = 64,
+        show_progress: bool = True,
+        **index_options,
+    ) -> GalleryIndex:
+        """Embed ``images`` (G PIL images, a list or a ``datasets`` column) once with ``model``.
+
+        The index keeps ``model``, ``processor`` (to embed queries) and ``images`` (for re-ranking)
+        by reference. ``index_options`` go to the constructor (``backend``, ``precision``, ...).
+        """
+        embeddings = embed_images(model, processor, images, batch_size=batch_size, show_progress=show_progress)
+        index = cls(
+            embeddings,
+            ids,
+            fingerprint=model_fingerprint(model),
+            model_name_or_path=getattr(model, "name_or_path", None),
+            **index_options,
+        )
+        index.model, index.processor, index.images = model, processor, images
+        return index
+
+    def set_faiss_params(self, faiss_params: str) -> None:
+        """Change the FAISS search settings (e.g. ``"nprobe=64"``: higher recall, slower) without
+        rebuilding; they are saved with the index."""
+        if not isinstance(self.search_backend, FaissBackend):
+            raise ValueError(f"set_faiss_params needs backend='faiss'; this index uses backend={self.backend!r}")
+        self.search_backend.set_params(faiss_params)
+
+    def _rescored(self, queries: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact float32 scores ``queries[q] . embeddings[candidates[q, c]]`` [Q, C] and the top-``k`` of
+        each row, in chunks of queries; candidates marked -1 (FAISS found fewer) score ``-inf``.
+
+        In NumPy, single-threaded: this is ~0.02 ms for one query and 100 candidates, where torch's
+        parallel gather waits 8-50 ms for a second thread on a loaded 2-core machine (measured).
+        """
+        rows = max(1, _RESCORE_CHUNK_ELEMENTS // (candidates.shape[1] * queries.shape[1]))
+        vectors, scores, indices = self.embeddings.numpy(), [], []
+        bounds = list(range(rows, len(queries), rows))
+        for chunk, chunk_candidates in zip(np.split(queries.numpy(), bounds), np.split(candidates.numpy(), bounds)):
+            exact = np.einsum("qd,qcd->qc", chunk, vectors[np.maximum(chunk_candidates, 0)])
+            exact[chunk_candidates < 0] = -np.inf
+            order = np.argsort(-exact, axis=1, kind="stable")[:, :k]
+            scores.append(np.take_along_axis(exact, order, axis=1))
+            indices.append(np.take_along_axis(chunk_candidates, order, axis=1))
+        return torch.from_numpy(np.concatenate(scores)), torch.from_numpy(np.concatenate(indices)).long()
+
+    def search_embeddings(self, query_embeds: torch.Tensor, k: int = 10) -> SearchResults:
+        """Top-``k`` gallery items by inner product for query embeddings [Q, D] (k is capped at G).
+
+        The backend returns its best ``max(k, rescore)`` candidates; with ``rescore`` they are re-scored
+        with exact float32 inner products and the top ``k`` kept (among equal scores the order is
+        unspecified).
+        """
+        dim = self.embeddings.shape[1]
+        if not isinstance(query_embeds, torch.Tensor) or query_embeds.dim() != 2 or query_embeds.shape[1] != dim:
+            got = list(query_embeds.shape) if isinstance(query_embeds, torch.Tensor) else type(query_embeds).__name__
+            raise ValueError(f"`query_embeds` must have shape [num_queries, {dim}], got {got}")
+        if k < 1:
+            raise ValueError(f"`k` must be a positive integer, got {k}")
+        k = min(k, len(self))
+        query_embeds = query_embeds.detach().float().cpu().contiguous()
+        scores, indices = self.search_backend.search(query_embeds, max(k, min(self.rescore, len(self))))
+        if self.rescore:
+            scores, indices = self._rescored(query_embeds, indices, k)
+        if (indices[:, :k] < 0).any():
+            raise ValueError(f"the FAISS index found fewer than k={k} items for some queries: search wider "
+                             f"(set_faiss_params, now {self.faiss_params!r}) or ask for fewer")
+        return SearchResults(indices[:, :k], scores[:, :k], [[self.ids[i] for i in row] for row in indices[:, :k].tolist()])
+
+    def search(
+        self,
+        texts: Sequence[str],
+        k: int = 10,
+        *,
+        rerank: bool = False,
+        rerank_k: int | None = None,
+        batch_size: int = 256,
+        show_progress: bool = False,
+    ) -> SearchResults:
+        """Top-``k`` gallery ids and scores for each text, best first.
+
+        With ``rerank=True`` the first stage retrieves ``rerank_k`` (default ``k``) candidates per
+        query, the model's ``rerank_scores`` is added to their cosine scores, and they are re-sorted.
+        """
+        if self.model is None or self.processor is None:
+            raise ValueError("this index has no model to embed the queries: use build(), or load(dir, model=, processor=)")
+        query_embeds = embed_texts(self.model, self.processor, texts, batch_size=batch_size, show_progress=show_progress)
+        if not rerank:
+            return self.search_embeddings(query_embeds, k)
+        rerank_k = k if rerank_k is None else rerank_k
+        check_rerank(self.model, self.images, rerank_k, k)
+        first = self.search_embeddings(query_embeds, rerank_k)
+        k = min(k, first.indices.shape[1])
+        indices, scores = [], []
+        for text, candidates, first_scores in zip(texts, first.indices, first.scores):
+            order, new_scores = rerank_one(
+                self.model, self.processor, text, [self.images[int(i)] for i in candidates], first_scores
+            )
+            indices.append(candidates[order[:k]])
+            scores.append(new_scores[:k])
+        indices = torch.stack(indices)
+        return SearchResults(indices, torch.stack(scores), [[self.ids[i] for i in row] for row in indices.tolist()])
+
+    def save(self, directory: str | os.PathLike) -> None:
+        """Write ``embeddings.safetensors`` (float32), the backend's own files (the compressed copy,
+        ``faiss.index``) and ``index.json`` (ids, fingerprint, backend and its settings). Each file is
+        written under a temporary name then renamed, metadata last, so an interrupted save never leaves
+        a loadable half-written index."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        metadata = {
+            "format_version": INDEX_FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "model_name_or_path": self.model_name_or_path,
+            "num_items": len(self),
+            "dim": int(self.embeddings.shape[1]),
+            "backend": self.backend,
+            "backend_settings": self.search_backend.settings(),
+            "rescore": self.rescore,
+            "ids": self.ids,
+        }
+        try:
+            metadata_text = json.dumps(metadata, indent=2)
+        except TypeError as error:
+            raise TypeError(f"gallery `ids` must be JSON-serialisable (str or int) to save the index: {error}") from error
+        (directory / METADATA_FILE).unlink(missing_ok=True)  # the old metadata must not describe the new files
+        atomic_file(directory / EMBEDDINGS_FILE, lambda path: save_file({"embeddings": self.embeddings.contiguous()}, path))
+        self.search_backend.save(directory)
+        atomic_file(directory / METADATA_FILE, lambda path: Path(path).write_text(metadata_text))
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike, model=None, processor=None, images: Sequence | None = None,
+             *, precision: str | None = None) -> GalleryIndex:
+        """Read an index written by :meth:`save` (float32 embeddings memory-mapped).
+
+        With ``model`` (needed to search by text), its :func:`model_fingerprint` must equal the one
+        stored, else ``ValueError``: the stored embeddings would not match the queries' embeddings.
+        ``images`` (the gallery, same order) enables re-ranking. ``precision``, when given, must be
+        the one the index was built with (``ValueError`` otherwise).
+        """
+        directory = Path(directory)
+        metadata_path = directory / METADATA_FILE
+        if not metadata_path.is_file():
+            raise FileNotFoundError(f"no gallery index in {directory}: {METADATA_FILE} is missing")
+        metadata = _read_metadata(metadata_path)
+        if model is not None:
+            fingerprint = model_fingerprint(model)
+            if fingerprint != metadata["fingerprint"]:
+                raise ValueError(
+                    f"the index in {directory} was built by another model: stored fingerprint "
+                    f"{metadata['fingerprint']} ({metadata['model_name_or_path']}), given model {fingerprint} "
+                    f"({getattr(model, 'name_or_path', None)}); rebuild it with GalleryIndex.build"
+                )
+        stored_precision = metadata["backend_settings"].get("precision", "float32")
+        if precision is not None and precision != stored_precision:
+            raise ValueError(f"{metadata_path}: the index was built with precision {stored_precision!r}, not "
+                             f"{precision!r}; rebuild it with GalleryIndex(index.embeddings, precision={precision!r})")
+        embeddings = _map_embeddings(directory / EMBEDDINGS_FILE)
+        if list(embeddings.shape) != [metadata["num_items"], metadata["dim"]]:
+            raise ValueError(
+                f"{directory / EMBEDDINGS_FILE}: expected embeddings of shape [{metadata['num_items']}, "
+                f"{metadata['dim']}] (from {METADATA_FILE}), got {list(embeddings.shape)}"
+            )
+        backend = load_backend(metadata["backend"], directory, embeddings, metadata["backend_settings"])
+        index = cls(embeddings, metadata["ids"], backend=metadata["backend"], precision=stored_precision,
+                    rescore=metadata["rescore"], fingerprint=metadata["fingerprint"],
+                    model_name_or_path=metadata["model_name_or_path"], search_backend=backend)
+        if images is not None and len(images) != len(index):
+            raise ValueError(f"`images` must hold the {len(index)} gallery images of the index, got {len(images)}")
+        index.model, index.processor, index.images = model, processor, images
+        return index
+
+
+def _read_metadata(path: Path) -> dict:
+    """``index.json`` as a version-2 dict (version 1, written before compressed search, is converted)."""
+    try:
+        metadata = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not valid JSON ({error}); rebuild the index") from None
+    version = metadata.get("format_version") if isinstance(metadata, dict) else None
+    if version == 1:
+        metadata["backend_settings"] = ({"precision": "float32"} if metadata["backend"] == "exact" else
+                                        {"faiss_factory": metadata["faiss_factory"], "faiss_params": metadata["faiss_params"]})
+        metadata["rescore"] = 0
+    elif version != INDEX_FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {version!r} is not supported (expected {INDEX_FORMAT_VERSION})")
+    required = {"fingerprint", "model_name_or_path", "num_items", "dim", "backend", "backend_settings", "rescore", "ids"}
+    missing = sorted(required - set(metadata))
+    if missing:
+        raise ValueError(f"{path}: missing field(s) {missing}; rebuild the index")
+    if len(metadata["ids"]) != metadata["num_items"]:
+        raise ValueError(f"{path}: `ids` holds {len(metadata['ids'])} ids for num_items={metadata['num_items']}")
+    return metadata
