@@ -118,7 +118,7 @@ def ranked_figures(runs: Path, methods) -> dict[str, Path]:
 
 def comparison_table(comparison: dict) -> str:
     rows = {("clip_reid (baseline)" if name == "clip_reid" else name): row for name, row in comparison["rows"].items()}
-    return zoo.table({**rows, **comparison["reranked"]}, first_column="method")
+    return zoo.table({**rows, **comparison["reranked"]}, first_column="method", differences=comparison.get("differences"))
 
 
 def readme_table(comparison: dict, papers: dict) -> str:
@@ -197,7 +197,7 @@ validation interval scaled alike), the full method re-run at that budget as each
 row, then one run per component switched off through `--model_config` (`benchmarks/zoo.py::ABLATIONS`).
 One seed: differences of a few points are within the seed-to-seed spread of the table above.
 
-{zoo.table(ablations["rows"])}
+{zoo.table(ablations["rows"], differences=ablations.get("differences"), against="the full method")}
 
 ### Ranked results (`tireid visualize`, seed-0 model of each method, the same 4 test queries)
 

@@ -1,10 +1,12 @@
 """Train and evaluate every method of the zoo on the synthetic dataset with the same budget and seeds.
 
-Each run is ``train.py --config configs/<method>_synthetic.yaml --seed S`` (the configs share the
-data, the tiny CLIP and a 30-epoch budget); ablation runs add ``--model_config`` overrides. Runs go
+Each run is ``train.py --config configs/<method>_synthetic.yaml --seed S`` (the configs share one
+protocol: data, pretrained base, sampler, optimiser, schedule and epoch budget); ablation runs add ``--model_config`` overrides. Runs go
 to ``--runs`` (one folder each, reused when its results.json exists) and execute ``--workers`` at a
 time with one torch thread each. The tables (mean and sample standard deviation over seeds of the
-TEST metrics, first stage and re-ranked for CADA) are printed and written to ``--summary`` as JSON.
+TEST metrics, first stage and re-ranked for CADA, and each method's ΔR@1 / ΔmAP against the baseline
+with a paired identity-bootstrap 95 % interval pooled over the seeds; each ablation against its full
+method) are printed and written to ``--summary`` as JSON.
 
     python benchmarks/zoo.py --seeds 0 1 2 --workers 2                        # the method comparison
     python benchmarks/zoo.py --seeds 0 --ablations --budget 0.34 --workers 2  # one row per component
@@ -28,11 +30,15 @@ from pathlib import Path
 
 import yaml
 
+from tireid_hf.metrics import paired_bootstrap
 from tireid_hf.methods import method_names
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = tuple(method_names())  # the registry's: a method missing from ABLATIONS fails tests/test_method_registry.py
 KEYS = ("R1", "R5", "R10", "mAP", "mINP")
+BASELINE = "clip_reid"
+PER_QUERY_FILE = "test_per_query.json"  # written by the training loop next to results.json
+DELTA_KEYS = {"R1": "R1", "mAP": "AP"}  # reported difference -> per-query value it averages
 # One row per component: the config overrides that switch it off.
 ABLATIONS = {
     "clip_reid": {"no ID loss": {"id_loss_weight": 0.0}},
@@ -79,10 +85,15 @@ def scaled_epoch_arguments(config: dict, budget: float) -> list[str]:
     return arguments
 
 
+def run_name(method: str, seed: int, variant: str = "", budget: float = 1.0) -> str:
+    """The folder name of one run under ``--runs``."""
+    return (f"{method}-seed{seed}" + (f"-budget{budget:g}" if budget != 1.0 else "")
+            + (f"-{variant.replace(' ', '_').replace('(', '').replace(')', '')}" if variant else ""))
+
+
 def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict, budget: float = 1.0) -> dict:
     """One training run (or its cached results)."""
-    name = (f"{method}-seed{seed}" + (f"-budget{budget:g}" if budget != 1.0 else "")
-            + (f"-{variant.replace(' ', '_').replace('(', '').replace(')', '')}" if variant else ""))
+    name = run_name(method, seed, variant, budget)
     out = runs / name
     if (out / "results.json").is_file():
         return json.loads((out / "results.json").read_text())
@@ -113,11 +124,34 @@ def summarise(results: list[dict], key: str = "test") -> dict:
     return summary
 
 
-def table(rows: dict[str, dict], first_column: str = "run") -> str:
+def paired_differences(runs: Path, names: list[str], reference_names: list[str]) -> dict[str, str]:
+    """``"R1"`` / ``"mAP"`` -> ``"+d [low, high]"``: the runs ``names`` minus the runs ``reference_names``
+    (paired seed by seed, in order) on the same test queries, with the 95 % paired identity-bootstrap
+    interval pooled over the pairs (:func:`tireid_hf.metrics.paired_bootstrap`). Empty when a run has no
+    per-query file (trained before the loop wrote one)."""
+    files = [runs / name / PER_QUERY_FILE for name in [*names, *reference_names]]
+    if not all(path.is_file() for path in files):
+        return {}
+    loaded = [json.loads(path.read_text())["t2i"] for path in files]
+    pids = loaded[0]["pid"]
+    if any(entry["pid"] != pids for entry in loaded):
+        raise ValueError(f"runs {names} and {reference_names} were not evaluated on the same test queries")
+    ours, theirs = loaded[:len(names)], loaded[len(names):]
+    return {key: str(paired_bootstrap([run[value] for run in ours], [run[value] for run in theirs], pids))
+            for key, value in DELTA_KEYS.items()}
+
+
+def table(rows: dict[str, dict], first_column: str = "run", differences: dict[str, dict] | None = None,
+          against: str = "the baseline") -> str:
     """Markdown: one row per summary, ``mean ± std`` cells (the mean alone for a single run)."""
-    lines = [f"| {first_column} | " + " | ".join(KEYS) + " | train min |", "|---|" + "---|" * (len(KEYS) + 1)]
+    differences = differences or {}
+    extra = [f"Δ{key} vs {against} [95% CI]" for key in DELTA_KEYS] if differences else []
+    lines = [f"| {first_column} | " + " | ".join([*KEYS, *extra]) + " | train min |",
+             "|---|" + "---|" * (len(KEYS) + len(extra) + 1)]
     for name, summary in rows.items():
         cells = [f"{summary[k][0]:.2f}" + (f" ± {summary[k][1]:.2f}" if summary["runs"] > 1 else "") for k in KEYS]
+        if differences:
+            cells += [differences.get(name, {}).get(key, "—") for key in DELTA_KEYS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {summary['train_minutes']:.1f} |")
     return "\n".join(lines)
 
@@ -134,25 +168,32 @@ def compare(runs: Path, methods, seeds, workers: int) -> dict:
     ``results[method]`` lists the runs' results.json contents (with their validation histories)."""
     outcomes = run_jobs(runs, [(method, seed, "", {}) for method in methods for seed in seeds], 1.0, workers)
     results = {method: [result for (m, *_), result in outcomes if m == method] for method in methods}
-    rows, reranked = {}, {}
+    rows, reranked, differences = {}, {}, {}
+    baseline_runs = [run_name(BASELINE, seed) for seed in seeds]
     for method, method_results in results.items():
         rows[method] = summarise(method_results)
         if "test_reranked" in method_results[0]:
             reranked[f"{method} (re-ranked)"] = summarise(method_results, "test_reranked")
-    return {"seeds": list(seeds), "budget": 1.0, "rows": rows, "reranked": reranked, "results": results}
+        if method != BASELINE and BASELINE in methods:
+            differences[method] = paired_differences(runs, [run_name(method, seed) for seed in seeds], baseline_runs)
+    return {"seeds": list(seeds), "budget": 1.0, "rows": rows, "reranked": reranked, "differences": differences,
+            "results": results}
 
 
 def ablate(runs: Path, methods, seed: int, budget: float, workers: int) -> dict:
     """Each method and one run per component switched off (``ABLATIONS``), one seed, at ``budget``."""
     jobs = [(method, seed, variant, overrides)
             for method in methods for variant, overrides in [("", {}), *ABLATIONS[method].items()]]
-    rows = {}
+    rows, differences = {}, {}
     for (method, _, variant, _), result in run_jobs(runs, jobs, budget, workers):
         label = method + (f": {variant}" if variant else "")
         rows[label] = summarise([result])
         if "test_reranked" in result:
             rows[f"{label} (re-ranked)"] = summarise([result], "test_reranked")
-    return {"seeds": [seed], "budget": budget, "rows": rows}
+        if variant:  # against the full method at the same budget and seed
+            differences[label] = paired_differences(runs, [run_name(method, seed, variant, budget)],
+                                                    [run_name(method, seed, "", budget)])
+    return {"seeds": [seed], "budget": budget, "rows": rows, "differences": differences}
 
 
 def main() -> None:
@@ -167,13 +208,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.ablations:
         summary = ablate(args.runs, args.methods, args.seeds[0], args.budget, args.workers)
-        print(table(summary["rows"]))
+        print(table(summary["rows"], differences=summary["differences"], against="the full method"))
     else:
         if args.budget != 1.0:
             parser.error("--budget applies to --ablations; the comparison runs the full budget")
         summary = compare(args.runs, args.methods, args.seeds, args.workers)
         summary.pop("results")
-        print(table({**summary["rows"], **summary["reranked"]}))
+        print(table({**summary["rows"], **summary["reranked"]}, differences=summary["differences"]))
     args.summary.write_text(json.dumps(summary, indent=2))
 
 

@@ -54,7 +54,9 @@ def remote_code_embeddings(folder, inputs: dict, tmp_path) -> dict:
     holds a processor, also `AutoProcessor.from_pretrained(..., trust_remote_code=True)`'s module and its
     output (``processed``) for PROCESSOR_TEXTS and processor_images()."""
     torch.save(inputs, tmp_path / "inputs.pt")
-    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": ""}
+    # the same thread count as this process: a different one changes the floats' rounding, not the model
+    env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": "",
+           "OMP_NUM_THREADS": str(torch.get_num_threads())}
     subprocess.run([sys.executable, "-c", PROCESSOR_CHECK + REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
                    check=True, env=env, cwd=tmp_path)
     return torch.load(tmp_path / "out.pt", weights_only=True)

@@ -1,5 +1,6 @@
 """The zoo report's pieces (benchmarks/report.py, benchmarks/zoo.py): budgets, curves, tables, blocks."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -96,3 +97,36 @@ def test_readme_table_puts_the_papers_figures_and_each_gpu_config_beside_ours():
         for dataset in report.DATASETS:
             assert f"(configs/{method}_{dataset}.yaml)" in report.readme_table(comparison, papers)
             assert (REPO / "configs" / f"{method}_{dataset}.yaml").is_file()
+
+
+def _write_per_query(runs, name, r1, ap, pids):
+    (runs / name).mkdir(parents=True)
+    (runs / name / zoo.PER_QUERY_FILE).write_text(json.dumps({"t2i": {"R1": r1, "AP": ap, "pid": pids}}))
+
+
+def test_differences_pair_runs_seed_by_seed_on_the_same_queries(tmp_path):
+    pids = [0, 0, 1, 1, 2, 2]
+    for seed in (0, 1):  # the method wins exactly one query per seed more than the baseline; AP +0.1 everywhere
+        base_r1 = [0.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+        _write_per_query(tmp_path, zoo.run_name("clip_reid", seed), base_r1, [0.5] * 6, pids)
+        _write_per_query(tmp_path, zoo.run_name("uit", seed), [1.0 if i == seed else v for i, v in enumerate(base_r1)],
+                         [0.6] * 6, pids)
+    runs = [zoo.run_name("uit", seed) for seed in (0, 1)]
+    references = [zoo.run_name("clip_reid", seed) for seed in (0, 1)]
+    differences = zoo.paired_differences(tmp_path, runs, references)
+    assert differences["mAP"] == "+10.00 [+10.00, +10.00]"
+    assert differences["R1"].startswith("+16.67 [")  # 1 of 6 queries per seed
+    assert zoo.paired_differences(tmp_path, runs, [zoo.run_name("lgur", 0), zoo.run_name("lgur", 1)]) == {}
+    _write_per_query(tmp_path, zoo.run_name("lgur", 0), [0.0] * 5, [0.5] * 5, pids[:5])
+    with pytest.raises(ValueError, match="same test queries"):
+        zoo.paired_differences(tmp_path, [zoo.run_name("lgur", 0)], references[:1])
+
+
+def test_table_shows_the_difference_columns_only_when_there_are_differences():
+    summary = {**{key: (10.0, 0.0) for key in zoo.KEYS}, "train_minutes": 1.0, "runs": 1}
+    plain = zoo.table({"a": summary})
+    assert "Δ" not in plain
+    lines = zoo.table({"a": summary, "b": summary}, differences={"b": {"R1": "+1.00 [+0.50, +1.50]"}}).splitlines()
+    assert lines[0].endswith("ΔR1 vs the baseline [95% CI] | ΔmAP vs the baseline [95% CI] | train min |")
+    assert lines[2] == "| a | " + " | ".join(["10.00"] * 5) + " | — | — | 1.0 |"
+    assert lines[3] == "| b | " + " | ".join(["10.00"] * 5) + " | +1.00 [+0.50, +1.50] | — | 1.0 |"

@@ -84,6 +84,12 @@ def test_single_process_run_learns_selects_on_validation_and_saves_a_loadable_mo
     again = evaluate_split(model, TIReIDProcessor.from_pretrained(out), validation, show_progress=False)
     for key in ("t2i/R1", "t2i/R5", "t2i/mAP", "t2i/mINP"):
         assert again[key] == pytest.approx(results["best_validation"]["metrics"][key], abs=1e-4)
+    # each test query's values, for paired comparisons: in caption order, averaging to the test metrics
+    per_query = json.loads((out / "test_per_query.json").read_text())["t2i"]
+    test = load_tireid_dataset("synthetic", **DATA)["test"]
+    assert per_query["pid"] == [pid for pid, captions in zip(test["pid"], test["captions"]) for _ in captions]
+    for key, name in (("R1", "t2i/R1"), ("R10", "t2i/R10"), ("AP", "t2i/mAP"), ("INP", "t2i/mINP")):
+        assert 100 * sum(per_query[key]) / len(per_query[key]) == pytest.approx(results["test"][name], abs=1e-9)
 
 
 def test_output_dir_of_another_run_is_refused_before_training(tmp_path):

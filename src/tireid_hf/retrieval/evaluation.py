@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import DIRECTIONS, rank_metrics
+from ..metrics import DIRECTIONS, per_query_metrics, rank_metrics
 from .embedding import device_of, embed_images, embed_texts, tokenize
 from .rerank import check_rerank, rerank_one, supports_rerank
 
@@ -37,7 +37,8 @@ def evaluate_split(
     ks: Sequence[int] = (1, 5, 10),
     show_progress: bool = True,
     accelerator=None,
-) -> dict[str, float]:
+    return_per_query: bool = False,
+) -> dict[str, float] | tuple[dict[str, float], dict[str, dict[str, list]]]:
     """Rank metrics of a split under the TIReID protocol; the one evaluation path of tireid-hf.
 
     Queries are every caption of the split (pid = its row's pid), the gallery is every image of the
@@ -54,10 +55,15 @@ def evaluate_split(
         accelerator (`accelerate.Accelerator`, *optional*): in distributed runs each process embeds a
             contiguous shard of the images and captions; the shards are gathered so that every
             query and gallery item counts exactly once, and every process returns the same metrics.
+        return_per_query (`bool`, *optional*, defaults to `False`): also return each query's values
+            (:func:`~tireid_hf.metrics.per_query_metrics`), what a paired comparison of two models on
+            the same split needs (:func:`~tireid_hf.metrics.paired_bootstrap`).
 
     Returns:
         `dict`: flat, ``"{direction}/{key}"`` for every key of :func:`rank_metrics`, e.g. ``"t2i/R1"``,
-        ``"t2i/mAP"``, ``"t2i/num_queries"``.
+        ``"t2i/mAP"``, ``"t2i/num_queries"``. With ``return_per_query``, ``(that dict, per_query)``:
+        ``per_query[direction]`` maps ``R{k}``, ``AP``, ``INP`` (fractions) and ``pid`` to plain lists,
+        one entry per query in query order (captions in row order for t2i, images for i2t).
     """
     directions = tuple(directions)
     if not directions or any(direction not in DIRECTIONS for direction in directions):
@@ -94,7 +100,13 @@ def evaluate_split(
     for direction in directions:
         metrics = rank_metrics(similarity, text_pids, image_pids, ks=ks, direction=direction)
         results.update({f"{direction}/{key}": value for key, value in metrics.items()})
-    return results
+    if not return_per_query:
+        return results
+    per_query = {}
+    for direction in directions:
+        values = per_query_metrics(similarity, text_pids, image_pids, ks=ks, direction=direction)
+        per_query[direction] = {key: value.tolist() for key, value in values.items() if key != "query_index"}
+    return results, per_query
 
 
 def matching_accuracy(

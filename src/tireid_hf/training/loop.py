@@ -72,6 +72,7 @@ class _EpochBatches(torch.utils.data.Dataset):
 
 BEST = "best"  # the best model so far, moved into output_dir at the end
 RESULTS_FILE = "results.json"
+PER_QUERY_FILE = "test_per_query.json"  # each test query's R@k, AP, INP and pid: paired comparisons of runs
 # The names of output_dir that belong to a run in progress, not to its final model.
 _RUN_STATE = ("checkpoints", "logs", BEST, "training_args.yaml")
 # Names of a previous run's files, written when --overwrite_output_dir starts a new run over it; they are
@@ -370,9 +371,10 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress)
     best_folder = output / BEST if (output / BEST).is_dir() else output
     best = AutoModel.from_pretrained(best_folder).to(accelerator.device)
     processor = TIReIDProcessor.from_pretrained(best_folder)
-    test = evaluate_split(best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size,
-                          directions=("t2i", "i2t") if args.eval_i2t else ("t2i",), accelerator=accelerator,
-                          show_progress=accelerator.is_local_main_process)
+    test, test_per_query = evaluate_split(best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size,
+                                          directions=("t2i", "i2t") if args.eval_i2t else ("t2i",),
+                                          accelerator=accelerator, show_progress=accelerator.is_local_main_process,
+                                          return_per_query=True)
     progress.update_runtime()
     results = {
         "method": model_args.method,
@@ -396,6 +398,7 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress)
             best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size, rerank=True,
             rerank_k=best.rerank_k, accelerator=accelerator, show_progress=accelerator.is_local_main_process)
     if accelerator.is_main_process:
+        atomic_text(best_folder / PER_QUERY_FILE, json.dumps(test_per_query))
         atomic_text(best_folder / RESULTS_FILE, json.dumps(results, indent=2))
         _complete_final_move(output)
         print(_summary_table(results))
