@@ -52,24 +52,24 @@ def _check_embeddings(embeds, name: str, expected_rows: int) -> torch.Tensor:
 
 
 def _shard_bounds(total: int, accelerator) -> tuple[int, int]:
-    """This process' contiguous share ``[start, end)`` of ``total`` items (all of them without accelerator)."""
+    """This process' contiguous share ``[start, end)`` of ``total`` items, as Accelerate's
+    ``split_between_processes`` cuts it (all of them without accelerator; an empty share is ``(total, total)``)."""
     if accelerator is None or accelerator.num_processes == 1:
         return 0, total
-    per_rank = -(-total // accelerator.num_processes)
-    start = min(total, accelerator.process_index * per_rank)
-    return start, min(total, start + per_rank)
+    with accelerator.split_between_processes(torch.arange(total)) as mine:
+        return (int(mine[0]), int(mine[-1]) + 1) if len(mine) else (total, total)
 
 
-def _gather_shards(local: torch.Tensor, total: int, accelerator) -> torch.Tensor:
-    """Concatenate every process' shard in rank order, each item exactly once: shards are padded to
-    one length for the all-gather, and the padding is cut off again."""
+def _gather_shards(local: torch.Tensor, accelerator) -> torch.Tensor:
+    """Concatenate every process' shard in rank order, each item exactly once. Shards may differ in
+    length: they are padded to the longest for the all-gather (``pad_across_processes``) and each
+    process' padding is cut off again, by the shard lengths gathered alongside."""
     if accelerator is None or accelerator.num_processes == 1:
         return local
-    per_rank = -(-total // accelerator.num_processes)
-    padded = torch.zeros(per_rank, local.shape[1], dtype=local.dtype)
-    padded[: local.shape[0]] = local
-    gathered = accelerator.gather(padded.to(accelerator.device)).cpu()
-    return gathered.reshape(accelerator.num_processes * per_rank, -1)[:total]
+    lengths = accelerator.gather(torch.tensor([local.shape[0]], device=accelerator.device)).cpu().tolist()
+    padded = accelerator.pad_across_processes(local.to(accelerator.device), dim=0)
+    gathered = accelerator.gather(padded).cpu().reshape(accelerator.num_processes, -1, local.shape[1])
+    return torch.cat([gathered[rank, :length] for rank, length in enumerate(lengths)])
 
 
 def _embed_in_batches(items: Sequence, batch_size: int, embed_batch, name: str, width: int, show_progress: bool,
@@ -86,7 +86,7 @@ def _embed_in_batches(items: Sequence, batch_size: int, embed_batch, name: str, 
             embeds = embed_batch(batch)
         chunks.append(_check_embeddings(embeds, f"embedding of {name}", len(batch)))
     local = torch.cat(chunks) if chunks else torch.zeros(0, width)  # an empty shard: more processes than items
-    return _gather_shards(local, len(items), accelerator)
+    return _gather_shards(local, accelerator)
 
 
 def _embedding_width(model) -> int:
