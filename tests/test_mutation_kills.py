@@ -6,6 +6,8 @@ import torch
 
 from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
 from tireid_hf.metrics.retrieval import per_query_metrics
+from tireid_hf.modeling import LCR2SModel
+from tester import ModelTester
 
 
 # ----------------------------------------------------------------------------- metrics/bootstrap.py
@@ -93,3 +95,58 @@ def test_per_query_metrics_follow_the_direction():
     assert i2t["R1"].tolist() == [1.0, 1.0, 1.0] and i2t["pid"].tolist() == [0, 1, 1]
     t2i = per_query_metrics(similarity, [0, 1], [0, 1, 1], ks=(1,))
     assert t2i["query_index"].tolist() == [0, 1]
+
+
+# ----------------------------------------------------------------------------- modeling_lcr2s.py
+def test_student_stage_classifier_is_initialised_as_an_id_head_in_the_models_dtype():
+    """The fresh ``student_id_classifier`` of ``start_stage("student")``: N(0, 0.001) weights, zero bias
+    (not nn.Linear's uniform default, std ~ 1 / sqrt(3 D)), in the dtype of a model converted to float64."""
+    model = ModelTester("lcr2s").model().double()
+    torch.manual_seed(0)
+    model.start_stage("student")
+    classifier = model.student_id_classifier
+    assert classifier.weight.dtype == torch.float64 and classifier.bias.dtype == torch.float64
+    assert 0.0005 < classifier.weight.std().item() < 0.002
+    assert torch.equal(classifier.bias, torch.zeros_like(classifier.bias))
+
+
+def test_student_checkpoint_loaded_with_its_loading_info_has_its_teacher_frozen(tmp_path):
+    model = ModelTester("lcr2s").model()
+    model.start_stage("student")
+    model.save_pretrained(tmp_path)
+    loaded, info = LCR2SModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"]
+    assert loaded.teacher_clip is not None
+    assert not any(p.requires_grad for p in [*loaded.teacher_clip.parameters(), *loaded.fusion.parameters()])
+
+
+def test_fusion_takes_its_mlp_width_and_dropout_from_the_config():
+    model = ModelTester("lcr2s", fusion_mlp_ratio=2.0, fusion_dropout=0.5).model()
+    width = model.config.embed_dim
+    queries, memory = torch.randn(3, 1, width), torch.randn(3, 4, width)
+    for fusion in model.fusion.values():
+        assert fusion.mlp[0].out_features == 2 * width
+        fusion.train()
+        assert not torch.equal(fusion(queries, memory), fusion(queries, memory))  # dropout is on
+        fusion.eval()
+        assert torch.equal(fusion(queries, memory), fusion(queries, memory))
+
+
+@pytest.mark.parametrize("kept", ["distill_feature", "distill_relation"])
+def test_student_stage_with_one_distillation_term_still_runs_the_teacher(kept):
+    dropped = ({"distill_feature", "distill_relation"} - {kept}).pop()
+    tester = ModelTester("lcr2s", **{f"{dropped}_loss_weight": 0.0})
+    model = tester.model()
+    model.start_stage("student")
+    assert set(model(**tester.inputs()).losses) == {"student_align", "student_id", kept}
+
+
+def test_student_stage_without_distillation_does_not_run_the_teacher():
+    tester = ModelTester("lcr2s", distill_feature_loss_weight=0.0, distill_relation_loss_weight=0.0)
+    model = tester.model()
+    model.start_stage("student")
+    calls = []
+    for fusion in model.fusion.values():
+        fusion.register_forward_hook(lambda *_: calls.append(1))
+    assert set(model(**tester.inputs()).losses) == {"student_align", "student_id"}
+    assert calls == []
