@@ -1,6 +1,8 @@
 """Tests written to kill the mutants `make mutation` found surviving (TESTING.md): each pins a behaviour
 of the mutated module that no other test read. Grouped by module."""
 
+import re
+
 import pytest
 import torch
 
@@ -150,3 +152,17 @@ def test_student_stage_without_distillation_does_not_run_the_teacher():
         fusion.register_forward_hook(lambda *_: calls.append(1))
     assert set(model(**tester.inputs()).losses) == {"student_align", "student_id"}
     assert calls == []
+
+
+# ----------------------------------------------------------------------------- modeling/base.py
+def test_identity_loss_errors_name_the_loss_the_weight_and_the_range():
+    model = ModelTester("clip_reid").model(num_ids=0)
+    features = torch.randn(4, model.config.embed_dim)
+    with pytest.raises(ValueError, match=r"^id: the ID loss is on \(id_loss_weight=1.0\) but config.num_ids is 0; "
+                                         r"set num_ids to the number of training identities or the weight to 0$"):
+        model.identity_loss(None, features, features, torch.tensor([0, 0, 1, 1]))
+    model = ModelTester("clip_reid").model()  # num_ids = 3
+    for pids, shown in ([0, 1, 2, 3], "[0, 3]"), ([-1, 0, 1, 2], "[-1, 2]"):
+        with pytest.raises(ValueError, match=rf"^id: pids must lie in \[0, num_ids=3\), got {re.escape(shown)}$"):
+            model.identity_loss(model.id_classifier, features, features, torch.tensor(pids))
+    assert model.identity_loss(model.id_classifier, features, features, torch.tensor([0, 1, 2, 2])) > 0
