@@ -166,3 +166,31 @@ def test_identity_loss_errors_name_the_loss_the_weight_and_the_range():
         with pytest.raises(ValueError, match=rf"^id: pids must lie in \[0, num_ids=3\), got {re.escape(shown)}$"):
             model.identity_loss(model.id_classifier, features, features, torch.tensor(pids))
     assert model.identity_loss(model.id_classifier, features, features, torch.tensor([0, 1, 2, 2])) > 0
+
+
+def test_forward_refuses_pids_of_another_batch_size_naming_both_shapes():
+    tester = ModelTester("clip_reid")
+    inputs = tester.inputs()  # a batch of 4
+    inputs["pids"] = inputs["pids"][:2]
+    with pytest.raises(ValueError, match=r"^pids must have shape \[batch=4\], got \[2\]$"):
+        tester.model()(**inputs)
+
+
+def test_forward_hands_its_own_arguments_to_the_loss_hook():
+    """``compute_losses`` gets forward's inputs unchanged (methods whose losses read the text tokens need the
+    attention mask), and the extra batch inputs."""
+    tester = ModelTester("clip_reid")
+    model, inputs = tester.model(), tester.inputs()
+    received = {}
+
+    def spy(features, pixel_values, input_ids, attention_mask, pids, **batch_inputs):
+        received.update(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, pids=pids,
+                        **batch_inputs)
+        return {}
+
+    model.compute_losses = spy
+    output = model(**inputs, extra=torch.tensor(1.5))
+    assert set(received) == {"pixel_values", "input_ids", "attention_mask", "pids", "extra"}
+    for name, value in inputs.items():
+        assert received[name] is value, name
+    assert received["extra"].item() == 1.5 and output.loss is None and output.losses == {}
