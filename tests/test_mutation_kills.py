@@ -6,6 +6,8 @@ import re
 import pytest
 import torch
 
+from tireid_hf.data.readers import RAW_FORMATS, _parse_id, parse_record, read_json_records
+from tireid_hf.data.schema import DatasetFormatError
 from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
 from tireid_hf.metrics.retrieval import per_query_metrics
 from tireid_hf.modeling import LCR2SModel
@@ -194,3 +196,43 @@ def test_forward_hands_its_own_arguments_to_the_loss_hook():
     for name, value in inputs.items():
         assert received[name] is value, name
     assert received["extra"].item() == 1.5 and output.loss is None and output.losses == {}
+
+
+# ----------------------------------------------------------------------------- data/readers.py
+def test_non_utf8_annotation_error_gives_the_byte_the_line_and_the_rule(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_bytes(b'[\n {"id": 1},\n "caf\xe9"]')  # byte 19 on line 3: latin-1, not UTF-8
+    message = f"{path}: not UTF-8 text (byte 19, line 3: invalid continuation byte); annotation files must be UTF-8 JSON"
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(message)}$"):
+        read_json_records(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (" \n[ ]\n", []), ("[]", []), ('[{"a": 1}]', [{"a": 1}]), ('\t[ {"a": 1} , 2 ]', [{"a": 1}, 2]),
+])
+def test_json_records_are_read_with_or_without_whitespace_around_the_brackets(tmp_path, text, expected):
+    path = tmp_path / "data.json"
+    path.write_text(text, encoding="utf-8")
+    assert read_json_records(path) == expected
+
+
+@pytest.mark.parametrize("image_path", ["/etc/passwd", "../outside.jpg", "a/../../outside.jpg"])
+def test_an_image_path_outside_the_image_folder_is_refused_by_name(image_path):
+    fmt = RAW_FORMATS["cuhk-pedes"]
+    record = {"split": "train", "captions": ["a man"], fmt.path_field: image_path, "id": 1}
+    message = (f"data.json: record 4: field '{fmt.path_field}' is {image_path!r}, which points outside "
+               f"{fmt.image_dir}/ of the dataset root; image paths must stay inside it")
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(message)}$"):
+        parse_record(record, 4, "data.json", fmt)
+
+
+@pytest.mark.parametrize("value, expected", [(7, 7), (3.0, 3), ("12", 12), (" 12 ", 12), ("-5", -5), (-5, -5)])
+def test_integer_ids_are_read_from_ints_integral_floats_and_digit_strings(value, expected):
+    parsed = _parse_id(value, "here")
+    assert parsed == expected and type(parsed) is int
+
+
+@pytest.mark.parametrize("value", ["5-", "1.5", "", "-", 2.5, True, None])
+def test_other_ids_are_refused(value):
+    with pytest.raises(DatasetFormatError, match=f"^here: field 'id' is {re.escape(repr(value))}, which is not an integer"):
+        _parse_id(value, "here")
