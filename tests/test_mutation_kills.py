@@ -1,12 +1,14 @@
 """Tests written to kill the mutants `make mutation` found surviving (TESTING.md): each pins a behaviour
 of the mutated module that no other test read. Grouped by module."""
 
+import json
 import re
 
 import pytest
 import torch
 
-from tireid_hf.data.readers import RAW_FORMATS, _parse_id, parse_record, read_json_records
+from tireid_hf.data import readers
+from tireid_hf.data.readers import RAW_FORMATS, _parse_id, parse_record, read_json_records, read_raw_dataset
 from tireid_hf.data.schema import DatasetFormatError
 from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
 from tireid_hf.metrics.retrieval import per_query_metrics
@@ -214,6 +216,34 @@ def test_json_records_are_read_with_or_without_whitespace_around_the_brackets(tm
     path = tmp_path / "data.json"
     path.write_text(text, encoding="utf-8")
     assert read_json_records(path) == expected
+
+
+def test_only_json_whitespace_is_skipped_before_the_list(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text("X[]", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match="expected a list of records at the top level"):
+        read_json_records(path)
+
+
+class _StopReading(Exception):
+    pass
+
+
+@pytest.mark.parametrize("num_records", [4999, 5000])
+def test_image_check_shows_a_named_progress_bar_from_5000_records(tmp_path, monkeypatch, num_records):
+    records = [{"split": "train", "captions": ["a man"], "file_path": f"{i}.jpg", "id": i} for i in range(num_records)]
+    (tmp_path / "reid_raw.json").write_text(json.dumps(records), encoding="utf-8")
+    seen = {}
+
+    def fake_tqdm(iterable, **kwargs):
+        seen.update(kwargs, count=len(iterable))
+        raise _StopReading
+
+    monkeypatch.setattr(readers, "tqdm", fake_tqdm)
+    with pytest.raises(_StopReading):
+        read_raw_dataset("cuhk-pedes", tmp_path)
+    assert seen == {"desc": "cuhk-pedes: checking images", "unit": "img", "disable": num_records < 5000,
+                    "count": num_records}
 
 
 @pytest.mark.parametrize("image_path", ["/etc/passwd", "../outside.jpg", "a/../../outside.jpg"])
