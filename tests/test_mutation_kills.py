@@ -2,6 +2,7 @@
 of the mutated module that no other test read. Grouped by module."""
 
 import json
+import logging
 import re
 
 import pytest
@@ -9,10 +10,11 @@ import torch
 
 from tireid_hf.data import readers
 from tireid_hf.data.readers import RAW_FORMATS, _parse_id, parse_record, read_json_records, read_raw_dataset
-from tireid_hf.data.schema import DatasetFormatError
+from tireid_hf.data.schema import DatasetFormatError, summarize
 from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
 from tireid_hf.metrics.retrieval import per_query_metrics
 from tireid_hf.modeling import LCR2SModel
+from test_data_readers import make_release
 from tester import ModelTester
 
 
@@ -210,7 +212,7 @@ def test_non_utf8_annotation_error_gives_the_byte_the_line_and_the_rule(tmp_path
 
 
 @pytest.mark.parametrize("text, expected", [
-    (" \n[ ]\n", []), ("[]", []), ('[{"a": 1}]', [{"a": 1}]), ('\t[ {"a": 1} , 2 ]', [{"a": 1}, 2]),
+    (" \n[ ]\n", []), ("[]", []), ("[1,2,3]", [1, 2, 3]), ('[{"a": 1}]', [{"a": 1}]), ('\t[ {"a": 1} , 2 ]', [{"a": 1}, 2]),
 ])
 def test_json_records_are_read_with_or_without_whitespace_around_the_brackets(tmp_path, text, expected):
     path = tmp_path / "data.json"
@@ -266,3 +268,27 @@ def test_integer_ids_are_read_from_ints_integral_floats_and_digit_strings(value,
 def test_other_ids_are_refused(value):
     with pytest.raises(DatasetFormatError, match=f"^here: field 'id' is {re.escape(repr(value))}, which is not an integer"):
         _parse_id(value, "here")
+
+
+def test_data_after_the_list_and_a_missing_comma_are_named_with_record_and_line(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text("[1] x", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(str(path))}: malformed JSON: unexpected data after the list of records$"):
+        read_json_records(path)
+    path.write_text("\n[1,\n 2\n 3]\n\n", encoding="utf-8")  # '3' (line 4) follows record 1 without a comma
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(str(path))}: malformed JSON after record 1 \\(line 4\\): expected ',' or '\\]'$"):
+        read_json_records(path)
+
+
+def test_bad_images_are_named_counted_in_a_warning_and_the_dataset_summarised(tmp_path, caplog):
+    records = make_release(tmp_path, "cuhk-pedes")
+    (tmp_path / "imgs" / records[1]["file_path"]).unlink()
+    (tmp_path / "imgs" / records[2]["file_path"]).unlink()
+    message = (f"{tmp_path / 'reid_raw.json'}: record 1: image {tmp_path / 'imgs' / records[1]['file_path']} is missing"
+               " (pass skip_bad_images=True to drop such records)")
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(message)}$"):
+        read_raw_dataset("cuhk-pedes", tmp_path)
+    with caplog.at_level(logging.INFO, logger="tireid_hf.data.readers"):
+        dataset = read_raw_dataset("cuhk-pedes", tmp_path, skip_bad_images=True)
+    logged = [record.getMessage() for record in caplog.records if record.name == "tireid_hf.data.readers"]
+    assert logged == ["cuhk-pedes: skipped 2 records with a missing or undecodable image", summarize("cuhk-pedes", dataset)]
