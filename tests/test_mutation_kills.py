@@ -264,7 +264,7 @@ def test_integer_ids_are_read_from_ints_integral_floats_and_digit_strings(value,
     assert parsed == expected and type(parsed) is int
 
 
-@pytest.mark.parametrize("value", ["5-", "1.5", "", "-", 2.5, True, None])
+@pytest.mark.parametrize("value", ["5-", "X5", "1.5", "", "-", 2.5, True, None])
 def test_other_ids_are_refused(value):
     with pytest.raises(DatasetFormatError, match=f"^here: field 'id' is {re.escape(repr(value))}, which is not an integer"):
         _parse_id(value, "here")
