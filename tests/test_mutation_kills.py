@@ -14,6 +14,7 @@ from tireid_hf.data.schema import DatasetFormatError, summarize
 from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
 from tireid_hf.metrics.retrieval import per_query_metrics
 from tireid_hf.modeling import LCR2SModel
+from tireid_hf.training.checkpoints import CheckpointError, TrainingProgress, verify_checkpoint, write_manifest
 from test_data_readers import make_release
 from tester import ModelTester
 
@@ -292,3 +293,28 @@ def test_bad_images_are_named_counted_in_a_warning_and_the_dataset_summarised(tm
         dataset = read_raw_dataset("cuhk-pedes", tmp_path, skip_bad_images=True)
     logged = [record.getMessage() for record in caplog.records if record.name == "tireid_hf.data.readers"]
     assert logged == ["cuhk-pedes: skipped 2 records with a missing or undecodable image", summarize("cuhk-pedes", dataset)]
+
+
+# ----------------------------------------------------------------------------- training/checkpoints.py
+def test_corrupt_progress_file_error_names_the_file_and_the_decoder_error(tmp_path):
+    (tmp_path / "progress.json").write_text('{"method": ', encoding="utf-8")
+    message = (f"{tmp_path / 'progress.json'} is truncated or corrupt (JSONDecodeError: Expecting value: line 1 column 12 "
+               "(char 11)); resume from an earlier checkpoint (--resume_from_checkpoint FOLDER)")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        TrainingProgress.load(tmp_path)
+
+
+def test_corrupt_manifest_and_missing_file_errors_name_them(tmp_path):
+    (tmp_path / "checkpoint_files.json").write_text("{", encoding="utf-8")
+    message = (f"{tmp_path / 'checkpoint_files.json'} is corrupt (Expecting property name enclosed in double quotes: "
+               "line 1 column 2 (char 1)); resume from an earlier checkpoint")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        verify_checkpoint(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    write_manifest(tmp_path)
+    verify_checkpoint(tmp_path)  # complete: no error
+    (tmp_path / "model.safetensors").unlink()
+    message = (f"checkpoint {tmp_path}: {tmp_path / 'model.safetensors'} is missing; resume from an earlier checkpoint "
+               "(--resume_from_checkpoint FOLDER) or start again")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        verify_checkpoint(tmp_path)
