@@ -14,7 +14,7 @@ from tireid_hf.data.schema import DatasetFormatError, summarize
 from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
 from tireid_hf.metrics.retrieval import per_query_metrics
 from tireid_hf.modeling import LCR2SModel
-from tireid_hf.training.checkpoints import CheckpointError, TrainingProgress, verify_checkpoint, write_manifest
+from tireid_hf.training.checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint, write_manifest
 from test_data_readers import make_release
 from tester import ModelTester
 
@@ -318,3 +318,10 @@ def test_corrupt_manifest_and_missing_file_errors_name_them(tmp_path):
                "(--resume_from_checkpoint FOLDER) or start again")
     with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
         verify_checkpoint(tmp_path)
+
+
+def test_resume_from_latest_without_a_checkpoint_names_the_folder(tmp_path):
+    checkpoints = CheckpointManager(tmp_path / "checkpoints", None, 0)
+    message = f"resume_from_checkpoint latest: no complete checkpoint under {tmp_path / 'checkpoints'}"
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
+        checkpoints.resolve("latest")
