@@ -325,3 +325,31 @@ def test_resume_from_latest_without_a_checkpoint_names_the_folder(tmp_path):
     message = f"resume_from_checkpoint latest: no complete checkpoint under {tmp_path / 'checkpoints'}"
     with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
         checkpoints.resolve("latest")
+
+
+def test_resume_from_a_folder_that_is_not_a_checkpoint_names_it(tmp_path):
+    message = f"resume_from_checkpoint: {tmp_path} is not a checkpoint folder (no progress.json)"
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
+        CheckpointManager(tmp_path / "checkpoints", None, 0).resolve(str(tmp_path))
+
+
+def test_training_progress_counts_epochs_and_stages_as_the_loop_resumes_them():
+    """What a resume reads back: an epoch ends at batch 0 of the next one (no batch of the next epoch is
+    skipped), a stage starts at epoch 0 without a schedule state, and the sampler's epoch number is
+    stage * 1,000,000 + epoch (the checkpoints of earlier runs resume with the same batch orders)."""
+    progress = TrainingProgress(method="clip_reid", epoch=3, batch_in_epoch=6, stage_step=20, scheduler_state={"a": 1})
+    progress.end_epoch()
+    assert (progress.epoch, progress.batch_in_epoch) == (4, 0)
+    assert progress.sampler_epoch() == 4
+    progress.start_stage(2)
+    assert (progress.stage_index, progress.epoch, progress.batch_in_epoch, progress.stage_step,
+            progress.scheduler_state) == (2, 0, 0, 0, None)
+    progress.end_epoch()
+    assert progress.sampler_epoch() == 2_000_001
+
+
+def test_train_logs_are_recorded_with_stage_epoch_and_step():
+    progress = TrainingProgress(method="clip_reid", stage_index=1, epoch=2, global_step=7)
+    progress.record_train({"train/loss": 0.5})
+    assert progress.history == [{"kind": "train", "stage": 1, "epoch": 2, "step": 7, "train/loss": 0.5}]
+    assert progress.last_train_loss() == 0.5
