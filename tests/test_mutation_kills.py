@@ -353,3 +353,15 @@ def test_train_logs_are_recorded_with_stage_epoch_and_step():
     progress.record_train({"train/loss": 0.5})
     assert progress.history == [{"kind": "train", "stage": 1, "epoch": 2, "step": 7, "train/loss": 0.5}]
     assert progress.last_train_loss() == 0.5
+
+
+def test_validations_are_recorded_and_only_a_strictly_better_final_stage_one_becomes_best():
+    progress = TrainingProgress(method="clip_reid", stage_index=1, epoch=0, global_step=3)
+    assert progress.record_validation({"R1": 50.0}, "R1", consider_for_best=True)
+    first = {"kind": "validation", "stage": 1, "epoch": 0, "step": 3, "metrics": {"R1": 50.0}}
+    assert progress.history == [first] and progress.best == first
+    progress.epoch, progress.global_step = 1, 6
+    assert not progress.record_validation({"R1": 50.0}, "R1", consider_for_best=True)  # a tie keeps the earlier
+    assert not progress.record_validation({"R1": 90.0}, "R1", consider_for_best=False)
+    assert progress.best == first and len(progress.history) == 3
+    assert progress.record_validation({"R1": 60.0}, "R1", consider_for_best=True) and progress.best["metrics"] == {"R1": 60.0}
