@@ -3,6 +3,7 @@ of the mutated module that no other test read. Grouped by module."""
 
 import json
 import logging
+import math
 import re
 
 import pytest
@@ -350,6 +351,7 @@ def test_training_progress_counts_epochs_and_stages_as_the_loop_resumes_them():
 
 def test_train_logs_are_recorded_with_stage_epoch_and_step():
     progress = TrainingProgress(method="clip_reid", stage_index=1, epoch=2, global_step=7)
+    assert math.isnan(progress.last_train_loss())  # no train log yet
     progress.record_train({"train/loss": 0.5})
     assert progress.history == [{"kind": "train", "stage": 1, "epoch": 2, "step": 7, "train/loss": 0.5}]
     assert progress.last_train_loss() == 0.5
