@@ -60,11 +60,14 @@ cards: $(STAMP)
 # cached in mutants/ (git-ignored): a second run only re-runs what changed. MUTANTS narrows the run,
 # e.g. make mutation MUTANTS='"tireid_hf.data.samplers.*"'.
 MUTATION_JOBS ?= 2
-MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.readers.*" \
-	"tireid_hf.modeling.losses.*" "tireid_hf.modeling.base.*alignment_losses*" "tireid_hf.modeling.base.*identity_loss*" \
+MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.readers.*" "tireid_hf.modeling.losses.*" \
+	"tireid_hf.modeling.base.*TIReIDPreTrainedModel*forward*" "tireid_hf.modeling.base.*encode_batch*" \
+	"tireid_hf.modeling.base.*embed_pair*" "tireid_hf.modeling.base.*alignment_losses*" \
 	"tireid_hf.modeling.base.*combine_losses*" "tireid_hf.modeling.base.*build_id_classifier*" \
-	"tireid_hf.modeling.base.*wants_loss*" "tireid_hf.modeling.base.*embed_pair*" "tireid_hf.modeling.base.*loss_weight*" \
-	"tireid_hf.modeling.modeling_clip_reid.*" "tireid_hf.modeling.modeling_lcr2s.*"
+	"tireid_hf.modeling.base.*identity_loss*" "tireid_hf.modeling.base.*wants_loss*" \
+	"tireid_hf.modeling.configuration_tireid.*loss_weight*" \
+	"tireid_hf.modeling.modeling_clip_reid.*" "tireid_hf.modeling.modeling_lcr2s.*" \
+	"tireid_hf.training.loop.*_EpochBatches*" "tireid_hf.training.checkpoints.*"
 mutation: $(STAMP)
 	OMP_NUM_THREADS=1 nice -n 19 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	$(BIN)/python .ci/mutation_score

@@ -1,0 +1,369 @@
+"""Tests written to kill the mutants `make mutation` found surviving (TESTING.md): each pins a behaviour
+of the mutated module that no other test read. Grouped by module."""
+
+import json
+import logging
+import math
+import re
+
+import pytest
+import torch
+
+from tireid_hf.data import readers
+from tireid_hf.data.readers import RAW_FORMATS, _parse_id, parse_record, read_json_records, read_raw_dataset
+from tireid_hf.data.schema import DatasetFormatError, summarize
+from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
+from tireid_hf.metrics.retrieval import per_query_metrics
+from tireid_hf.modeling import LCR2SModel
+from tireid_hf.training.checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint, write_manifest
+from test_data_readers import make_release
+from tester import ModelTester
+
+
+# ----------------------------------------------------------------------------- metrics/bootstrap.py
+def test_resample_counts_come_from_the_given_generator_only():
+    torch.manual_seed(0)
+    first = identity_resample_counts(6, 50, torch.Generator().manual_seed(4))
+    torch.manual_seed(1)  # the global generator must not matter
+    assert torch.equal(identity_resample_counts(6, 50, torch.Generator().manual_seed(4)), first)
+    assert not torch.equal(identity_resample_counts(6, 50, torch.Generator().manual_seed(5)), first)
+
+
+def _bootstrap_case():
+    generator = torch.Generator().manual_seed(2)
+    pids = torch.arange(30) // 3
+    return torch.rand(2, 30, generator=generator), torch.rand(2, 30, generator=generator), pids
+
+
+def test_bootstrap_is_a_function_of_its_seed_not_of_the_global_generator():
+    a, b, pids = _bootstrap_case()
+    torch.manual_seed(0)
+    first = paired_bootstrap(a, b, pids, num_resamples=200, seed=3)
+    torch.manual_seed(1)
+    assert paired_bootstrap(a, b, pids, num_resamples=200, seed=3) == first
+    assert paired_bootstrap(a, b, pids, num_resamples=200, seed=4) != first
+
+
+def test_bootstrap_interval_is_the_percentile_interval_of_the_resampled_differences_by_hand():
+    """delta_r = sum_u c_ru D_u / sum_u c_ru N_u over the same counts, then the (1 -+ confidence) / 2
+    quantiles, computed here with plain loops (identities are pids 0..9 in order, 3 queries each)."""
+    a, b, pids = _bootstrap_case()
+    difference = (a.double() - b.double()).mean(dim=0)
+    counts = identity_resample_counts(10, 300, torch.Generator().manual_seed(7))
+    deltas = []
+    for row in counts.tolist():
+        total = sum(row[u] * difference[3 * u: 3 * u + 3].sum().item() for u in range(10))
+        deltas.append(total / sum(3 * row[u] for u in range(10)))
+    deltas = torch.tensor(deltas, dtype=torch.float64)
+    for confidence in (0.8, 0.95):
+        result = paired_bootstrap(a, b, pids, num_resamples=300, confidence=confidence, seed=7, scale=1.0)
+        tail = (1 - confidence) / 2
+        assert result.low == pytest.approx(torch.quantile(deltas, tail).item(), abs=1e-12)
+        assert result.high == pytest.approx(torch.quantile(deltas, 1 - tail).item(), abs=1e-12)
+        assert (result.confidence, result.num_resamples, result.num_identities) == (confidence, 300, 10)
+
+
+def test_bootstrap_keeps_the_float64_precision_of_python_values():
+    """Python floats would be float32 tensors by default: 1e8 + 6 and 1e8 + 3 round to 1e8 + 8 and 1e8."""
+    a, b = [1e8 + 6.0, 1e8 + 6.0], [1e8 + 3.0, 1e8 + 3.0]
+    result = paired_bootstrap(a, b, [0, 1], num_resamples=10, scale=1.0)
+    assert (result.delta, result.low, result.high) == (3.0, 3.0, 3.0)
+
+
+def test_bootstrap_defaults_are_2000_resamples_from_seed_0():
+    a, b, pids = _bootstrap_case()
+    default = paired_bootstrap(a, b, pids)
+    assert default.num_resamples == 2000 and default.confidence == 0.95
+    assert default == paired_bootstrap(a, b, pids, num_resamples=2000, confidence=0.95, seed=0)
+
+
+def test_bootstrap_accepts_one_resample_and_refuses_none():
+    a, b, pids = _bootstrap_case()
+    single = paired_bootstrap(a, b, pids, num_resamples=1)
+    assert single.num_resamples == 1 and single.low == single.high
+    with pytest.raises(ValueError, match=r"num_resamples must be >= 1, got 0"):
+        paired_bootstrap(a, b, pids, num_resamples=0)
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0])
+def test_bootstrap_refuses_a_confidence_of_zero_or_one(confidence):
+    a, b, pids = _bootstrap_case()
+    with pytest.raises(ValueError, match=r"confidence must be in \(0, 1\)"):
+        paired_bootstrap(a, b, pids, confidence=confidence)
+
+
+# ----------------------------------------------------------------------------- metrics/retrieval.py
+def test_per_query_metrics_refuse_a_query_without_match_by_default():
+    with pytest.raises(ValueError, match="1 of 3 queries have no gallery item with the same pid"):
+        per_query_metrics(torch.rand(3, 2), [0, 5, 1], [0, 1])
+
+
+def test_per_query_metrics_follow_the_direction():
+    similarity = torch.tensor([[0.9, 0.1, 0.5],
+                               [0.2, 0.8, 0.7]])  # text rows (pids 0, 1) x image columns (pids 0, 1, 1)
+    i2t = per_query_metrics(similarity, [0, 1], [0, 1, 1], ks=(1,), direction="i2t")
+    assert i2t["R1"].tolist() == [1.0, 1.0, 1.0] and i2t["pid"].tolist() == [0, 1, 1]
+    t2i = per_query_metrics(similarity, [0, 1], [0, 1, 1], ks=(1,))
+    assert t2i["query_index"].tolist() == [0, 1]
+
+
+# ----------------------------------------------------------------------------- modeling_lcr2s.py
+def test_student_stage_classifier_is_initialised_as_an_id_head_in_the_models_dtype():
+    """The fresh ``student_id_classifier`` of ``start_stage("student")``: N(0, 0.001) weights, zero bias
+    (not nn.Linear's uniform default, std ~ 1 / sqrt(3 D)), in the dtype of a model converted to float64."""
+    model = ModelTester("lcr2s").model().double()
+    torch.manual_seed(0)
+    model.start_stage("student")
+    classifier = model.student_id_classifier
+    assert classifier.weight.dtype == torch.float64 and classifier.bias.dtype == torch.float64
+    assert 0.0005 < classifier.weight.std().item() < 0.002
+    assert torch.equal(classifier.bias, torch.zeros_like(classifier.bias))
+
+
+def test_student_checkpoint_loaded_with_its_loading_info_has_its_teacher_frozen(tmp_path):
+    model = ModelTester("lcr2s").model()
+    model.start_stage("student")
+    model.save_pretrained(tmp_path)
+    loaded, info = LCR2SModel.from_pretrained(tmp_path, output_loading_info=True)
+    assert not info["missing_keys"]
+    assert loaded.teacher_clip is not None
+    assert not any(p.requires_grad for p in [*loaded.teacher_clip.parameters(), *loaded.fusion.parameters()])
+
+
+def test_fusion_takes_its_mlp_width_and_dropout_from_the_config():
+    model = ModelTester("lcr2s", fusion_mlp_ratio=2.0, fusion_dropout=0.5).model()
+    width = model.config.embed_dim
+    queries, memory = torch.randn(3, 1, width), torch.randn(3, 4, width)
+    for fusion in model.fusion.values():
+        assert fusion.mlp[0].out_features == 2 * width
+        fusion.train()
+        assert not torch.equal(fusion(queries, memory), fusion(queries, memory))  # dropout is on
+        fusion.eval()
+        assert torch.equal(fusion(queries, memory), fusion(queries, memory))
+
+
+@pytest.mark.parametrize("kept", ["distill_feature", "distill_relation"])
+def test_student_stage_with_one_distillation_term_still_runs_the_teacher(kept):
+    dropped = ({"distill_feature", "distill_relation"} - {kept}).pop()
+    tester = ModelTester("lcr2s", **{f"{dropped}_loss_weight": 0.0})
+    model = tester.model()
+    model.start_stage("student")
+    assert set(model(**tester.inputs()).losses) == {"student_align", "student_id", kept}
+
+
+def test_student_stage_without_distillation_does_not_run_the_teacher():
+    tester = ModelTester("lcr2s", distill_feature_loss_weight=0.0, distill_relation_loss_weight=0.0)
+    model = tester.model()
+    model.start_stage("student")
+    calls = []
+    for fusion in model.fusion.values():
+        fusion.register_forward_hook(lambda *_: calls.append(1))
+    assert set(model(**tester.inputs()).losses) == {"student_align", "student_id"}
+    assert calls == []
+
+
+# ----------------------------------------------------------------------------- modeling/base.py
+def test_identity_loss_errors_name_the_loss_the_weight_and_the_range():
+    model = ModelTester("clip_reid").model(num_ids=0)
+    features = torch.randn(4, model.config.embed_dim)
+    with pytest.raises(ValueError, match=r"^id: the ID loss is on \(id_loss_weight=1.0\) but config.num_ids is 0; "
+                                         r"set num_ids to the number of training identities or the weight to 0$"):
+        model.identity_loss(None, features, features, torch.tensor([0, 0, 1, 1]))
+    model = ModelTester("clip_reid").model()  # num_ids = 3
+    for pids, shown in ([0, 1, 2, 3], "[0, 3]"), ([-1, 0, 1, 2], "[-1, 2]"):
+        with pytest.raises(ValueError, match=rf"^id: pids must lie in \[0, num_ids=3\), got {re.escape(shown)}$"):
+            model.identity_loss(model.id_classifier, features, features, torch.tensor(pids))
+    assert model.identity_loss(model.id_classifier, features, features, torch.tensor([0, 1, 2, 2])) > 0
+
+
+def test_forward_refuses_pids_of_another_batch_size_naming_both_shapes():
+    tester = ModelTester("clip_reid")
+    inputs = tester.inputs()  # a batch of 4
+    inputs["pids"] = inputs["pids"][:2]
+    with pytest.raises(ValueError, match=r"^pids must have shape \[batch=4\], got \[2\]$"):
+        tester.model()(**inputs)
+
+
+def test_forward_hands_its_own_arguments_to_the_loss_hook():
+    """``compute_losses`` gets forward's inputs unchanged (methods whose losses read the text tokens need the
+    attention mask), and the extra batch inputs."""
+    tester = ModelTester("clip_reid")
+    model, inputs = tester.model(), tester.inputs()
+    received = {}
+
+    def spy(features, pixel_values, input_ids, attention_mask, pids, **batch_inputs):
+        received.update(pixel_values=pixel_values, input_ids=input_ids, attention_mask=attention_mask, pids=pids,
+                        **batch_inputs)
+        return {}
+
+    model.compute_losses = spy
+    output = model(**inputs, extra=torch.tensor(1.5))
+    assert set(received) == {"pixel_values", "input_ids", "attention_mask", "pids", "extra"}
+    for name, value in inputs.items():
+        assert received[name] is value, name
+    assert received["extra"].item() == 1.5 and output.loss is None and output.losses == {}
+
+
+# ----------------------------------------------------------------------------- data/readers.py
+def test_non_utf8_annotation_error_gives_the_byte_the_line_and_the_rule(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_bytes(b'[\n {"id": 1},\n "caf\xe9"]')  # byte 19 on line 3: latin-1, not UTF-8
+    message = f"{path}: not UTF-8 text (byte 19, line 3: invalid continuation byte); annotation files must be UTF-8 JSON"
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(message)}$"):
+        read_json_records(path)
+
+
+@pytest.mark.parametrize("text, expected", [
+    (" \n[ ]\n", []), ("[]", []), ("[1,2,3]", [1, 2, 3]), ('[{"a": 1}]', [{"a": 1}]), ('\t[ {"a": 1} , 2 ]', [{"a": 1}, 2]),
+])
+def test_json_records_are_read_with_or_without_whitespace_around_the_brackets(tmp_path, text, expected):
+    path = tmp_path / "data.json"
+    path.write_text(text, encoding="utf-8")
+    assert read_json_records(path) == expected
+
+
+def test_only_json_whitespace_is_skipped_before_the_list(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text("X[]", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match="expected a list of records at the top level"):
+        read_json_records(path)
+
+
+class _StopReading(Exception):
+    pass
+
+
+@pytest.mark.parametrize("num_records", [4999, 5000])
+def test_image_check_shows_a_named_progress_bar_from_5000_records(tmp_path, monkeypatch, num_records):
+    records = [{"split": "train", "captions": ["a man"], "file_path": f"{i}.jpg", "id": i} for i in range(num_records)]
+    (tmp_path / "reid_raw.json").write_text(json.dumps(records), encoding="utf-8")
+    seen = {}
+
+    def fake_tqdm(iterable, **kwargs):
+        seen.update(kwargs, count=len(iterable))
+        raise _StopReading
+
+    monkeypatch.setattr(readers, "tqdm", fake_tqdm)
+    with pytest.raises(_StopReading):
+        read_raw_dataset("cuhk-pedes", tmp_path)
+    assert seen == {"desc": "cuhk-pedes: checking images", "unit": "img", "disable": num_records < 5000,
+                    "count": num_records}
+
+
+@pytest.mark.parametrize("image_path", ["/etc/passwd", "../outside.jpg", "a/../../outside.jpg"])
+def test_an_image_path_outside_the_image_folder_is_refused_by_name(image_path):
+    fmt = RAW_FORMATS["cuhk-pedes"]
+    record = {"split": "train", "captions": ["a man"], fmt.path_field: image_path, "id": 1}
+    message = (f"data.json: record 4: field '{fmt.path_field}' is {image_path!r}, which points outside "
+               f"{fmt.image_dir}/ of the dataset root; image paths must stay inside it")
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(message)}$"):
+        parse_record(record, 4, "data.json", fmt)
+
+
+@pytest.mark.parametrize("value, expected", [(7, 7), (3.0, 3), ("12", 12), (" 12 ", 12), ("-5", -5), (-5, -5)])
+def test_integer_ids_are_read_from_ints_integral_floats_and_digit_strings(value, expected):
+    parsed = _parse_id(value, "here")
+    assert parsed == expected and type(parsed) is int
+
+
+@pytest.mark.parametrize("value", ["5-", "X5", "1.5", "", "-", 2.5, True, None])
+def test_other_ids_are_refused(value):
+    with pytest.raises(DatasetFormatError, match=f"^here: field 'id' is {re.escape(repr(value))}, which is not an integer"):
+        _parse_id(value, "here")
+
+
+def test_data_after_the_list_and_a_missing_comma_are_named_with_record_and_line(tmp_path):
+    path = tmp_path / "data.json"
+    path.write_text("[1] x", encoding="utf-8")
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(str(path))}: malformed JSON: unexpected data after the list of records$"):
+        read_json_records(path)
+    path.write_text("\n[1,\n 2\n 3]\n\n", encoding="utf-8")  # '3' (line 4) follows record 1 without a comma
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(str(path))}: malformed JSON after record 1 \\(line 4\\): expected ',' or '\\]'$"):
+        read_json_records(path)
+
+
+def test_bad_images_are_named_counted_in_a_warning_and_the_dataset_summarised(tmp_path, caplog):
+    records = make_release(tmp_path, "cuhk-pedes")
+    (tmp_path / "imgs" / records[1]["file_path"]).unlink()
+    (tmp_path / "imgs" / records[2]["file_path"]).unlink()
+    message = (f"{tmp_path / 'reid_raw.json'}: record 1: image {tmp_path / 'imgs' / records[1]['file_path']} is missing"
+               " (pass skip_bad_images=True to drop such records)")
+    with pytest.raises(DatasetFormatError, match=f"^{re.escape(message)}$"):
+        read_raw_dataset("cuhk-pedes", tmp_path)
+    with caplog.at_level(logging.INFO, logger="tireid_hf.data.readers"):
+        dataset = read_raw_dataset("cuhk-pedes", tmp_path, skip_bad_images=True)
+    logged = [record.getMessage() for record in caplog.records if record.name == "tireid_hf.data.readers"]
+    assert logged == ["cuhk-pedes: skipped 2 records with a missing or undecodable image", summarize("cuhk-pedes", dataset)]
+
+
+# ----------------------------------------------------------------------------- training/checkpoints.py
+def test_corrupt_progress_file_error_names_the_file_and_the_decoder_error(tmp_path):
+    (tmp_path / "progress.json").write_text('{"method": ', encoding="utf-8")
+    message = (f"{tmp_path / 'progress.json'} is truncated or corrupt (JSONDecodeError: Expecting value: line 1 column 12 "
+               "(char 11)); resume from an earlier checkpoint (--resume_from_checkpoint FOLDER)")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        TrainingProgress.load(tmp_path)
+
+
+def test_corrupt_manifest_and_missing_file_errors_name_them(tmp_path):
+    (tmp_path / "checkpoint_files.json").write_text("{", encoding="utf-8")
+    message = (f"{tmp_path / 'checkpoint_files.json'} is corrupt (Expecting property name enclosed in double quotes: "
+               "line 1 column 2 (char 1)); resume from an earlier checkpoint")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        verify_checkpoint(tmp_path)
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    write_manifest(tmp_path)
+    verify_checkpoint(tmp_path)  # complete: no error
+    (tmp_path / "model.safetensors").unlink()
+    message = (f"checkpoint {tmp_path}: {tmp_path / 'model.safetensors'} is missing; resume from an earlier checkpoint "
+               "(--resume_from_checkpoint FOLDER) or start again")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        verify_checkpoint(tmp_path)
+
+
+def test_resume_from_latest_without_a_checkpoint_names_the_folder(tmp_path):
+    checkpoints = CheckpointManager(tmp_path / "checkpoints", None, 0)
+    message = f"resume_from_checkpoint latest: no complete checkpoint under {tmp_path / 'checkpoints'}"
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
+        checkpoints.resolve("latest")
+
+
+def test_resume_from_a_folder_that_is_not_a_checkpoint_names_it(tmp_path):
+    message = f"resume_from_checkpoint: {tmp_path} is not a checkpoint folder (no progress.json)"
+    with pytest.raises(FileNotFoundError, match=f"^{re.escape(message)}$"):
+        CheckpointManager(tmp_path / "checkpoints", None, 0).resolve(str(tmp_path))
+
+
+def test_training_progress_counts_epochs_and_stages_as_the_loop_resumes_them():
+    """What a resume reads back: an epoch ends at batch 0 of the next one (no batch of the next epoch is
+    skipped), a stage starts at epoch 0 without a schedule state, and the sampler's epoch number is
+    stage * 1,000,000 + epoch (the checkpoints of earlier runs resume with the same batch orders)."""
+    progress = TrainingProgress(method="clip_reid", epoch=3, batch_in_epoch=6, stage_step=20, scheduler_state={"a": 1})
+    progress.end_epoch()
+    assert (progress.epoch, progress.batch_in_epoch) == (4, 0)
+    assert progress.sampler_epoch() == 4
+    progress.start_stage(2)
+    assert (progress.stage_index, progress.epoch, progress.batch_in_epoch, progress.stage_step,
+            progress.scheduler_state) == (2, 0, 0, 0, None)
+    progress.end_epoch()
+    assert progress.sampler_epoch() == 2_000_001
+
+
+def test_train_logs_are_recorded_with_stage_epoch_and_step():
+    progress = TrainingProgress(method="clip_reid", stage_index=1, epoch=2, global_step=7)
+    assert math.isnan(progress.last_train_loss())  # no train log yet
+    progress.record_train({"train/loss": 0.5})
+    assert progress.history == [{"kind": "train", "stage": 1, "epoch": 2, "step": 7, "train/loss": 0.5}]
+    assert progress.last_train_loss() == 0.5
+
+
+def test_validations_are_recorded_and_only_a_strictly_better_final_stage_one_becomes_best():
+    progress = TrainingProgress(method="clip_reid", stage_index=1, epoch=0, global_step=3)
+    assert progress.record_validation({"R1": 50.0}, "R1", consider_for_best=True)
+    first = {"kind": "validation", "stage": 1, "epoch": 0, "step": 3, "metrics": {"R1": 50.0}}
+    assert progress.history == [first] and progress.best == first
+    progress.epoch, progress.global_step = 1, 6
+    assert not progress.record_validation({"R1": 50.0}, "R1", consider_for_best=True)  # a tie keeps the earlier
+    assert not progress.record_validation({"R1": 90.0}, "R1", consider_for_best=False)
+    assert progress.best == first and len(progress.history) == 3
+    assert progress.record_validation({"R1": 60.0}, "R1", consider_for_best=True) and progress.best["metrics"] == {"R1": 60.0}
