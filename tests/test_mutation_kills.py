@@ -230,7 +230,7 @@ def test_only_json_whitespace_is_skipped_before_the_list(tmp_path):
 
 
 class _StopReading(Exception):
-    pass
+    """Raised by the fake reader to stop reading at a chosen record."""
 
 
 @pytest.mark.parametrize("num_records", [4999, 5000])

@@ -100,7 +100,7 @@ def test_output_dir_of_another_run_is_refused_before_training(tmp_path):
 
 
 class Interrupted(Exception):
-    pass
+    """Raised in a training run to simulate a kill at a chosen step."""
 
 
 @pytest.fixture(scope="module")

@@ -167,6 +167,15 @@ def rank_metrics(
     Memory: queries are processed in chunks of about 2**20 similarity entries (tens of MiB of working
     memory) plus O(Q) for per-query results; the similarity itself is never copied whole.
     """
+    return rank_metrics_with_per_query(similarity, query_pids, gallery_pids, ks, direction=direction,
+                                       skip_queries_without_match=skip_queries_without_match,
+                                       show_progress=show_progress)[0]
+
+
+def rank_metrics_with_per_query(similarity, query_pids, gallery_pids, ks: Sequence[int] = (1, 5, 10), *,
+                                direction: str = "t2i", skip_queries_without_match: bool = False,
+                                show_progress: bool = False) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """:func:`rank_metrics` and :func:`per_query_metrics` of one ranking, computed once: ``(metrics, per_query)``."""
     ks = _check_ks(ks)
     ranks = _query_ranks(similarity, query_pids, gallery_pids, direction=direction,
                          skip_queries_without_match=skip_queries_without_match, show_progress=show_progress)
@@ -177,7 +186,7 @@ def rank_metrics(
     results["num_queries"] = int(ranks.first_rank.shape[0])
     if skip_queries_without_match:
         results["num_skipped_queries"] = ranks.num_skipped
-    return results
+    return results, {**per_query, "pid": ranks.pids, "query_index": ranks.query_index}
 
 
 @dataclass(frozen=True)
@@ -281,9 +290,8 @@ def per_query_metrics(similarity, query_pids, gallery_pids, ks: Sequence[int] = 
     ``R{k}`` 1.0 if a relevant item is in the top k else 0.0, ``AP`` its average precision, ``INP``
     ``num_relevant / last_rank``, all float64 [Q'] in [0, 1], plus ``pid`` and ``query_index`` [Q']
     (int64). What paired comparisons of two models on the same queries need (:mod:`.bootstrap`)."""
-    ranks = _query_ranks(similarity, query_pids, gallery_pids, direction=direction,
-                         skip_queries_without_match=skip_queries_without_match)
-    return {**_per_query(ranks, _check_ks(ks)), "pid": ranks.pids, "query_index": ranks.query_index}
+    return rank_metrics_with_per_query(similarity, query_pids, gallery_pids, ks, direction=direction,
+                                       skip_queries_without_match=skip_queries_without_match)[1]
 
 
 def _per_query(ranks: _QueryRanks, ks: tuple) -> dict[str, torch.Tensor]:

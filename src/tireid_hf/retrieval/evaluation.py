@@ -8,7 +8,8 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import DIRECTIONS, per_query_metrics, rank_metrics
+from ..metrics import DIRECTIONS
+from ..metrics.retrieval import rank_metrics_with_per_query
 from .embedding import device_of, embed_images, embed_texts, tokenize
 from .rerank import check_rerank, rerank_one, supports_rerank
 
@@ -97,16 +98,13 @@ def evaluate_split(
         model.train(was_training)
 
     results: dict[str, float] = {}
+    per_query: dict[str, dict[str, list]] = {}
     for direction in directions:
-        metrics = rank_metrics(similarity, text_pids, image_pids, ks=ks, direction=direction)
+        metrics, values = rank_metrics_with_per_query(similarity, text_pids, image_pids, ks=ks, direction=direction)
         results.update({f"{direction}/{key}": value for key, value in metrics.items()})
-    if not return_per_query:
-        return results
-    per_query = {}
-    for direction in directions:
-        values = per_query_metrics(similarity, text_pids, image_pids, ks=ks, direction=direction)
-        per_query[direction] = {key: value.tolist() for key, value in values.items() if key != "query_index"}
-    return results, per_query
+        if return_per_query:
+            per_query[direction] = {key: value.tolist() for key, value in values.items() if key != "query_index"}
+    return (results, per_query) if return_per_query else results
 
 
 def matching_accuracy(
