@@ -1,17 +1,22 @@
 """Regenerate the whole model zoo report with one command: ``make report`` runs this script.
 
-1. the method comparison: every method x seeds 0, 1, 2 at the full budget (``zoo.compare``);
-2. the ablations: one run per component, seed 0, a third of the budget (``zoo.ablate``);
-3. the training cost of each method (``bench_training``) and 4. its inference cost (``bench_inference``);
-5. the figures in ``benchmarks/figures/``: validation R@1 against epoch per method (mean over seeds,
+1. the equal tuning sweep: every method at its 4 settings (head learning-rate multiplier x main
+   auxiliary loss weight), seed 0, half the budget, chosen on VALIDATION R@1 and written into
+   ``configs/<method>_synthetic.yaml`` (``zoo.sweep``);
+2. the method comparison: every method x seeds 0, 1, 2 at the full budget (``zoo.compare``), with
+   ΔR@1 / ΔmAP against the baseline and paired identity-bootstrap 95 % intervals;
+3. the ablations: one run per component, seed 0, the sweep's budget, each against the sweep's
+   chosen run of its method (``zoo.ablate``);
+4. the training cost of each method (``bench_training``) and 5. its inference cost (``bench_inference``);
+6. the figures in ``benchmarks/figures/``: validation R@1 against epoch per method (mean over seeds,
    min-max band) and, per method, the ranked results of the same 4 test queries (``tireid visualize``
    on the seed-0 model);
-6. the generated block of ``benchmarks/RESULTS.md`` (between the ``zoo report`` markers) and the
+7. the generated block of ``benchmarks/RESULTS.md`` (between the ``zoo report`` markers) and the
    README's model zoo table (between its markers, the papers' reported figures from
    ``benchmarks/papers.yaml`` beside ours), plus the JSON summaries next to this script.
 
-Training runs go to ``--runs`` and are reused when their ``results.json`` exists (delete the folder
-to retrain everything); the report states how many were trained now and how long each phase took.
+Training runs go to ``--runs`` and are reused when their ``results.json`` exists and records the
+arguments asked for now (delete the folder to retrain everything); the report states how many were trained now and how long each phase took.
 The benchmarks time the CPU: run the report on an otherwise idle machine.
 
     python benchmarks/report.py [--runs benchmarks/runs] [--workers 2]
@@ -46,7 +51,6 @@ REPO = zoo.REPO
 BENCHMARKS = REPO / "benchmarks"
 FIGURES = BENCHMARKS / "figures"
 SEEDS = (0, 1, 2)
-ABLATION_BUDGET = 0.34
 RANKED_QUERIES = 4
 DATASETS = {"cuhk-pedes": "CUHK-PEDES", "icfg-pedes": "ICFG-PEDES", "rstpreid": "RSTPReid"}
 MARKERS = {
@@ -95,7 +99,7 @@ def plot_validation_curves(results: dict[str, list[dict]], path: Path) -> None:
         line, = axes.plot(epochs, mean, marker="o", markersize=2.5, label=f"{method} ({len(runs)} seeds)")
         axes.fill_between(epochs, [min(column) for column in values], [max(column) for column in values],
                           color=line.get_color(), alpha=0.15, linewidth=0)
-    axes.set_xlabel("epoch (of the 30-epoch budget; LCR²S: teacher 0-15, student 15-30)")
+    axes.set_xlabel("epoch of the budget (LCR²S: the teacher's stage, then the student's, end to end)")
     axes.set_ylabel("validation R@1 (%)")
     axes.set_title("Validation R@1 during training (synthetic data; mean, min-max band over seeds)")
     axes.grid(alpha=0.3)
@@ -125,9 +129,9 @@ def readme_table(comparison: dict, papers: dict) -> str:
     """The README's zoo table: our synthetic R@1 / mAP beside the papers' reported figures and the
     GPU config of each (method, dataset)."""
     best = {key: max(row[key][0] for row in comparison["rows"].values()) for key in ("R1", "mAP")}
-    lines = ["| method | synthetic R1 (here) | synthetic mAP (here) | reported by | "
+    lines = [f"| method | synthetic R1 (here) | synthetic mAP (here) | ΔR1 vs {zoo.BASELINE} [95% CI] | reported by | "
              + " | ".join(f"{name} R1 / mAP (reported) · config" for name in DATASETS.values()) + " |",
-             "|---" * (4 + len(DATASETS)) + "|"]
+             "|---" * (5 + len(DATASETS)) + "|"]
     for method, row in comparison["rows"].items():
         cells = []
         for key in ("R1", "mAP"):
@@ -137,11 +141,30 @@ def readme_table(comparison: dict, papers: dict) -> str:
             cell = f"**{cell}**" if mean == best[key] else cell
             cells.append(cell + (f" (re-ranked {reranked[key][0]:.2f})" if reranked else ""))
         reported = [f"{papers[method].get(dataset, '—')} · [yaml](configs/{method}_{dataset}.yaml)" for dataset in DATASETS]
-        lines.append(f"| `{method}` | {cells[0]} | {cells[1]} | {papers[method]['backbone']} | " + " | ".join(reported) + " |")
+        delta = (comparison.get("differences") or {}).get(method, {}).get("R1", "—")
+        lines.append(f"| `{method}` | {cells[0]} | {cells[1]} | {delta} | {papers[method]['backbone']} | "
+                     + " | ".join(reported) + " |")
     return "\n".join(lines)
 
 
-def results_block(comparison, ablations, training, inference, curves: Path, ranked: dict[str, Path],
+def protocol_text(workers: int) -> str:
+    """The shared protocol, read from the baseline's synthetic config (the others agree: tests/test_configs.py)."""
+    config = yaml.safe_load((REPO / "configs" / f"{zoo.BASELINE}_synthetic.yaml").read_text())
+    sizes = config["dataset_options"]
+    height, width = config["model_config"]["image_size"]
+    return (f"Protocol: every method trained by `train.py` from its `configs/<method>_synthetic.yaml` — the same generated "
+            f"data ({sizes['num_train_ids']:,} training identities; validation {sizes['num_validation_ids']} and test "
+            f"{sizes['num_test_ids']} identities of 4 images and 8 captions each, test chance R@1 {100 / sizes['num_test_ids']:.1f} %), "
+            f"the same pretrained base `{config['clip_name_or_path']}` (`make base`), {height}x{width} images, P x K = "
+            f"{config['per_device_train_batch_size'] // config['instances_per_identity']} x {config['instances_per_identity']}, "
+            f"{config['optimizer']} at {config['learning_rate']:g} for the backbone with weight decay {config['weight_decay']:g}, "
+            f"{config['lr_scheduler_type']} after a {config['warmup_epochs']:g}-epoch warm-up, the same {config['num_train_epochs']:g}-epoch "
+            f"budget (LCR²S: its two stages together), validation every {config['eval_epochs']:g} epoch(s) —; only the method's own "
+            f"settings and the two the sweep chose differ. The model is chosen on validation R@1, then evaluated once on "
+            f"the test split. {workers} run(s) at a time with one torch thread each.")
+
+
+def results_block(sweep, comparison, ablations, training, inference, curves: Path, ranked: dict[str, Path],
                   phases: Phases, trained_now: int, total_runs: int, workers: int) -> str:
     """The generated part of RESULTS.md."""
     rerank_k = yaml.safe_load((REPO / "configs" / "cada_synthetic.yaml").read_text())["model_config"]["rerank_k"]
@@ -156,11 +179,17 @@ Regenerated by `make report` (`benchmarks/report.py`) on {datetime.date.today().
 {total_runs} training runs were trained by it, {total_runs - trained_now} reused from `benchmarks/runs/`
 (the per-run training minutes are in the tables).
 
-Protocol: every method trained by `train.py` from its `configs/<method>_synthetic.yaml` — the same
-generated data (200 training identities), the same tiny random-init CLIP (64 wide, 2 text / 3 vision
-layers, 96x32 images), the same 30-epoch budget (LCR²S: 15 teacher + 15 student epochs) —, the model
-chosen on validation R@1, then evaluated once on the test split (50 identities, 200 images, 400
-captions; chance R@1 = 2%). {workers} run(s) at a time with one torch thread each.
+{protocol_text(workers)}
+
+### Equal tuning: the validation-only sweep (seed {sweep["seed"]}, {sweep["budget"]:g} of the budget)
+
+Every method, the baseline included, trained at the same 4 settings of its own two knobs — the head
+learning-rate multiplier (x{" / x".join(f"{m:g}" for m in zoo.HEAD_MULTIPLIERS)} of the backbone's rate on the modules the method
+declares new) and the weight of its main auxiliary loss (the paper's value and half of it) — and the
+setting with the best VALIDATION R@1 chosen and written into its config (`benchmarks/zoo.py::SWEEP`).
+The test split is not read to choose. Cells: best validation R@1 / mAP of the run.
+
+{zoo.sweep_table(sweep)}
 
 ### Test metrics: mean ± sample standard deviation over seeds {", ".join(map(str, comparison["seeds"]))}
 
@@ -192,10 +221,11 @@ method / clip_reid of the median time, the minimum time and the FLOPs.
 
 ### Ablations: one row per component switched off (seed 0, {ablations["budget"]:g} of the budget)
 
-Each method's synthetic config at {ablations["budget"]:.0%} of its epochs (warm-up, milestones and
-validation interval scaled alike), the full method re-run at that budget as each block's reference
-row, then one run per component switched off through `--model_config` (`benchmarks/zoo.py::ABLATIONS`).
-One seed: differences of a few points are within the seed-to-seed spread of the table above.
+Each method's synthetic config (with the sweep's choice) at {ablations["budget"]:.0%} of its epochs, seed {ablations["seeds"][0]}:
+the reference row is the sweep's chosen run (the same run, reused), then one run per component
+switched off through `--model_config` (`benchmarks/zoo.py::ABLATIONS`). Δ columns: the ablated run
+minus its full method on the same test queries, paired identity-bootstrap 95 % interval; one seed, so
+the interval covers the test identities, not the seed-to-seed spread.
 
 {zoo.table(ablations["rows"], differences=ablations.get("differences"), against="the full method")}
 
@@ -220,16 +250,20 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     methods = list(zoo.METHODS)
-    total_runs = len(methods) * len(SEEDS) + sum(1 + len(zoo.ABLATIONS[method]) for method in methods)
-    cached = sum((folder / "results.json").is_file() for folder in args.runs.glob("*")) if args.runs.is_dir() else 0
+    total_runs = sum(len(zoo.sweep_settings(method)) + len(SEEDS) + len(zoo.ABLATIONS[method]) for method in methods)
     FIGURES.mkdir(exist_ok=True)
     phases = Phases()
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), time.time()
+    with phases("sweep (validation only)"):
+        sweep = zoo.sweep(args.runs, methods, args.workers)
+        for method, row in sweep["chosen"].items():
+            zoo.write_choice(method, row["head_learning_rate_multiplier"], row["weight"])
+        print(zoo.sweep_table(sweep), flush=True)
     with phases("method comparison (3 seeds)"):
         comparison = zoo.compare(args.runs, methods, SEEDS, args.workers)
     with phases("ablations"):
-        ablations = zoo.ablate(args.runs, methods, SEEDS[0], ABLATION_BUDGET, args.workers)
-    trained_now = sum((folder / "results.json").is_file() for folder in args.runs.glob("*")) - cached
+        ablations = zoo.ablate(args.runs, methods, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, args.workers)
+    trained_now = sum(path.stat().st_mtime >= started_at for path in args.runs.glob("*/results.json"))
     with phases("training cost"):
         training = bench_training.run_all(methods, list(bench_training.SETUPS), steps=10, vit_steps=3, vit_batch=8)
     with phases("inference cost"):
@@ -240,18 +274,19 @@ def main() -> None:
         ranked = ranked_figures(args.runs, methods)
     phases.seconds["total"] = time.perf_counter() - started
 
+    (BENCHMARKS / "zoo_sweep.json").write_text(json.dumps(sweep, indent=2))
     (BENCHMARKS / "zoo_summary.json").write_text(json.dumps(comparison, indent=2))
     (BENCHMARKS / "zoo_ablations.json").write_text(json.dumps(ablations, indent=2))
     (BENCHMARKS / "training_cost.json").write_text(json.dumps(training, indent=2))
     (BENCHMARKS / "inference_cost.json").write_text(json.dumps(inference, indent=2))
     replace_block(BENCHMARKS / "RESULTS.md", MARKERS["results"],
-                  results_block(comparison, ablations, training, inference, curves, ranked, phases, trained_now, total_runs,
-                                args.workers))
+                  results_block(sweep, comparison, ablations, training, inference, curves, ranked, phases, trained_now,
+                                total_runs, args.workers))
     papers = yaml.safe_load((BENCHMARKS / "papers.yaml").read_text())
     replace_block(REPO / "README.md", MARKERS["readme"], readme_table(comparison, papers))
     print(comparison_table(comparison))
-    print(f"[report] wrote benchmarks/RESULTS.md, README.md's zoo table and benchmarks/figures/ in "
-          f"{phases.seconds['total'] / 60:.1f} min ({trained_now} training runs trained now)")
+    print(f"[report] wrote benchmarks/RESULTS.md, README.md's zoo table, benchmarks/figures/ and the configs' sweep "
+          f"choices in {phases.seconds['total'] / 60:.1f} min ({trained_now} of {total_runs} training runs trained now)")
 
 
 if __name__ == "__main__":

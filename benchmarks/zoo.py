@@ -1,26 +1,36 @@
-"""Train and evaluate every method of the zoo on the synthetic dataset with the same budget and seeds.
+"""Train and evaluate every method of the zoo on the synthetic dataset under one protocol.
 
 Each run is ``train.py --config configs/<method>_synthetic.yaml --seed S`` (the configs share one
-protocol: data, pretrained base, sampler, optimiser, schedule and epoch budget); ablation runs add ``--model_config`` overrides. Runs go
-to ``--runs`` (one folder each, reused when its results.json exists) and execute ``--workers`` at a
-time with one torch thread each. The tables (mean and sample standard deviation over seeds of the
-TEST metrics, first stage and re-ranked for CADA, and each method's ΔR@1 / ΔmAP against the baseline
-with a paired identity-bootstrap 95 % interval pooled over the seeds; each ablation against its full
-method) are printed and written to ``--summary`` as JSON.
+protocol: data, pretrained base, sampler, optimiser, schedule and epoch budget), plus command-line
+overrides for the sweep's settings and the ablations. Runs go to ``--runs`` (one folder each, reused
+when its results.json exists and was trained with exactly the arguments asked for now) and execute
+``--workers`` at a time with one torch thread each.
 
-    python benchmarks/zoo.py --seeds 0 1 2 --workers 2                        # the method comparison
-    python benchmarks/zoo.py --seeds 0 --ablations --budget 0.34 --workers 2  # one row per component
+1. ``sweep``: the equal tuning budget. Every method, the baseline included, is trained at each of
+   the ``SWEEP`` settings (its head learning-rate multiplier x the weight of its main auxiliary
+   loss, 4 settings), seed 0, at ``SWEEP_BUDGET`` of the epochs; the setting with the best
+   VALIDATION R@1 is chosen (the test split is never read to choose) and written into the config.
+2. ``compare``: every method at the full budget over the seeds: mean and sample standard
+   deviation of the TEST metrics (first stage and re-ranked for CADA) and each method's ΔR@1 /
+   ΔmAP against the baseline with a paired identity-bootstrap 95 % interval pooled over the seeds.
+3. ``ablate``: one run per component switched off (``ABLATIONS``), seed 0, at the sweep's budget,
+   each against its full method (the sweep's chosen run) with the same paired interval.
+
+    python benchmarks/zoo.py --sweep --workers 2                              # 1 (writes the configs)
+    python benchmarks/zoo.py --seeds 0 1 2 --workers 2                        # 2
+    python benchmarks/zoo.py --seeds 0 --ablations --budget 0.5 --workers 2  # 3
 
 ``--budget F`` scales every config's epochs (and its warm-up, milestones and validation interval)
-by F, so that a cheaper set of runs keeps each schedule's shape; with ``--ablations`` the full
-method is run again at that budget, so every ablation row has its own reference row.
+by F, so that a cheaper set of runs keeps each schedule's shape.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -32,6 +42,7 @@ import yaml
 
 from tireid_hf.metrics import paired_bootstrap
 from tireid_hf.methods import method_names
+from tireid_hf.training.arguments import parse_training_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = tuple(method_names())  # the registry's: a method missing from ABLATIONS fails tests/test_method_registry.py
@@ -67,6 +78,24 @@ ABLATIONS = {
 }
 
 
+# The equal tuning budget (issue 20): every method gets the same grid size, 2 x 2 settings — its head
+# learning-rate multiplier x the weight of its main auxiliary loss (the model_config keys set together
+# to each value; the first value is the paper's). Chosen on validation R@1 only.
+SWEEP_BUDGET = 0.5
+SWEEP_SEED = 0
+HEAD_MULTIPLIERS = (1.0, 5.0)
+SWEEP = {
+    "clip_reid": (("id_loss_weight",), (1.0, 0.5)),
+    "lcr2s": (("distill_feature_loss_weight", "distill_relation_loss_weight"), (1.0, 0.5)),
+    "cada": (("itm_global_loss_weight", "itm_local_loss_weight"), (1.0, 0.5)),
+    "lgur": (("id_dict_loss_weight", "rank_dict_loss_weight", "rank_text_dict_loss_weight",
+              "rank_image_dict_loss_weight"), (1.0, 0.5)),
+    "uit": (("tir_loss_weight",), (10.0, 5.0)),
+}
+# Arguments that name where a run goes, not what it trains (ignored when a cached run is checked).
+_PLACEMENT = {"output_dir", "overwrite_output_dir", "report_to", "resume_from_checkpoint"}
+
+
 def budget_arguments(method: str, budget: float) -> list[str]:
     """Command-line overrides scaling the method's synthetic config's epochs by ``budget``."""
     if budget == 1.0:
@@ -91,17 +120,45 @@ def run_name(method: str, seed: int, variant: str = "", budget: float = 1.0) -> 
             + (f"-{variant.replace(' ', '_').replace('(', '').replace(')', '')}" if variant else ""))
 
 
-def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict, budget: float = 1.0) -> dict:
-    """One training run (or its cached results)."""
-    name = run_name(method, seed, variant, budget)
-    out = runs / name
-    if (out / "results.json").is_file():
-        return json.loads((out / "results.json").read_text())
+def training_command(runs: Path, method: str, seed: int, variant: str, overrides: dict, budget: float = 1.0,
+                     arguments: tuple[str, ...] = ()) -> list[str]:
+    """The ``train.py`` command line of one run (``arguments``: extra training-argument overrides)."""
     command = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "configs" / f"{method}_synthetic.yaml"),
-               "--seed", str(seed), "--output_dir", str(out), "--overwrite_output_dir", "--report_to", "none"]
+               "--seed", str(seed), "--output_dir", str(runs / run_name(method, seed, variant, budget)),
+               "--overwrite_output_dir", "--report_to", "none", *arguments]
     if overrides:
         command += ["--model_config", json.dumps(overrides)]
-    command += budget_arguments(method, budget)
+    return command + budget_arguments(method, budget)
+
+
+def effective_config(command: list[str]) -> dict:
+    """What a ``train.py`` command trains: its parsed arguments as results.json's ``config`` records
+    them, without the ones that only say where the run goes (``_PLACEMENT``)."""
+    model_args, data_args, training_args = parse_training_arguments(command[2:])
+    config = {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
+              "training": {k: v for k, v in dataclasses.asdict(training_args).items() if k not in _PLACEMENT}}
+    return json.loads(json.dumps(config))
+
+
+def cached_results(folder: Path, command: list[str]) -> dict | None:
+    """The run's results.json contents when it exists AND was trained with what ``command`` asks for
+    now (a config changed since, e.g. by the sweep, makes it stale: None)."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    recorded = {**result["config"], "training": {k: v for k, v in result["config"]["training"].items() if k not in _PLACEMENT}}
+    return result if json.loads(json.dumps(recorded)) == effective_config(command) else None
+
+
+def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict, budget: float = 1.0,
+            arguments: tuple[str, ...] = ()) -> dict:
+    """One training run (or its cached results, when trained with the same arguments)."""
+    name = run_name(method, seed, variant, budget)
+    command = training_command(runs, method, seed, variant, overrides, budget, arguments)
+    cached = cached_results(runs / name, command)
+    if cached is not None:
+        return cached
     started = time.perf_counter()
     log = runs / f"{name}.log"
     with log.open("w") as stream:
@@ -110,7 +167,76 @@ def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict, b
     if completed.returncode:
         raise RuntimeError(f"{name} failed (exit {completed.returncode}); see {log}")
     print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
-    return json.loads((out / "results.json").read_text())
+    return json.loads((runs / name / "results.json").read_text())
+
+
+def setting_label(multiplier: float, weight: float) -> str:
+    """The variant name of one sweep setting, e.g. ``head5_aux0.5``."""
+    return f"head{multiplier:g}_aux{weight:g}"
+
+
+def sweep_settings(method: str) -> list[tuple[str, float, float]]:
+    """``(label, head multiplier, auxiliary weight)`` of each of the method's sweep settings."""
+    return [(setting_label(m, w), m, w) for m in HEAD_MULTIPLIERS for w in SWEEP[method][1]]
+
+
+def setting_job(method: str, seed: int, variant: str, multiplier: float, weight: float, overrides: dict | None = None) -> tuple:
+    """The job of one run at a sweep setting (``overrides``: more model_config on top, an ablation's)."""
+    keys = SWEEP[method][0]
+    return (method, seed, variant, {**{key: weight for key in keys}, **(overrides or {})},
+            ("--head_learning_rate_multiplier", f"{multiplier:g}"))
+
+
+def sweep(runs: Path, methods, workers: int, budget: float = SWEEP_BUDGET, seed: int = SWEEP_SEED) -> dict:
+    """Every method at each of its ``sweep_settings``: ``{"rows": {method: [setting rows]}, "chosen":
+    {method: row}}``, a row being its multiplier, weight, run name and best VALIDATION R@1 / mAP.
+    The choice is the highest validation R@1 (ties: the first setting in grid order)."""
+    jobs = [setting_job(method, seed, label, multiplier, weight)
+            for method in methods for label, multiplier, weight in sweep_settings(method)]
+    outcomes = run_jobs(runs, jobs, budget, workers)
+    rows: dict[str, list[dict]] = {method: [] for method in methods}
+    for (method, _, label, overrides, arguments), result in outcomes:
+        best = result["best_validation"]["metrics"]
+        rows[method].append({"setting": label, "head_learning_rate_multiplier": float(arguments[1]),
+                             "weight": overrides[SWEEP[method][0][0]], "run": run_name(method, seed, label, budget),
+                             "validation_R1": best["t2i/R1"], "validation_mAP": best["t2i/mAP"]})
+    chosen = {method: max(method_rows, key=lambda row: row["validation_R1"]) for method, method_rows in rows.items()}
+    return {"seed": seed, "budget": budget, "rows": rows, "chosen": chosen}
+
+
+def write_choice(method: str, multiplier: float, weight: float, config_dir: Path = REPO / "configs") -> Path:
+    """Sets the method's synthetic config to the chosen sweep setting: rewrites the value of its
+    ``head_learning_rate_multiplier`` line and of each auxiliary-weight key under ``model_config``
+    (adding the key's line when the config left it at its default), keeping every other line and
+    comment; then checks the file parses to exactly those values."""
+    path = config_dir / f"{method}_synthetic.yaml"
+    text = path.read_text()
+    text, count = re.subn(r"(?m)^head_learning_rate_multiplier:[^\n#]*", f"head_learning_rate_multiplier: {float(multiplier)!r}", text)
+    if count != 1:
+        raise ValueError(f"{path}: expected one top-level head_learning_rate_multiplier line, found {count}")
+    for key in SWEEP[method][0]:
+        text, count = re.subn(rf"(?m)^(  {key}:)[ \t]*[^\n#]*?([ \t]*(#.*)?)$", rf"\g<1> {float(weight)!r}\g<2>", text)
+        if count == 0:
+            text, count = re.subn(r"(?m)^model_config:\n", f"model_config:\n  {key}: {float(weight)!r}\n", text)
+        if count != 1:
+            raise ValueError(f"{path}: cannot set model_config.{key}")
+    config = yaml.safe_load(text)
+    if (config["head_learning_rate_multiplier"] != multiplier
+            or any(config["model_config"][key] != weight for key in SWEEP[method][0])):
+        raise ValueError(f"{path}: rewriting the sweep's choice did not give multiplier {multiplier} and weight {weight}")
+    path.write_text(text)
+    return path
+
+
+def chosen_setting(method: str) -> tuple[str, float, float]:
+    """``(label, multiplier, weight)`` the method's synthetic config holds now."""
+    config = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+    keys = SWEEP[method][0]
+    weights = {config["model_config"].get(key) for key in keys}
+    if len(weights) != 1 or None in weights:
+        raise ValueError(f"configs/{method}_synthetic.yaml: the sweep's keys {keys} must all be set to one value")
+    multiplier, weight = config["head_learning_rate_multiplier"], weights.pop()
+    return setting_label(multiplier, weight), multiplier, weight
 
 
 def summarise(results: list[dict], key: str = "test") -> dict:
@@ -157,16 +283,17 @@ def table(rows: dict[str, dict], first_column: str = "run", differences: dict[st
 
 
 def run_jobs(runs: Path, jobs: list[tuple], budget: float, workers: int) -> list[tuple[tuple, dict]]:
-    """``(job, results)`` for each ``job = (method, seed, variant, overrides)``, ``workers`` at a time."""
+    """``(job, results)`` for each ``job = (method, seed, variant, model_config overrides, training
+    argument overrides)``, ``workers`` at a time."""
     runs.mkdir(parents=True, exist_ok=True)
     with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(lambda job: (job, run_one(runs, *job, budget=budget)), jobs))
+        return list(pool.map(lambda job: (job, run_one(runs, *job[:4], budget=budget, arguments=job[4])), jobs))
 
 
 def compare(runs: Path, methods, seeds, workers: int) -> dict:
     """Every method at the full budget over ``seeds``: ``{"rows", "reranked", "results"}`` where
     ``results[method]`` lists the runs' results.json contents (with their validation histories)."""
-    outcomes = run_jobs(runs, [(method, seed, "", {}) for method in methods for seed in seeds], 1.0, workers)
+    outcomes = run_jobs(runs, [(method, seed, "", {}, ()) for method in methods for seed in seeds], 1.0, workers)
     results = {method: [result for (m, *_), result in outcomes if m == method] for method in methods}
     rows, reranked, differences = {}, {}, {}
     baseline_runs = [run_name(BASELINE, seed) for seed in seeds]
@@ -181,37 +308,69 @@ def compare(runs: Path, methods, seeds, workers: int) -> dict:
 
 
 def ablate(runs: Path, methods, seed: int, budget: float, workers: int) -> dict:
-    """Each method and one run per component switched off (``ABLATIONS``), one seed, at ``budget``."""
-    jobs = [(method, seed, variant, overrides)
-            for method in methods for variant, overrides in [("", {}), *ABLATIONS[method].items()]]
+    """Each method at its configured (chosen) setting and one run per component switched off
+    (``ABLATIONS``), one seed, at ``budget``; the reference run has the sweep's name for that setting,
+    so at the sweep's budget and seed it IS the sweep's chosen run (reused, not retrained)."""
+    jobs = []
+    for method in methods:
+        label, multiplier, weight = chosen_setting(method)
+        jobs.append(setting_job(method, seed, label, multiplier, weight))
+        jobs += [setting_job(method, seed, variant, multiplier, weight, overrides) for variant, overrides in ABLATIONS[method].items()]
     rows, differences = {}, {}
-    for (method, _, variant, _), result in run_jobs(runs, jobs, budget, workers):
-        label = method + (f": {variant}" if variant else "")
+    for (method, _, variant, _, _), result in run_jobs(runs, jobs, budget, workers):
+        reference = chosen_setting(method)[0]
+        label = method + (f": {variant}" if variant != reference else "")
         rows[label] = summarise([result])
         if "test_reranked" in result:
             rows[f"{label} (re-ranked)"] = summarise([result], "test_reranked")
-        if variant:  # against the full method at the same budget and seed
+        if variant != reference:  # against the full method at the same budget and seed
             differences[label] = paired_differences(runs, [run_name(method, seed, variant, budget)],
-                                                    [run_name(method, seed, "", budget)])
+                                                    [run_name(method, seed, reference, budget)])
     return {"seeds": [seed], "budget": budget, "rows": rows, "differences": differences}
+
+
+def sweep_table(result: dict) -> str:
+    """Markdown: one row per method, one column per setting (validation R@1 / mAP), the choice in bold."""
+    methods = list(result["rows"])
+    lines = ["| method | auxiliary weight keys | " + " | ".join(
+                 f"setting {i + 1}" for i in range(max(len(rows) for rows in result["rows"].values()))) + " | chosen |",
+             "|---|---|" + "---|" * (max(len(rows) for rows in result["rows"].values()) + 1)]
+    for method in methods:
+        chosen = result["chosen"][method]
+        cells = [(f"**{c}**" if row == chosen else c) for row in result["rows"][method]
+                 for c in [f"head x{row['head_learning_rate_multiplier']:g}, weight {row['weight']:g}: "
+                           f"{row['validation_R1']:.2f} / {row['validation_mAP']:.2f}"]]
+        lines.append(f"| {method} | {', '.join(f'`{key}`' for key in SWEEP[method][0])} | " + " | ".join(cells)
+                     + f" | head x{chosen['head_learning_rate_multiplier']:g}, weight {chosen['weight']:g} |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--sweep", action="store_true",
+                        help="the validation-only tuning sweep (seed 0, --budget default 0.5); writes the choice into the configs")
     parser.add_argument("--ablations", action="store_true", help="run each method's ablation rows (first seed)")
-    parser.add_argument("--budget", type=float, default=1.0, help="fraction of each config's epochs")
+    parser.add_argument("--budget", type=float, default=None, help="fraction of each config's epochs")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--runs", type=Path, default=REPO / "benchmarks" / "runs")
-    parser.add_argument("--summary", type=Path, default=REPO / "benchmarks" / "zoo_summary.json")
+    parser.add_argument("--summary", type=Path, default=None,
+                        help="JSON written (default benchmarks/zoo_sweep.json, zoo_ablations.json or zoo_summary.json)")
     args = parser.parse_args()
-    if args.ablations:
-        summary = ablate(args.runs, args.methods, args.seeds[0], args.budget, args.workers)
+    mode = "sweep" if args.sweep else "ablations" if args.ablations else "summary"
+    args.summary = args.summary or REPO / "benchmarks" / f"zoo_{mode}.json"
+    if args.sweep:
+        summary = sweep(args.runs, args.methods, args.workers, args.budget or SWEEP_BUDGET)
+        for method, row in summary["chosen"].items():
+            write_choice(method, row["head_learning_rate_multiplier"], row["weight"])
+        print(sweep_table(summary))
+    elif args.ablations:
+        summary = ablate(args.runs, args.methods, args.seeds[0], args.budget or SWEEP_BUDGET, args.workers)
         print(table(summary["rows"], differences=summary["differences"], against="the full method"))
     else:
-        if args.budget != 1.0:
-            parser.error("--budget applies to --ablations; the comparison runs the full budget")
+        if args.budget not in (None, 1.0):
+            parser.error("--budget applies to --sweep and --ablations; the comparison runs the full budget")
         summary = compare(args.runs, args.methods, args.seeds, args.workers)
         summary.pop("results")
         print(table({**summary["rows"], **summary["reranked"]}, differences=summary["differences"]))

@@ -26,8 +26,8 @@ def run_result(stages: int, epochs: int, validations: list[tuple[int, int, float
 def test_budget_arguments_scale_every_epoch_count_of_the_config():
     assert zoo.budget_arguments("lgur", 1.0) == []
     config = yaml.safe_load((REPO / "configs" / "lgur_synthetic.yaml").read_text())
-    assert (config["num_train_epochs"], config["warmup_epochs"], config["eval_epochs"]) == (10, 1, 2)
-    assert zoo.budget_arguments("lgur", 0.5) == ["--num_train_epochs", "5", "--warmup_epochs", "0.5", "--eval_epochs", "1"]
+    assert (config["num_train_epochs"], config["warmup_epochs"], config["eval_epochs"]) == (5, 0.5, 1)
+    assert zoo.budget_arguments("lgur", 0.5) == ["--num_train_epochs", "2.5", "--warmup_epochs", "0.25", "--eval_epochs", "0.5"]
     step_decay = {"num_train_epochs": 30, "warmup_epochs": 2, "lr_milestones_epochs": [10, 20, 25]}
     assert zoo.scaled_epoch_arguments(step_decay, 0.5) == ["--num_train_epochs", "15", "--warmup_epochs", "1", "--eval_epochs",
                                                            "0.5", "--lr_milestones_epochs", "5", "10", "12.5"]
@@ -85,13 +85,16 @@ def test_readme_table_puts_the_papers_figures_and_each_gpu_config_beside_ours():
     papers = yaml.safe_load((REPO / "benchmarks" / "papers.yaml").read_text())
     assert set(papers) == set(zoo.METHODS)
     row = {key: (20.0, 1.0) for key in zoo.KEYS} | {"train_minutes": 1.0, "runs": 3}
-    comparison = {"rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {"cada (re-ranked)": dict(row)}}
+    comparison = {"rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {"cada (re-ranked)": dict(row)},
+                  "differences": {"uit": {"R1": "+10.00 [+8.00, +12.00]", "mAP": "+5.00 [+4.00, +6.00]"}}}
     comparison["rows"]["uit"]["R1"], comparison["rows"]["uit"]["mAP"] = (30.0, 2.0), (25.0, 1.5)
     lines = report.readme_table(comparison, papers).splitlines()
     assert len(lines) == 2 + len(zoo.METHODS)
     uit = next(line for line in lines if line.startswith("| `uit`"))
-    assert "| **30.00 ± 2.00** | **25.00 ± 1.50** |" in uit and papers["uit"]["cuhk-pedes"] in uit  # the best in bold
-    assert "| `lgur` | 20.00 ± 1.00 | 20.00 ± 1.00 |" in lines[-2]
+    assert "| **30.00 ± 2.00** | **25.00 ± 1.50** | +10.00 [+8.00, +12.00] |" in uit  # the best in bold
+    assert papers["uit"]["cuhk-pedes"] in uit
+    assert "| `lgur` | 20.00 ± 1.00 | 20.00 ± 1.00 | — |" in lines[-2]
+    assert lines[0].startswith("| method | synthetic R1 (here) | synthetic mAP (here) | ΔR1 vs clip_reid [95% CI] |")
     assert "(re-ranked 20.00)" in next(line for line in lines if line.startswith("| `cada`"))
     for method in zoo.METHODS:
         for dataset in report.DATASETS:
@@ -130,3 +133,91 @@ def test_table_shows_the_difference_columns_only_when_there_are_differences():
     assert lines[0].endswith("ΔR1 vs the baseline [95% CI] | ΔmAP vs the baseline [95% CI] | train min |")
     assert lines[2] == "| a | " + " | ".join(["10.00"] * 5) + " | — | — | 1.0 |"
     assert lines[3] == "| b | " + " | ".join(["10.00"] * 5) + " | +1.00 [+0.50, +1.50] | — | 1.0 |"
+
+
+def _copy_configs(tmp_path):
+    for method in zoo.METHODS:
+        (tmp_path / f"{method}_synthetic.yaml").write_text((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+
+
+@pytest.mark.parametrize("method", zoo.METHODS)
+def test_write_choice_sets_the_two_knobs_and_keeps_every_other_line(tmp_path, method):
+    _copy_configs(tmp_path)
+    path = tmp_path / f"{method}_synthetic.yaml"
+    before = path.read_text()
+    keys, weights = zoo.SWEEP[method]
+    zoo.write_choice(method, 1.0, weights[1], tmp_path)
+    after = yaml.safe_load(path.read_text())
+    assert after["head_learning_rate_multiplier"] == 1.0
+    assert all(after["model_config"][key] == weights[1] for key in keys)
+    expected = yaml.safe_load(before)  # nothing else changed, comments included
+    expected["head_learning_rate_multiplier"] = 1.0
+    expected["model_config"].update({key: weights[1] for key in keys})
+    assert after == expected
+    changed = [line for line in path.read_text().splitlines() if line not in before.splitlines()]
+    assert len(changed) == 1 + len(keys), changed
+    assert sum(line.startswith("#") for line in path.read_text().splitlines()) == sum(
+        line.startswith("#") for line in before.splitlines())
+
+
+def test_write_choice_adds_a_key_the_config_left_at_its_default_and_names_a_broken_file(tmp_path):
+    _copy_configs(tmp_path)
+    path = tmp_path / "uit_synthetic.yaml"
+    path.write_text(path.read_text().replace("  tir_loss_weight: 10.0\n", ""))
+    zoo.write_choice("uit", 5.0, 5.0, tmp_path)
+    assert yaml.safe_load(path.read_text())["model_config"]["tir_loss_weight"] == 5.0
+    path.write_text(path.read_text().replace("head_learning_rate_multiplier", "head_multiplier"))
+    with pytest.raises(ValueError, match="uit_synthetic.yaml: expected one top-level head_learning_rate_multiplier"):
+        zoo.write_choice("uit", 1.0, 5.0, tmp_path)
+
+
+def test_a_cached_run_is_reused_only_when_it_was_trained_with_the_arguments_asked_for(tmp_path):
+    job = zoo.setting_job("clip_reid", 0, "head5_aux1", 5.0, 1.0)
+    command = zoo.training_command(tmp_path, *job[:4], 0.5, job[4])
+    folder = tmp_path / zoo.run_name("clip_reid", 0, "head5_aux1", 0.5)
+    assert zoo.cached_results(folder, command) is None  # nothing trained yet
+    folder.mkdir()
+    recorded = zoo.effective_config(command)
+    recorded["training"]["output_dir"] = str(folder)  # placement is not compared
+    (folder / "results.json").write_text(json.dumps({"config": recorded, "test": {}}))
+    assert zoo.cached_results(folder, command) == {"config": recorded, "test": {}}
+    other_weight = zoo.training_command(tmp_path, "clip_reid", 0, "head5_aux1", {"id_loss_weight": 0.5}, 0.5, job[4])
+    other_multiplier = zoo.training_command(tmp_path, *job[:4], 0.5, ("--head_learning_rate_multiplier", "1"))
+    other_budget = zoo.training_command(tmp_path, *job[:4], 1.0, job[4])
+    assert [zoo.cached_results(folder, c) for c in (other_weight, other_multiplier, other_budget)] == [None] * 3
+
+
+def test_the_sweep_chooses_on_validation_r1_alone(tmp_path, monkeypatch):
+    # validation R1 per (multiplier, weight); the TEST R1 of each run says the opposite and must not matter
+    validation = {(1.0, 1.0): 10.0, (1.0, 0.5): 12.0, (5.0, 1.0): 14.0, (5.0, 0.5): 14.0}
+
+    def fake_run_jobs(runs, jobs, budget, workers):
+        assert budget == zoo.SWEEP_BUDGET and all(job[1] == zoo.SWEEP_SEED for job in jobs)
+        outcomes = []
+        for job in jobs:
+            method, _, label, overrides, arguments = job
+            key = (float(arguments[1]), overrides[zoo.SWEEP[method][0][0]] / zoo.SWEEP[method][1][0])
+            r1 = validation[key]
+            outcomes.append((job, {"best_validation": {"metrics": {"t2i/R1": r1, "t2i/mAP": r1 / 2}},
+                                   "test": {"t2i/R1": 100 - r1}}))
+        return outcomes
+
+    monkeypatch.setattr(zoo, "run_jobs", fake_run_jobs)
+    result = zoo.sweep(tmp_path, ["clip_reid", "uit"], workers=2)
+    assert [row["setting"] for row in result["rows"]["uit"]] == ["head1_aux10", "head1_aux5", "head5_aux10", "head5_aux5"]
+    assert result["chosen"]["uit"]["setting"] == "head5_aux10"  # the tie goes to the first in grid order
+    assert result["chosen"]["clip_reid"] == {"setting": "head5_aux1", "head_learning_rate_multiplier": 5.0, "weight": 1.0,
+                                             "run": "clip_reid-seed0-budget0.5-head5_aux1", "validation_R1": 14.0,
+                                             "validation_mAP": 7.0}
+    table = zoo.sweep_table(result).splitlines()
+    assert table[2].startswith("| clip_reid | `id_loss_weight` | head x1, weight 1: 10.00 / 5.00 |")
+    assert "| **head x5, weight 1: 14.00 / 7.00** | head x5, weight 0.5: 14.00 / 7.00 | head x5, weight 1 |" in table[2]
+
+
+@pytest.mark.parametrize("method", zoo.METHODS)
+def test_each_config_holds_a_setting_of_the_sweep_grid_the_recorded_sweep_chose(method):
+    label, multiplier, weight = zoo.chosen_setting(method)
+    assert (label, multiplier, weight) in zoo.sweep_settings(method)
+    recorded = REPO / "benchmarks" / "zoo_sweep.json"
+    if recorded.is_file():  # written by `make report` / `zoo.py --sweep` together with the configs
+        assert json.loads(recorded.read_text())["chosen"][method]["setting"] == label
