@@ -221,3 +221,33 @@ def test_each_config_holds_a_setting_of_the_sweep_grid_the_recorded_sweep_chose(
     recorded = REPO / "benchmarks" / "zoo_sweep.json"
     if recorded.is_file():  # written by `make report` / `zoo.py --sweep` together with the configs
         assert json.loads(recorded.read_text())["chosen"][method]["setting"] == label
+
+
+def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_ablations(tmp_path):
+    row = {key: (20.0, 1.0) for key in zoo.KEYS} | {"train_minutes": 3.0, "runs": 3}
+    sweep = {"seed": 0, "budget": 0.5, "rows": {}, "chosen": {}}
+    for method in zoo.METHODS:
+        sweep["rows"][method] = [{"setting": label, "head_learning_rate_multiplier": m, "weight": w, "run": label,
+                                  "validation_R1": 10.0 + i, "validation_mAP": 5.0} for i, (label, m, w) in
+                                 enumerate(zoo.sweep_settings(method))]
+        sweep["chosen"][method] = sweep["rows"][method][-1]
+    comparison = {"seeds": [0, 1, 2], "rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {},
+                  "differences": {"uit": {"R1": "+1.50 [+0.20, +2.80]", "mAP": "+0.50 [-0.10, +1.10]"}}}
+    ablations = {"seeds": [0], "budget": 0.5, "rows": {"uit": {**row, "runs": 1}, "uit: no triplet": {**row, "runs": 1}},
+                 "differences": {"uit: no triplet": {"R1": "-2.00 [-3.00, -1.00]", "mAP": "-1.00 [-2.00, +0.00]"}}}
+    training = json.loads((REPO / "benchmarks" / "training_cost.json").read_text())
+    inference = json.loads((REPO / "benchmarks" / "inference_cost.json").read_text())
+    phases = report.Phases()
+    phases.seconds.update({"sweep (validation only)": 600.0, "total": 4800.0})
+    figure = report.FIGURES / "validation_r1.png"
+    block = report.results_block(sweep, comparison, ablations, training, inference, figure, {"uit": figure}, phases,
+                                 trained_now=12, total_runs=50, workers=2)
+    config = yaml.safe_load((REPO / "configs" / "clip_reid_synthetic.yaml").read_text())
+    assert f"the same {config['num_train_epochs']:g}-epoch budget" in block
+    assert f"({config['dataset_options']['num_train_ids']:,} training identities" in block
+    assert "sweep (validation only) 10.0, total 80.0" in block and "12 of the\n50 training runs" in block
+    assert "| uit | `tir_loss_weight` | head x1, weight 10: 10.00 / 5.00 |" in block
+    assert "| **head x5, weight 5: 13.00 / 5.00** | head x5, weight 5 |" in block
+    assert "| uit | " + " | ".join(["20.00 ± 1.00"] * 5) + " | +1.50 [+0.20, +2.80] | +0.50 [-0.10, +1.10] | 3.0 |" in block
+    assert "| uit: no triplet | " + " | ".join(["20.00"] * 5) + " | -2.00 [-3.00, -1.00] | -1.00 [-2.00, +0.00] | 3.0 |" in block
+    assert "(seed 0, 0.5 of the budget)" in block and "at 50% of its epochs" in block
