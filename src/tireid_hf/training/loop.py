@@ -100,7 +100,13 @@ def _complete_final_move(output: Path) -> None:
     The files of ``output`` the new model replaces are deleted first and ``results.json`` is moved last,
     so a folder caught half-way holds no ``results.json`` and never a mix of two models' files that
     would load. Every step can be repeated: a kill anywhere in here is completed by the next call (made
-    at the start of any later run on ``output``)."""
+    at the start of any later run on ``output``).
+
+    Why this journaled move and not one folder rename: ``output`` IS the model folder
+    (``AutoModel.from_pretrained(output_dir)``, the layout of transformers' ``Trainer``) and also holds
+    ``checkpoints/`` and ``logs/``; replacing it as one folder would need write access to its parent
+    (it fails on a mount point) and would have to carry the run's state across. During training,
+    ``best/`` itself IS replaced as one folder (``_atomic_save``) at every new best."""
     best, marker = output / BEST, output / _PREVIOUS_RUN_FILES
     if (best / RESULTS_FILE).is_file():
         replaced = {path.name for path in best.iterdir()}
