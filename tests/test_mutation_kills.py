@@ -411,9 +411,10 @@ def _digest(path: Path) -> dict:
     return {"bytes": len(path.read_bytes()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
-@pytest.mark.parametrize("limit, kept", [(0, [2, 9, 10]), (1, [10]), (2, [9, 10]), (3, [2, 9, 10])])
+@pytest.mark.parametrize("limit, kept", [(-1, [2, 9, 10]), (0, [2, 9, 10]), (1, [10]), (2, [9, 10]), (3, [2, 9, 10])])
 def test_checkpoint_save_keeps_the_newest_limit_complete_checkpoints(tmp_path, accelerator, limit, kept):
-    """Steps 2, 9, 10 saved: ``limit`` 0 keeps all, otherwise the newest ``limit`` by step number (9 before 10)."""
+    """Steps 2, 9, 10 saved: a ``limit`` of 0 or less keeps all (as ``save_total_limit`` in transformers' Trainer),
+    otherwise the newest ``limit`` by step number (9 before 10)."""
     root = tmp_path / "checkpoints"
     manager = CheckpointManager(root, accelerator, limit)
     for step in (2, 9, 10):
