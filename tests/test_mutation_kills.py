@@ -1,13 +1,18 @@
 """Tests written to kill the mutants `make mutation` found surviving (TESTING.md): each pins a behaviour
 of the mutated module that no other test read. Grouped by module."""
 
+import dataclasses
+import hashlib
 import json
 import logging
 import math
 import re
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
+from accelerate import Accelerator
 
 from tireid_hf.data import readers
 from tireid_hf.data.readers import RAW_FORMATS, _parse_id, parse_record, read_json_records, read_raw_dataset
@@ -15,6 +20,7 @@ from tireid_hf.data.schema import DatasetFormatError, summarize
 from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstrap
 from tireid_hf.metrics.retrieval import per_query_metrics
 from tireid_hf.modeling import LCR2SModel
+from tireid_hf.training import checkpoints as checkpoints_module
 from tireid_hf.training.checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint, write_manifest
 from test_data_readers import make_release
 from tester import ModelTester
@@ -367,3 +373,180 @@ def test_validations_are_recorded_and_only_a_strictly_better_final_stage_one_bec
     assert not progress.record_validation({"R1": 90.0}, "R1", consider_for_best=False)
     assert progress.best == first and len(progress.history) == 3
     assert progress.record_validation({"R1": 60.0}, "R1", consider_for_best=True) and progress.best["metrics"] == {"R1": 60.0}
+
+
+class _Schedule:
+    """Stands for the learning-rate scheduler: ``CheckpointManager.save`` stores its ``state_dict()``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def state_dict(self) -> dict:
+        return {"last_epoch": self.step, "base_lrs": [0.1]}
+
+
+ACCELERATE_FILES = ["model.safetensors", "optimizer.bin", "random_states_0.pkl"]  # what save_state writes here
+CHECKPOINT_FILES = sorted([*ACCELERATE_FILES, "checkpoint_files.json", "progress.json"])
+
+
+@pytest.fixture
+def accelerator():
+    """A CPU Accelerator with a prepared 3 -> 2 linear model and its SGD optimizer (what save_state saves)."""
+    accelerator = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    accelerator.prepare(model, torch.optim.SGD(model.parameters(), lr=0.1))
+    return accelerator
+
+
+def _save(manager: CheckpointManager, step: int, **fields) -> Path:
+    return manager.save(TrainingProgress(method="clip_reid", global_step=step, **fields), _Schedule(step))
+
+
+def _names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+def _digest(path: Path) -> dict:
+    return {"bytes": len(path.read_bytes()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+
+@pytest.mark.parametrize("limit, kept", [(-1, [2, 9, 10]), (0, [2, 9, 10]), (1, [10]), (2, [9, 10]), (3, [2, 9, 10])])
+def test_checkpoint_save_keeps_the_newest_limit_complete_checkpoints(tmp_path, accelerator, limit, kept):
+    """Steps 2, 9, 10 saved: a ``limit`` of 0 or less keeps all (as ``save_total_limit`` in transformers' Trainer),
+    otherwise the newest ``limit`` by step number (9 before 10)."""
+    root = tmp_path / "checkpoints"
+    manager = CheckpointManager(root, accelerator, limit)
+    for step in (2, 9, 10):
+        assert _save(manager, step) == root / f"checkpoint-{step}"
+    assert _names(root) == sorted(f"checkpoint-{step}" for step in kept)  # nothing .tmp or .deleting left
+    assert manager.completed() == [root / f"checkpoint-{step}" for step in kept]
+    for step in kept:
+        folder = root / f"checkpoint-{step}"
+        assert _names(folder) == CHECKPOINT_FILES
+        verify_checkpoint(folder)
+        assert TrainingProgress.load(folder).global_step == step
+
+
+def test_checkpoint_saved_again_at_the_same_step_replaces_the_earlier_one(tmp_path, accelerator):
+    root = tmp_path / "checkpoints"
+    manager = CheckpointManager(root, accelerator, 0)
+    _save(manager, 4, epoch=1)
+    _save(manager, 4, epoch=2)  # a run resumed from an earlier checkpoint reaches step 4 again
+    assert _names(root) == ["checkpoint-4"]
+    assert TrainingProgress.load(root / "checkpoint-4").epoch == 2
+
+
+def _make_leftovers(root: Path) -> None:
+    """What kills leave: a half-written save, a half-done pruning, a checkpoint folder without progress file."""
+    (root / "checkpoint-3.tmp").mkdir()
+    (root / "checkpoint-3.tmp" / "model.safetensors").write_bytes(b"half")
+    (root / "checkpoint-1.deleting").mkdir()
+    (root / "checkpoint-1.deleting" / "progress.json").write_text("{}")
+    (root / "checkpoint-5").mkdir()
+    (root / "checkpoint-5" / "model.safetensors").write_bytes(b"no progress file")
+    (root / "checkpoint-6.tmp").write_bytes(b"a file")
+
+
+def test_checkpoint_leftovers_are_removed_at_the_next_save_and_by_remove_leftovers(tmp_path, accelerator):
+    root = tmp_path / "checkpoints"
+    manager = CheckpointManager(root, accelerator, 0)
+    absent = CheckpointManager(tmp_path / "absent", accelerator, 0)
+    absent.remove_leftovers()  # no folder yet: nothing to do, nothing created
+    assert absent.completed() == [] and not (tmp_path / "absent").exists()
+    _save(manager, 2)
+    (root / "notes.txt").write_text("not a checkpoint")
+    (root / "best").mkdir()
+    (root / "best" / "progress.json").write_text("{}")
+    _make_leftovers(root)
+    manager.remove_leftovers()
+    assert _names(root) == ["best", "checkpoint-2", "notes.txt"]
+    _make_leftovers(root)
+    _save(manager, 7)
+    assert _names(root) == ["best", "checkpoint-2", "checkpoint-7", "notes.txt"]
+    assert _names(root / "checkpoint-2") == CHECKPOINT_FILES
+    verify_checkpoint(root / "checkpoint-2")
+
+
+def test_completed_checkpoints_are_ordered_by_step_and_other_names_ignored(tmp_path):
+    root = tmp_path / "checkpoints"
+    for name in ("checkpoint-10", "checkpoint-9", "checkpoint-100", "checkpoint-9.tmp", "checkpoint-x",
+                 "best", "xcheckpoint-12", "checkpoint-12.deleting"):
+        (root / name).mkdir(parents=True)
+        (root / name / "progress.json").write_text("{}")
+    (root / "checkpoint-11").mkdir()  # no progress file: not complete
+    manager = CheckpointManager(root, None, 0)
+    assert manager.completed() == [root / "checkpoint-9", root / "checkpoint-10", root / "checkpoint-100"]
+    assert manager.resolve("latest") == root / "checkpoint-100"
+
+
+def test_manifest_records_size_and_sha256_of_every_file_but_itself_and_the_progress_file(tmp_path):
+    (tmp_path / "a.bin").write_bytes(b"\x00\x01\x02")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.txt").write_bytes(b"hello")
+    (tmp_path / "progress.json").write_text("{}")
+    (tmp_path / "checkpoint_files.json").write_text("{}")  # an earlier manifest is not recorded in the new one
+    write_manifest(tmp_path)
+    expected = {"a.bin": {"bytes": 3, "sha256": hashlib.sha256(b"\x00\x01\x02").hexdigest()},
+                "sub/b.txt": {"bytes": 5, "sha256": "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824"}}
+    assert (tmp_path / "checkpoint_files.json").read_text() == json.dumps(expected, indent=1)  # readable, one key a line
+    verify_checkpoint(tmp_path)
+
+
+def test_saved_checkpoint_manifest_lists_every_accelerate_file_and_verifies(tmp_path, accelerator):
+    folder = _save(CheckpointManager(tmp_path, accelerator, 0), 3)
+    manifest = json.loads((folder / "checkpoint_files.json").read_text())
+    assert manifest == {name: _digest(folder / name) for name in ACCELERATE_FILES}
+    verify_checkpoint(folder)
+
+
+def test_training_progress_save_load_round_trip(tmp_path):
+    progress = TrainingProgress(method="lcr2s", stage_index=1, epoch=3, batch_in_epoch=2, stage_step=14, global_step=40,
+                                best={"kind": "validation", "metrics": {"R1": 61.5}},
+                                history=[{"kind": "train", "train/loss": 1.25}], scheduler_state={"last_epoch": 40},
+                                train_runtime_seconds=12.5, loss_window={"train/loss": [1.0, 1.5]})
+    progress.save(tmp_path)
+    fields = dataclasses.asdict(progress)
+    assert (tmp_path / "progress.json").read_text() == json.dumps(fields, indent=1)  # editable by hand
+    assert dataclasses.asdict(TrainingProgress.load(tmp_path)) == fields
+
+
+def test_checkpoint_kill_points_are_named_and_called_with_the_step_in_order(tmp_path, accelerator, monkeypatch):
+    """The fault tests kill train.py at these names (tests/test_faults.py): each is reached with the global step,
+    at the state documented in faults.py (the complete ``.tmp`` folder not renamed yet; an old checkpoint renamed
+    ``*.deleting`` and not deleted yet)."""
+    root = tmp_path / "checkpoints"
+    calls = []
+
+    def record(name, step=None):
+        calls.append((name, step, _names(root)))
+        if name == "checkpoint_written":
+            assert _names(root / f"checkpoint-{step}.tmp") == CHECKPOINT_FILES
+
+    monkeypatch.setattr(checkpoints_module, "kill_point", record)
+    manager = CheckpointManager(root, accelerator, 1)
+    _save(manager, 3)
+    _save(manager, 5)  # prunes checkpoint-3
+    _save(manager, 5)  # replaces checkpoint-5
+    assert calls == [("checkpoint_written", 3, ["checkpoint-3.tmp"]),
+                     ("checkpoint_written", 5, ["checkpoint-3", "checkpoint-5.tmp"]),
+                     ("checkpoint_pruning", 5, ["checkpoint-3.deleting", "checkpoint-5"]),
+                     ("checkpoint_written", 5, ["checkpoint-5", "checkpoint-5.tmp"]),
+                     ("checkpoint_pruning", 5, ["checkpoint-5.deleting", "checkpoint-5.tmp"])]
+    assert _names(root) == ["checkpoint-5"]
+
+
+def test_checkpoint_progress_file_records_the_schedule_state_and_the_runtime(tmp_path, accelerator, monkeypatch):
+    """runtime = the earlier processes' time + this process' time since its clock started (a fake clock)."""
+    now = [100.0]
+    monkeypatch.setattr(checkpoints_module, "time", SimpleNamespace(perf_counter=lambda: now[0]))
+    progress = TrainingProgress(method="clip_reid", global_step=4, train_runtime_seconds=5.0)  # resumed at 5 s
+    now[0] = 112.5
+    folder = CheckpointManager(tmp_path, accelerator, 0).save(progress, _Schedule(4))
+    assert (progress.scheduler_state, progress.train_runtime_seconds) == ({"last_epoch": 4, "base_lrs": [0.1]}, 17.5)
+    now[0] = 200.0
+    resumed = TrainingProgress.load(folder)
+    assert (resumed.scheduler_state, resumed.train_runtime_seconds) == ({"last_epoch": 4, "base_lrs": [0.1]}, 17.5)
+    now[0] = 210.0
+    resumed.update_runtime()
+    assert resumed.train_runtime_seconds == 27.5
