@@ -218,9 +218,8 @@ def test_the_sweep_chooses_on_validation_r1_alone(tmp_path, monkeypatch):
 def test_each_config_holds_a_setting_of_the_sweep_grid_the_recorded_sweep_chose(method):
     label, multiplier, weight = zoo.chosen_setting(method)
     assert (label, multiplier, weight) in zoo.sweep_settings(method)
-    recorded = REPO / "benchmarks" / "zoo_sweep.json"
-    if recorded.is_file():  # written by `make report` / `zoo.py --sweep` together with the configs
-        assert json.loads(recorded.read_text())["chosen"][method]["setting"] == label
+    recorded = json.loads((REPO / "benchmarks" / "zoo_sweep.json").read_text())  # written with the configs
+    assert recorded["chosen"][method]["setting"] == label
 
 
 def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_ablations(tmp_path):
