@@ -146,13 +146,16 @@ def test_write_choice_sets_the_two_knobs_and_keeps_every_other_line(tmp_path, me
     path = tmp_path / f"{method}_synthetic.yaml"
     before = path.read_text()
     keys, weights = zoo.SWEEP[method]
-    zoo.write_choice(method, 1.0, weights[1], tmp_path)
+    _, multiplier_now, weight_now = zoo.chosen_setting(method)  # write the other setting: every knob changes
+    multiplier = next(m for m in zoo.HEAD_MULTIPLIERS if m != multiplier_now)
+    weight = next(w for w in weights if w != weight_now)
+    zoo.write_choice(method, multiplier, weight, tmp_path)
     after = yaml.safe_load(path.read_text())
-    assert after["head_learning_rate_multiplier"] == 1.0
-    assert all(after["model_config"][key] == weights[1] for key in keys)
+    assert after["head_learning_rate_multiplier"] == multiplier
+    assert all(after["model_config"][key] == weight for key in keys)
     expected = yaml.safe_load(before)  # nothing else changed, comments included
-    expected["head_learning_rate_multiplier"] = 1.0
-    expected["model_config"].update({key: weights[1] for key in keys})
+    expected["head_learning_rate_multiplier"] = multiplier
+    expected["model_config"].update({key: weight for key in keys})
     assert after == expected
     changed = [line for line in path.read_text().splitlines() if line not in before.splitlines()]
     assert len(changed) == 1 + len(keys), changed

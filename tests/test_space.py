@@ -154,6 +154,8 @@ def test_real_browser_types_a_query_and_sees_k_results(served, gallery, tmp_path
         save_screenshot(page, tmp_path, "space-results.png")
 
         page.get_by_role("button", name=gallery.examples[0][:20]).click()  # an example: its person is known
+        # the example reaches the textbox through an event of its own: search only once it is there
+        expect(page.locator("#query textarea")).to_have_value(gallery.examples[0])
         page.locator("#search").click()
         expect(page.locator("#status")).to_contain_text(f"Identity {gallery.caption_pids[gallery.examples[0]]}: R@1")
         expect(page.locator("#results img")).to_have_count(4)
