@@ -192,7 +192,7 @@ def test_a_cached_run_is_reused_only_when_it_was_trained_with_the_arguments_aske
 
 def test_the_sweep_chooses_on_validation_r1_alone(tmp_path, monkeypatch):
     # validation R1 per (multiplier, weight); the TEST R1 of each run says the opposite and must not matter
-    validation = {(1.0, 1.0): 10.0, (1.0, 0.5): 12.0, (5.0, 1.0): 14.0, (5.0, 0.5): 14.0}
+    validation = {(1.0, 1.0): 10.0, (1.0, 0.5): 14.0, (5.0, 1.0): 14.0}
 
     def fake_run_jobs(runs, jobs, budget, workers):
         assert budget == zoo.SWEEP_BUDGET and all(job[1] == zoo.SWEEP_SEED for job in jobs)
@@ -207,14 +207,40 @@ def test_the_sweep_chooses_on_validation_r1_alone(tmp_path, monkeypatch):
 
     monkeypatch.setattr(zoo, "run_jobs", fake_run_jobs)
     result = zoo.sweep(tmp_path, ["clip_reid", "uit"], workers=2)
-    assert [row["setting"] for row in result["rows"]["uit"]] == ["head1_aux10", "head1_aux5", "head5_aux10", "head5_aux5"]
-    assert result["chosen"]["uit"]["setting"] == "head5_aux10"  # the tie goes to the first in grid order
-    assert result["chosen"]["clip_reid"] == {"setting": "head5_aux1", "head_learning_rate_multiplier": 5.0, "weight": 1.0,
-                                             "run": "clip_reid-seed0-budget0.5-head5_aux1", "validation_R1": 14.0,
+    # the same 3 settings for every method: the paper's weight at x1 and x5, half of it at x1
+    assert [row["setting"] for row in result["rows"]["uit"]] == ["head1_aux10", "head1_aux5", "head5_aux10"]
+    assert [row["setting"] for row in result["rows"]["clip_reid"]] == ["head1_aux1", "head1_aux0.5", "head5_aux1"]
+    assert result["chosen"]["uit"]["setting"] == "head1_aux5"  # the tie goes to the first in grid order
+    assert result["chosen"]["clip_reid"] == {"setting": "head1_aux0.5", "head_learning_rate_multiplier": 1.0, "weight": 0.5,
+                                             "run": "clip_reid-seed0-budget0.5-head1_aux0.5", "validation_R1": 14.0,
                                              "validation_mAP": 7.0}
     table = zoo.sweep_table(result).splitlines()
     assert table[2].startswith("| clip_reid | `id_loss_weight` | head x1, weight 1: 10.00 / 5.00 |")
-    assert "| **head x5, weight 1: 14.00 / 7.00** | head x5, weight 0.5: 14.00 / 7.00 | head x5, weight 1 |" in table[2]
+    assert "| **head x1, weight 0.5: 14.00 / 7.00** | head x5, weight 1: 14.00 / 7.00 | head x1, weight 0.5 |" in table[2]
+
+
+def test_jobs_run_most_expensive_method_first_and_come_back_in_job_order(tmp_path, monkeypatch):
+    costs = tmp_path / "training_cost.json"  # bench_training's rows: cada's slowest, lcr2s's student stage counts
+    costs.write_text(json.dumps([
+        {"method": "clip_reid", "setup": "synthetic", "stage": "main", "step_ms": 40.0, "collate_ms": 20.0},
+        {"method": "clip_reid", "setup": "vit-b16", "stage": "main", "step_ms": 9000.0, "collate_ms": 20.0},
+        {"method": "lcr2s", "setup": "synthetic", "stage": "teacher", "step_ms": 40.0, "collate_ms": 20.0},
+        {"method": "lcr2s", "setup": "synthetic", "stage": "student", "step_ms": 60.0, "collate_ms": 20.0},
+        {"method": "cada", "setup": "synthetic", "stage": "main", "step_ms": 140.0, "collate_ms": 30.0}]))
+    monkeypatch.setattr(zoo, "TRAINING_COST", costs)
+    monkeypatch.setattr(zoo.step_cost, "__defaults__", (costs,))
+    started = []
+
+    def fake_run_one(runs, method, seed, variant, overrides, budget, arguments):
+        started.append((method, seed))
+        return {"method": method, "seed": seed}
+
+    monkeypatch.setattr(zoo, "run_one", fake_run_one)
+    jobs = [(method, seed, "", {}, ()) for method in ("clip_reid", "lcr2s", "cada", "uit") for seed in (0, 1)]
+    outcomes = zoo.run_jobs(tmp_path, jobs, 1.0, workers=1)
+    assert [method for method, _ in started] == ["cada", "cada", "lcr2s", "lcr2s", "clip_reid", "clip_reid", "uit", "uit"]
+    assert [job for job, _ in outcomes] == jobs  # uit has no recorded cost: 1 ms, last
+    assert all(result == {"method": job[0], "seed": job[1]} for job, result in outcomes)
 
 
 @pytest.mark.parametrize("method", zoo.METHODS)
@@ -249,7 +275,7 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
     assert f"({config['dataset_options']['num_train_ids']:,} training identities" in block
     assert "sweep (validation only) 10.0, total 80.0" in block and "12 of the\n50 training runs" in block
     assert "| uit | `tir_loss_weight` | head x1, weight 10: 10.00 / 5.00 |" in block
-    assert "| **head x5, weight 5: 13.00 / 5.00** | head x5, weight 5 |" in block
+    assert "| **head x5, weight 10: 12.00 / 5.00** | head x5, weight 10 |" in block
     assert "| uit | " + " | ".join(["20.00 ± 1.00"] * 5) + " | +1.50 [+0.20, +2.80] | +0.50 [-0.10, +1.10] | 3.0 |" in block
     assert "| uit: no triplet | " + " | ".join(["20.00"] * 5) + " | -2.00 [-3.00, -1.00] | -1.00 [-2.00, +0.00] | 3.0 |" in block
     assert "(seed 0, 0.5 of the budget)" in block and "at 50% of its epochs" in block
