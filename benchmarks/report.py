@@ -6,7 +6,7 @@
 2. the method comparison: every method x seeds 0, 1, 2 at the full budget (``zoo.compare``), with
    ΔR@1 / ΔmAP against the baseline and paired identity-bootstrap 95 % intervals;
 3. the ablations: one run per component, seed 0, the sweep's budget, each against the sweep's
-   chosen run of its method (``zoo.ablate``);
+   chosen run of its method (``zoo.ablate``); 2 and 3 are trained in one pool of workers;
 4. the training cost of each method (``bench_training``) and 5. its inference cost (``bench_inference``);
 6. the figures in ``benchmarks/figures/``: validation R@1 against epoch per method (mean over seeds,
    min-max band) and, per method, the ranked results of the same 4 test queries (``tireid visualize``
@@ -261,9 +261,13 @@ def main() -> None:
         for method, row in sweep["chosen"].items():
             zoo.write_choice(method, row["head_learning_rate_multiplier"], row["weight"])
         print(zoo.sweep_table(sweep), flush=True)
-    with phases("method comparison (3 seeds)"):
+    with phases("method comparison (3 seeds) and ablations"):
+        # both only need the sweep's choices: trained in ONE pool so that neither ends with a worker idle
+        # while the other's runs wait; compare and ablate then read those runs back from the cache
+        comparison_jobs, ablation_jobs = zoo.comparison_jobs(methods, SEEDS), zoo.ablation_jobs(methods, zoo.SWEEP_SEED)
+        zoo.run_jobs(args.runs, comparison_jobs + ablation_jobs,
+                     [1.0] * len(comparison_jobs) + [zoo.SWEEP_BUDGET] * len(ablation_jobs), args.workers)
         comparison = zoo.compare(args.runs, methods, SEEDS, args.workers)
-    with phases("ablations"):
         ablations = zoo.ablate(args.runs, methods, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, args.workers)
     trained_now = sum(path.stat().st_mtime >= started_at for path in args.runs.glob("*/results.json"))
     with phases("training cost"):

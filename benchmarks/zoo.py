@@ -201,7 +201,7 @@ def sweep(runs: Path, methods, workers: int, budget: float = SWEEP_BUDGET, seed:
     The choice is the highest validation R@1 (ties: the first setting in grid order)."""
     jobs = [setting_job(method, seed, label, multiplier, weight)
             for method in methods for label, multiplier, weight in sweep_settings(method)]
-    outcomes = run_jobs(runs, jobs, budget, workers)
+    outcomes = run_jobs(runs, jobs, [budget] * len(jobs), workers)
     rows: dict[str, list[dict]] = {method: [] for method in methods}
     for (method, _, label, overrides, arguments), result in outcomes:
         best = result["best_validation"]["metrics"]
@@ -298,28 +298,47 @@ def step_cost(method: str, costs: Path = TRAINING_COST) -> float:
     return max(steps, default=1.0)
 
 
-def by_cost(jobs: list[tuple]) -> list[int]:
-    """Indices of ``jobs`` (``(method, ...)``), the most expensive method's first: handing the longest
-    runs out first keeps the workers from ending a phase with one long run alone (LPT scheduling)."""
+def by_cost(jobs: list[tuple], budgets: list[float]) -> list[int]:
+    """Indices of ``jobs`` (``(method, ...)``, run at ``budgets``), the most expensive first (the
+    method's step cost x the job's budget): handing the longest runs out first keeps the workers from
+    ending with one long run alone (LPT scheduling)."""
     costs = {method: step_cost(method) for method in {job[0] for job in jobs}}
-    return sorted(range(len(jobs)), key=lambda index: -costs[jobs[index][0]])
+    return sorted(range(len(jobs)), key=lambda index: -costs[jobs[index][0]] * budgets[index])
 
 
-def run_jobs(runs: Path, jobs: list[tuple], budget: float, workers: int) -> list[tuple[tuple, dict]]:
+def run_jobs(runs: Path, jobs: list[tuple], budgets: list[float], workers: int) -> list[tuple[tuple, dict]]:
     """``(job, results)`` for each ``job = (method, seed, variant, model_config overrides, training
-    argument overrides)``, in the order of ``jobs``; run ``workers`` at a time, in ``by_cost`` order."""
+    argument overrides)`` trained at the matching fraction of ``budgets``, in the order of ``jobs``;
+    run ``workers`` at a time, in ``by_cost`` order."""
     runs.mkdir(parents=True, exist_ok=True)
-    order = by_cost(jobs)
+    order = by_cost(jobs, budgets)
     with ThreadPoolExecutor(workers) as pool:
-        results = list(pool.map(lambda index: run_one(runs, *jobs[index][:4], budget=budget, arguments=jobs[index][4]), order))
+        results = list(pool.map(lambda index: run_one(runs, *jobs[index][:4], budget=budgets[index],
+                                                      arguments=jobs[index][4]), order))
     by_index = dict(zip(order, results))
     return [(job, by_index[index]) for index, job in enumerate(jobs)]
+
+
+def comparison_jobs(methods, seeds) -> list[tuple]:
+    """The jobs of ``compare``: every method at its configured setting, once per seed."""
+    return [(method, seed, "", {}, ()) for method in methods for seed in seeds]
+
+
+def ablation_jobs(methods, seed: int) -> list[tuple]:
+    """The jobs of ``ablate``: per method, its chosen setting, then one job per ``ABLATIONS`` row."""
+    jobs = []
+    for method in methods:
+        label, multiplier, weight = chosen_setting(method)
+        jobs.append(setting_job(method, seed, label, multiplier, weight))
+        jobs += [setting_job(method, seed, variant, multiplier, weight, overrides) for variant, overrides in ABLATIONS[method].items()]
+    return jobs
 
 
 def compare(runs: Path, methods, seeds, workers: int) -> dict:
     """Every method at the full budget over ``seeds``: ``{"rows", "reranked", "results"}`` where
     ``results[method]`` lists the runs' results.json contents (with their validation histories)."""
-    outcomes = run_jobs(runs, [(method, seed, "", {}, ()) for method in methods for seed in seeds], 1.0, workers)
+    jobs = comparison_jobs(methods, seeds)
+    outcomes = run_jobs(runs, jobs, [1.0] * len(jobs), workers)
     results = {method: [result for (m, *_), result in outcomes if m == method] for method in methods}
     rows, reranked, differences = {}, {}, {}
     baseline_runs = [run_name(BASELINE, seed) for seed in seeds]
@@ -337,13 +356,9 @@ def ablate(runs: Path, methods, seed: int, budget: float, workers: int) -> dict:
     """Each method at its configured (chosen) setting and one run per component switched off
     (``ABLATIONS``), one seed, at ``budget``; the reference run has the sweep's name for that setting,
     so at the sweep's budget and seed it IS the sweep's chosen run (reused, not retrained)."""
-    jobs = []
-    for method in methods:
-        label, multiplier, weight = chosen_setting(method)
-        jobs.append(setting_job(method, seed, label, multiplier, weight))
-        jobs += [setting_job(method, seed, variant, multiplier, weight, overrides) for variant, overrides in ABLATIONS[method].items()]
+    jobs = ablation_jobs(methods, seed)
     rows, differences = {}, {}
-    for (method, _, variant, _, _), result in run_jobs(runs, jobs, budget, workers):
+    for (method, _, variant, _, _), result in run_jobs(runs, jobs, [budget] * len(jobs), workers):
         reference = chosen_setting(method)[0]
         label = method + (f": {variant}" if variant != reference else "")
         rows[label] = summarise([result])

@@ -194,8 +194,8 @@ def test_the_sweep_chooses_on_validation_r1_alone(tmp_path, monkeypatch):
     # validation R1 per (multiplier, weight); the TEST R1 of each run says the opposite and must not matter
     validation = {(1.0, 1.0): 10.0, (1.0, 0.5): 14.0, (5.0, 1.0): 14.0}
 
-    def fake_run_jobs(runs, jobs, budget, workers):
-        assert budget == zoo.SWEEP_BUDGET and all(job[1] == zoo.SWEEP_SEED for job in jobs)
+    def fake_run_jobs(runs, jobs, budgets, workers):
+        assert budgets == [zoo.SWEEP_BUDGET] * len(jobs) and all(job[1] == zoo.SWEEP_SEED for job in jobs)
         outcomes = []
         for job in jobs:
             method, _, label, overrides, arguments = job
@@ -233,14 +233,17 @@ def test_jobs_run_most_expensive_method_first_and_come_back_in_job_order(tmp_pat
 
     def fake_run_one(runs, method, seed, variant, overrides, budget, arguments):
         started.append((method, seed))
-        return {"method": method, "seed": seed}
+        return {"method": method, "seed": seed, "budget": budget}
 
     monkeypatch.setattr(zoo, "run_one", fake_run_one)
     jobs = [(method, seed, "", {}, ()) for method in ("clip_reid", "lcr2s", "cada", "uit") for seed in (0, 1)]
-    outcomes = zoo.run_jobs(tmp_path, jobs, 1.0, workers=1)
-    assert [method for method, _ in started] == ["cada", "cada", "lcr2s", "lcr2s", "clip_reid", "clip_reid", "uit", "uit"]
+    jobs.append(("cada", 2, "", {}, ()))  # at a quarter of the budget: 170 ms x 0.25 costs less than clip_reid's 60 ms
+    outcomes = zoo.run_jobs(tmp_path, jobs, [1.0] * 8 + [0.25], workers=1)
+    assert started == [("cada", 0), ("cada", 1), ("lcr2s", 0), ("lcr2s", 1), ("clip_reid", 0), ("clip_reid", 1),
+                       ("cada", 2), ("uit", 0), ("uit", 1)]
     assert [job for job, _ in outcomes] == jobs  # uit has no recorded cost: 1 ms, last
-    assert all(result == {"method": job[0], "seed": job[1]} for job, result in outcomes)
+    assert [result for _, result in outcomes] == [{"method": job[0], "seed": job[1], "budget": 0.25 if job[1] == 2 else 1.0}
+                                                  for job in jobs]
 
 
 @pytest.mark.parametrize("method", zoo.METHODS)
