@@ -76,21 +76,32 @@ def measure_stage(model, collator, pairs, batch_size: int, steps: int) -> dict:
             "peak_rss_mib": peak, "training_mib": peak - resident}
 
 
+def synthetic_config(method: str) -> dict:
+    """The method's ``configs/<method>_synthetic.yaml``."""
+    return yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+
+
+def build_model(method: str, setup: str, num_ids: int):
+    """The model timed at ``setup`` (seeded): at "synthetic", the one ``train.py`` trains from the method's
+    synthetic config (its ``model_config`` around its CLIP base, ``bases/clip-synthetic``); at "vit-b16",
+    the method's default heads around a random CLIP ViT-B/16."""
+    config_class, model_class = METHODS[method]
+    torch.manual_seed(0)
+    if setup == "synthetic":
+        config = synthetic_config(method)
+        return model_class.from_clip(str(REPO / config["clip_name_or_path"]), **config["model_config"], num_ids=num_ids)
+    return model_class(config_class(clip_config=CLIPConfig(vision_config={"patch_size": 16}).to_dict(), num_ids=num_ids))
+
+
 def measure(method: str, setup: str, stage_index: int, steps: int, batch_size: int | None) -> dict:
     """Stage ``stage_index`` of ``method`` at ``setup``, in this process; the earlier stages are
     entered (LCR²S's student needs its frozen teacher) but not trained. Also returns the number of
     stages under ``"num_stages"``."""
-    synthetic = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
-    config_class, model_class = METHODS[method]
     dataset = load_tireid_dataset("synthetic")["train"]
-    num_ids = len(set(dataset["pid"]))
+    model = build_model(method, setup, num_ids=len(set(dataset["pid"])))
+    config = model.config
     if setup == "synthetic":
-        config = config_class(**{**synthetic["model_config"], "num_ids": num_ids})
-        batch_size = batch_size or synthetic["per_device_train_batch_size"]
-    else:
-        config = config_class(clip_config=CLIPConfig(vision_config={"patch_size": 16}).to_dict(), num_ids=num_ids)
-    torch.manual_seed(0)
-    model = model_class(config)
+        batch_size = batch_size or synthetic_config(method)["per_device_train_batch_size"]
     split = add_word_spans(dataset) if model.text_transforms else dataset
     collator = TrainingCollator(split, TIReIDProcessor.for_image_size(config.image_size), config,
                                 model.text_transforms, TrainingImageAugmentation())

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -282,3 +283,21 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
     assert "| uit | " + " | ".join(["20.00 ± 1.00"] * 5) + " | +1.50 [+0.20, +2.80] | +0.50 [-0.10, +1.10] | 3.0 |" in block
     assert "| uit: no triplet | " + " | ".join(["20.00"] * 5) + " | -2.00 [-3.00, -1.00] | -1.00 [-2.00, +0.00] | 3.0 |" in block
     assert "(seed 0, 0.5 of the budget)" in block and "at 50% of its epochs" in block
+
+
+@pytest.mark.parametrize("method", ["clip_reid", "cada"])
+def test_the_training_cost_of_the_synthetic_setup_is_measured_on_the_model_train_py_trains(method):
+    import bench_training
+    from transformers import CLIPModel
+
+    from tireid_hf.training.loop import build_model  # what train.py calls
+    from tireid_hf.training.arguments import parse_training_arguments
+
+    model = bench_training.build_model(method, "synthetic", num_ids=1000)
+    model_args, _, _ = parse_training_arguments(["--config", str(REPO / "configs" / f"{method}_synthetic.yaml"),
+                                                 "--output_dir", "unused"])
+    trained = build_model(model_args, num_ids=1000)
+    assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in trained.parameters())
+    base = CLIPModel.from_pretrained(REPO / "bases" / "clip-synthetic")  # its weights, not a random default-size CLIP
+    torch.testing.assert_close(model.clip.text_model.embeddings.token_embedding.weight,
+                               base.text_model.embeddings.token_embedding.weight)
