@@ -60,6 +60,14 @@ cards: $(STAMP)
 # cached in mutants/ (git-ignored): a second run only re-runs what changed. MUTANTS narrows the run,
 # e.g. make mutation MUTANTS='"tireid_hf.data.samplers.*"'.
 MUTATION_JOBS ?= 2
+# The loss paths of UIT, LGUR and CADA: compute_losses, encode_batch and what they call (not the
+# constructors, unpatchify/restore_image, nor CADA's re-ranking).
+UIT_LOSS_PATH := $(foreach f,x_sincos_position_table x_patchify *forward *position_table *encode_batch *compute_losses \
+	*grey_pixels *sample_kept_patches *dropped_patches *_restore_,"tireid_hf.modeling.modeling_uit.$(f)*")
+LGUR_LOSS_PATH := $(foreach f,*forward *_to_head_width *_tokens *_foreground_weighted *retrieval_features *encode_batch \
+	*compute_losses *ranking_loss *prototype_identity_loss,"tireid_hf.modeling.modeling_lgur.$(f)*")
+CADA_LOSS_PATH := $(foreach f,x_ *decode *matching_losses *attribute_loss *encode_batch *compute_losses,\
+	"tireid_hf.modeling.modeling_cada.$(f)*")
 MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.readers.*" "tireid_hf.modeling.losses.*" \
 	"tireid_hf.modeling.base.*TIReIDPreTrainedModel*forward*" "tireid_hf.modeling.base.*encode_batch*" \
 	"tireid_hf.modeling.base.*embed_pair*" "tireid_hf.modeling.base.*alignment_losses*" \
@@ -67,6 +75,7 @@ MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.rea
 	"tireid_hf.modeling.base.*identity_loss*" "tireid_hf.modeling.base.*wants_loss*" \
 	"tireid_hf.modeling.configuration_tireid.*loss_weight*" \
 	"tireid_hf.modeling.modeling_clip_reid.*" "tireid_hf.modeling.modeling_lcr2s.*" \
+	$(UIT_LOSS_PATH) $(LGUR_LOSS_PATH) $(CADA_LOSS_PATH) \
 	"tireid_hf.training.loop.*_EpochBatches*" "tireid_hf.training.checkpoints.*"
 mutation: $(STAMP)
 	OMP_NUM_THREADS=1 nice -n 19 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)

@@ -12,6 +12,7 @@ from hypothesis.extra.numpy import arrays
 
 import tireid_hf.metrics.retrieval as retrieval
 from tireid_hf.metrics import rank_metrics
+from tireid_hf.metrics.retrieval import per_query_metrics, rank_metrics_with_per_query
 
 
 def reference_metrics(similarity, query_pids, gallery_pids, ks=(1, 5, 10)):
@@ -168,6 +169,13 @@ def test_skip_reports_zero_when_enabled():
     (np.zeros((1, 2)), [0], [True, False], TypeError, r"`gallery_pids` must hold integer pids, got dtype torch.bool"),
     ([["a", "b"]], [0], [0, 1], TypeError, r"`similarity` must be a torch tensor, a numpy array or a list, got list"),
     (np.zeros((1, 2)), ["a"], [0, 1], TypeError, r"`query_pids` must hold integer pids, got \['a'\]: map each identity to an integer first"),
+    # the first 3 of more than 3 are shown, then "..."; exactly 3 are shown whole
+    (np.zeros((5, 2)), list("abcde"), [0, 1], TypeError, r"`query_pids` must hold integer pids, got \['a', 'b', 'c', \.\.\.\]: map"),
+    (np.zeros((3, 2)), list("abc"), [0, 1], TypeError, r"`query_pids` must hold integer pids, got \['a', 'b', 'c'\]: map"),
+    (np.zeros((4, 2)), list("abcd"), [0, 1], TypeError, r"`query_pids` must hold integer pids, got \['a', 'b', 'c', \.\.\.\]: map"),
+    # numbers that are not integers torch can hold (numpy datetimes): the conversion's error names the argument
+    (np.zeros((1, 2)), [np.datetime64("2020-01-01")], [0, 1], TypeError,
+     r"`query_pids` must be a torch tensor, a numpy array or a list, got list"),
     (np.zeros((1, 2), dtype=bool), [0], [0, 1], TypeError, "real scores"),
     (np.zeros((2, 2)), [7, 8], [0, 1], ValueError, "none of the 2 queries"),
 ])
@@ -306,3 +314,20 @@ def test_property_permuting_the_queries_changes_nothing(problem, direction, data
     else:
         permuted = rank_metrics(similarity[:, order], text_pids, image_pids[order], **options)
     assert_same(permuted, original)
+
+
+def test_rank_metrics_with_per_query_defaults_are_those_of_rank_metrics(capsys):
+    """Text-to-image, no progress bar, and a query without a match is an error unless skipped."""
+    similarity, query_pids, gallery_pids = random_problem(3)
+    metrics, _ = rank_metrics_with_per_query(similarity, query_pids, gallery_pids)
+    assert metrics == rank_metrics(similarity, query_pids, gallery_pids, direction="t2i")
+    assert capsys.readouterr().err == ""
+    with pytest.raises(ValueError, match=r"1 of 2 queries have no gallery item with the same pid \(t2i\)"):
+        rank_metrics_with_per_query(np.zeros((2, 2)), [0, 7], [0, 1])
+
+
+def test_per_query_pids_are_int64_whatever_integer_type_comes_in():
+    similarity, query_pids, gallery_pids = random_problem(4)
+    per_query = per_query_metrics(similarity, query_pids.astype(np.int32), gallery_pids.astype(np.int16))
+    assert per_query["pid"].dtype == torch.int64
+    torch.testing.assert_close(per_query["AP"], per_query_metrics(similarity, query_pids, gallery_pids)["AP"])

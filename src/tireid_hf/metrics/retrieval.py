@@ -208,8 +208,8 @@ class _QueryRanks:
     num_skipped: int
 
 
-def _query_ranks(similarity, query_pids, gallery_pids, *, direction: str = "t2i", skip_queries_without_match: bool = False,
-                 show_progress: bool = False) -> _QueryRanks:
+def _query_ranks(similarity, query_pids, gallery_pids, *, direction: str, skip_queries_without_match: bool,
+                 show_progress: bool) -> _QueryRanks:
     """The per-query part of :func:`rank_metrics` (same arguments, same checks and errors)."""
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
