@@ -27,13 +27,14 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from transformers import CLIPConfig
 
 from tireid_hf.data import load_tireid_dataset
 from tireid_hf.data.collators import TrainingCollator, add_word_spans, caption_pairs
 from tireid_hf.modeling import METHODS
 from tireid_hf.processing import TIReIDProcessor, TrainingImageAugmentation
+from tireid_hf.training.arguments import parse_training_arguments
+from tireid_hf.training.loop import build_model as build_training_model
 
 REPO = Path(__file__).resolve().parents[1]
 SETUPS = {"synthetic": "synthetic config (tiny CLIP, 96x32)", "vit-b16": "ViT-B/16, 384x128"}
@@ -76,20 +77,19 @@ def measure_stage(model, collator, pairs, batch_size: int, steps: int) -> dict:
             "peak_rss_mib": peak, "training_mib": peak - resident}
 
 
-def synthetic_config(method: str) -> dict:
-    """The method's ``configs/<method>_synthetic.yaml``."""
-    return yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+def synthetic_arguments(method: str):
+    """``train.py``'s parsed arguments ``(model, data, training)`` of ``configs/<method>_synthetic.yaml``."""
+    return parse_training_arguments(["--config", str(REPO / "configs" / f"{method}_synthetic.yaml")])
 
 
 def build_model(method: str, setup: str, num_ids: int):
     """The model timed at ``setup`` (seeded): at "synthetic", the one ``train.py`` trains from the method's
     synthetic config (its ``model_config`` around its CLIP base, ``bases/clip-synthetic``); at "vit-b16",
     the method's default heads around a random CLIP ViT-B/16."""
-    config_class, model_class = METHODS[method]
     torch.manual_seed(0)
-    if setup == "synthetic":
-        config = synthetic_config(method)
-        return model_class.from_clip(str(REPO / config["clip_name_or_path"]), **config["model_config"], num_ids=num_ids)
+    if setup == "synthetic":  # train.py's own build_model (the config's CLIP path is relative to the repository)
+        return build_training_model(synthetic_arguments(method)[0], num_ids)
+    config_class, model_class = METHODS[method]
     return model_class(config_class(clip_config=CLIPConfig(vision_config={"patch_size": 16}).to_dict(), num_ids=num_ids))
 
 
@@ -101,7 +101,7 @@ def measure(method: str, setup: str, stage_index: int, steps: int, batch_size: i
     model = build_model(method, setup, num_ids=len(set(dataset["pid"])))
     config = model.config
     if setup == "synthetic":
-        batch_size = batch_size or synthetic_config(method)["per_device_train_batch_size"]
+        batch_size = batch_size or synthetic_arguments(method)[2].per_device_train_batch_size
     split = add_word_spans(dataset) if model.text_transforms else dataset
     collator = TrainingCollator(split, TIReIDProcessor.for_image_size(config.image_size), config,
                                 model.text_transforms, TrainingImageAugmentation())

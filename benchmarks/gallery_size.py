@@ -33,7 +33,7 @@ from tireid_hf.retrieval.embedding import embed_images, embed_texts
 from tireid_hf.retrieval.evaluation import split_queries
 
 
-def test_split(model_dir: Path):
+def evaluated_test_split(model_dir: Path):
     """The test split the run in ``model_dir`` was evaluated on (its ``training_args.yaml``'s dataset)."""
     arguments = yaml.safe_load((model_dir / "training_args.yaml").read_text())
     if arguments["dataset"] != "synthetic":
@@ -63,7 +63,7 @@ def main() -> None:
     parser.add_argument("--identities", type=int, default=50)
     parser.add_argument("--draws", type=int, default=200)
     args = parser.parse_args()
-    split = test_split(args.models[0])
+    split = evaluated_test_split(args.models[0])
     texts, text_pids = split_queries(split)
     text_pids, image_pids = torch.tensor(text_pids), torch.tensor(list(split["pid"]))
     images = split["image"]

@@ -263,12 +263,12 @@ def main() -> None:
         print(zoo.sweep_table(sweep), flush=True)
     with phases("method comparison (3 seeds) and ablations"):
         # both only need the sweep's choices: trained in ONE pool so that neither ends with a worker idle
-        # while the other's runs wait; compare and ablate then read those runs back from the cache
+        # while the other's runs wait
         comparison_jobs, ablation_jobs = zoo.comparison_jobs(methods, SEEDS), zoo.ablation_jobs(methods, zoo.SWEEP_SEED)
-        zoo.run_jobs(args.runs, comparison_jobs + ablation_jobs,
-                     [1.0] * len(comparison_jobs) + [zoo.SWEEP_BUDGET] * len(ablation_jobs), args.workers)
-        comparison = zoo.compare(args.runs, methods, SEEDS, args.workers)
-        ablations = zoo.ablate(args.runs, methods, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, args.workers)
+        outcomes = zoo.run_jobs(args.runs, comparison_jobs + ablation_jobs,
+                                [1.0] * len(comparison_jobs) + [zoo.SWEEP_BUDGET] * len(ablation_jobs), args.workers)
+        comparison = zoo.comparison_summary(args.runs, methods, SEEDS, outcomes[:len(comparison_jobs)])
+        ablations = zoo.ablation_summary(args.runs, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, outcomes[len(comparison_jobs):])
     trained_now = sum(path.stat().st_mtime >= started_at for path in args.runs.glob("*/results.json"))
     with phases("training cost"):
         training = bench_training.run_all(methods, list(bench_training.SETUPS), steps=10, vit_steps=3, vit_batch=8)

@@ -335,10 +335,15 @@ def ablation_jobs(methods, seed: int) -> list[tuple]:
 
 
 def compare(runs: Path, methods, seeds, workers: int) -> dict:
-    """Every method at the full budget over ``seeds``: ``{"rows", "reranked", "results"}`` where
-    ``results[method]`` lists the runs' results.json contents (with their validation histories)."""
+    """Every method at the full budget over ``seeds`` (``comparison_jobs``), trained, then summarised."""
     jobs = comparison_jobs(methods, seeds)
-    outcomes = run_jobs(runs, jobs, [1.0] * len(jobs), workers)
+    return comparison_summary(runs, methods, seeds, run_jobs(runs, jobs, [1.0] * len(jobs), workers))
+
+
+def comparison_summary(runs: Path, methods, seeds, outcomes: list[tuple[tuple, dict]]) -> dict:
+    """``{"rows", "reranked", "differences", "results"}`` of the ``comparison_jobs`` runs' ``(job, results)``
+    (``run_jobs``'s return), where ``results[method]`` lists the runs' results.json contents (with their
+    validation histories)."""
     results = {method: [result for (m, *_), result in outcomes if m == method] for method in methods}
     rows, reranked, differences = {}, {}, {}
     baseline_runs = [run_name(BASELINE, seed) for seed in seeds]
@@ -354,11 +359,18 @@ def compare(runs: Path, methods, seeds, workers: int) -> dict:
 
 def ablate(runs: Path, methods, seed: int, budget: float, workers: int) -> dict:
     """Each method at its configured (chosen) setting and one run per component switched off
-    (``ABLATIONS``), one seed, at ``budget``; the reference run has the sweep's name for that setting,
-    so at the sweep's budget and seed it IS the sweep's chosen run (reused, not retrained)."""
+    (``ablation_jobs``), one seed, at ``budget``, trained, then summarised. The reference run has the
+    sweep's name for that setting, so at the sweep's budget and seed it IS the sweep's chosen run
+    (reused, not retrained)."""
     jobs = ablation_jobs(methods, seed)
+    return ablation_summary(runs, seed, budget, run_jobs(runs, jobs, [budget] * len(jobs), workers))
+
+
+def ablation_summary(runs: Path, seed: int, budget: float, outcomes: list[tuple[tuple, dict]]) -> dict:
+    """``{"rows", "differences"}`` of the ``ablation_jobs`` runs' ``(job, results)`` at ``seed`` and
+    ``budget``: each ablated run against its full method on the same test queries."""
     rows, differences = {}, {}
-    for (method, _, variant, _, _), result in run_jobs(runs, jobs, [budget] * len(jobs), workers):
+    for (method, _, variant, _, _), result in outcomes:
         reference = chosen_setting(method)[0]
         label = method + (f": {variant}" if variant != reference else "")
         rows[label] = summarise([result])
