@@ -20,6 +20,7 @@ SCRIPT = textwrap.dedent("""
         return torch.tensor([[float(i), float(i) ** 2] for i in batch])
     embeds = _embed_in_batches(items, 2, embed_batch, "items", 2, False, accelerator)
     torch.save({"embeds": embeds, "seen": seen}, f"{sys.argv[2]}.{accelerator.process_index}")
+    accelerator.end_training()  # closes the gloo process group: exiting with it open can abort (SIGABRT)
 """)
 
 
