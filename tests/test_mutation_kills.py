@@ -21,6 +21,7 @@ from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstr
 from tireid_hf.metrics.retrieval import per_query_metrics
 from tireid_hf.modeling import LCR2SModel
 from tireid_hf.training import checkpoints as checkpoints_module
+from tireid_hf.training import loop
 from tireid_hf.training.checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint, write_manifest
 from test_data_readers import make_release
 from tester import ModelTester
@@ -550,3 +551,261 @@ def test_checkpoint_progress_file_records_the_schedule_state_and_the_runtime(tmp
     now[0] = 210.0
     resumed.update_runtime()
     assert resumed.train_runtime_seconds == 27.5
+
+
+# ----------------------------------------------------------------------------- training/loop.py: the resume path
+def test_resume_point_of_a_new_run_is_nothing_and_a_fresh_progress(tmp_path, accelerator):
+    manager = CheckpointManager(tmp_path / "checkpoints", accelerator, 0)
+    _save(manager, 4)  # a checkpoint that is NOT resumed from
+    for spec in (None, ""):
+        folder, progress = loop._resume_point(manager, spec, "cada")
+        assert folder is None and progress == TrainingProgress(method="cada")
+
+
+def test_resume_point_is_the_named_or_latest_checkpoint_with_its_progress(tmp_path, accelerator):
+    manager = CheckpointManager(tmp_path / "checkpoints", accelerator, 0)
+    second, ninth = _save(manager, 2), _save(manager, 9)
+    folder, progress = loop._resume_point(manager, "latest", "clip_reid")
+    assert (folder, progress.global_step) == (ninth, 9)
+    folder, progress = loop._resume_point(manager, str(second), "clip_reid")
+    assert (folder, progress.global_step, progress.method) == (second, 2, "clip_reid")
+
+
+def test_resume_point_refuses_another_methods_checkpoint_and_an_altered_one(tmp_path, accelerator):
+    manager = CheckpointManager(tmp_path / "checkpoints", accelerator, 0)
+    folder = _save(manager, 3)
+    with pytest.raises(CheckpointError) as error:
+        loop._resume_point(manager, "latest", "cada")
+    assert str(error.value) == f"resume_from_checkpoint {folder} is a 'clip_reid' run, not 'cada'"
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF  # same size, other bytes: only the manifest's sha256 can tell
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        loop._resume_point(manager, "latest", "clip_reid")
+
+
+@pytest.mark.parametrize("first, resumed, plan", [
+    (0, False, [(0, ["teacher"], False), (1, ["student"], False)]),
+    (0, True, [(0, ["teacher"], True), (1, ["student"], False)]),
+    (1, True, [(1, ["teacher", "student"], True)]),  # the student's modules exist after both starts
+    (1, False, [(1, ["student"], False)]),
+])
+def test_stage_plan_replays_the_earlier_stage_starts_only_for_the_resumed_stage(first, resumed, plan):
+    assert loop._stage_plan(["teacher", "student"], first, resumed) == plan
+
+
+@pytest.mark.parametrize("num_batches, accumulation, epochs, max_steps, eval_epochs, budget", [
+    (10, 3, 2.5, -1, 0.5, (4, 10, 2)),  # ceil(10/3) = 4 steps an epoch; ceil(2.5 * 4); round(0.5 * 4)
+    (10, 1, 1.25, -1, 1, (10, 13, 10)),  # ceil(12.5) = 13
+    (10, 3, 60, 7, 0.5, (4, 7, 2)),  # max_steps > 0 overrides the epochs
+    (5, 1, 1, 0, 0.7, (5, 5, 4)),  # max_steps 0 does not; round(3.5) = 4
+    (5, 1, 1, -1, 0.05, (5, 5, 1)),  # round(0.25) = 0: validate every step, not never
+])
+def test_stage_budget_against_hand_computed_steps(num_batches, accumulation, epochs, max_steps, eval_epochs, budget):
+    args = SimpleNamespace(gradient_accumulation_steps=accumulation, num_train_epochs=epochs, max_steps=max_steps,
+                           eval_epochs=eval_epochs)
+    assert loop._stage_budget(num_batches, args) == budget
+
+
+@pytest.mark.parametrize("step, every, total, due", [(4, 2, 10, True), (5, 2, 10, False), (9, 3, 10, True),
+                                                      (10, 3, 10, True), (7, 3, 10, False), (1, 1, 10, True)])
+def test_periodic_events_fall_every_n_steps_and_on_the_last(step, every, total, due):
+    assert loop._due(step, every, total) is due
+
+
+@pytest.mark.parametrize("batch_in_epoch, num_batches, complete", [(5, 6, False), (6, 6, True), (0, 6, False)])
+def test_epoch_is_complete_after_its_last_batch(batch_in_epoch, num_batches, complete):
+    assert loop._epoch_complete(batch_in_epoch, num_batches) is complete
+
+
+def test_restore_state_loads_weights_optimizer_moments_and_the_schedule(tmp_path):
+    accelerator = Accelerator(cpu=True)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    def step():
+        model(torch.randn(4, 3)).square().sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step()
+    accelerator.save_state(str(tmp_path / "checkpoint"))
+    saved_weights = {key: value.clone() for key, value in model.state_dict().items()}
+    saved_momentum = optimizer.state_dict()["state"][0]["momentum_buffer"].clone()
+    step()
+    loaded = []
+    scheduler = SimpleNamespace(load_state_dict=loaded.append)
+    progress = TrainingProgress(method="clip_reid", scheduler_state={"last_epoch": 7, "base_lrs": [0.1]})
+    loop._restore_state(accelerator, scheduler, progress, tmp_path / "checkpoint")
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, saved_weights[key], rtol=0, atol=0)
+    torch.testing.assert_close(optimizer.state_dict()["state"][0]["momentum_buffer"], saved_momentum, rtol=0, atol=0)
+    assert loaded == [{"last_epoch": 7, "base_lrs": [0.1]}]
+
+
+def _finished(output: Path, best: dict, history: list) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / loop.RESULTS_FILE).write_text(json.dumps({"best_validation": best, "history": history}), encoding="utf-8")
+
+
+def test_finished_results_are_this_runs_results_json_only(tmp_path):
+    best = {"step": 6, "metrics": {"t2i/R1": 40.0}}
+    progress = TrainingProgress(method="clip_reid", best=best, history=[{"kind": "validation"}])
+    assert loop._finished_results(tmp_path, progress) is None  # no results.json
+    _finished(tmp_path, best, [])
+    assert loop._finished_results(tmp_path, progress) == {"best_validation": best, "history": []}
+    _finished(tmp_path, {"step": 6, "metrics": {"t2i/R1": 41.0}}, [])  # another run's
+    assert loop._finished_results(tmp_path, progress) is None
+    (tmp_path / loop.RESULTS_FILE).write_text("{not json", encoding="utf-8")
+    assert loop._finished_results(tmp_path, progress) is None
+    (tmp_path / loop.RESULTS_FILE).write_bytes(b'{"best_validation": "\xff"}')
+    assert loop._finished_results(tmp_path, progress) is None
+
+
+def test_best_model_folder_is_best_else_the_finished_run_unless_nothing_was_trained(tmp_path):
+    best, history = {"step": 6, "metrics": {"t2i/R1": 40.0}}, [{"kind": "validation", "step": 6}]
+    progress = TrainingProgress(method="clip_reid", best=best, history=list(history))
+    with pytest.raises(FileNotFoundError) as error:  # neither a best model nor this run's results
+        loop._best_model_folder(tmp_path, progress)
+    assert str(error.value) == (f"{tmp_path / 'best'}: the best model of this run is missing, and {tmp_path} holds "
+                                "another model; start the run again with --overwrite_output_dir")
+    _finished(tmp_path, best, history)
+    assert loop._best_model_folder(tmp_path, progress) is None  # finished, nothing trained since
+    progress.history.append({"kind": "train", "step": 8})
+    assert loop._best_model_folder(tmp_path, progress) == tmp_path  # trained on, no new best
+    (tmp_path / "best").mkdir()
+    assert loop._best_model_folder(tmp_path, progress) == tmp_path / "best"
+
+
+def _output_args(output: Path, resume=None, overwrite=False):
+    return SimpleNamespace(output_dir=str(output), resume_from_checkpoint=resume, overwrite_output_dir=overwrite)
+
+
+def test_check_output_dir_refuses_a_file_and_another_run_unless_resumed_or_overwritten(tmp_path):
+    loop._check_output_dir(_output_args(tmp_path / "new"))  # does not exist yet
+    (tmp_path / "empty").mkdir()
+    loop._check_output_dir(_output_args(tmp_path / "empty"))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError) as error:
+        loop._check_output_dir(_output_args(tmp_path / "file", resume="latest", overwrite=True))
+    assert str(error.value) == f"output_dir {tmp_path / 'file'} is a file, not a folder: choose another --output_dir"
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text("{}")
+    with pytest.raises(FileExistsError) as error:
+        loop._check_output_dir(_output_args(tmp_path / "run"))
+    assert str(error.value) == (f"output_dir {tmp_path / 'run'} is not empty (another run?): pass --overwrite_output_dir "
+                                "to replace it or --resume_from_checkpoint latest to continue it")
+    loop._check_output_dir(_output_args(tmp_path / "run", resume="latest"))
+    loop._check_output_dir(_output_args(tmp_path / "run", overwrite=True))
+
+
+def _tree(folder: Path) -> dict:
+    """Every file under ``folder`` (relative path -> text), folders as "/"-ended names."""
+    return {str(path.relative_to(folder)) + ("/" if path.is_dir() else ""): "" if path.is_dir() else path.read_text()
+            for path in sorted(folder.rglob("*"))}
+
+
+def test_start_over_deletes_the_run_state_and_journals_the_previous_models_files(tmp_path, capsys):
+    for name in ("checkpoints/checkpoint-3", "logs/tireid", "best"):
+        (tmp_path / name).mkdir(parents=True)
+    for name, text in {"training_args.yaml": "a", "config.json": "old", "results.json": "old", "card/README.md": "x"}.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / loop._PREVIOUS_RUN_FILES).write_text(json.dumps({"files": ["older.txt"], "finishing": False}))
+    loop._start_over(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["card", "config.json", "results.json", "training_args.yaml", loop._PREVIOUS_RUN_FILES])
+    assert json.loads((tmp_path / loop._PREVIOUS_RUN_FILES).read_text()) == {
+        "files": ["card", "config.json", "older.txt", "results.json"], "finishing": False}
+    assert capsys.readouterr().out == (f"output_dir {tmp_path}: the previous run's model and results stay until this "
+                                       "run replaces them\n")
+
+
+def test_start_over_of_a_folder_without_a_journal_starts_one(tmp_path):
+    (tmp_path / "model.safetensors").write_text("old")
+    loop._start_over(tmp_path)
+    assert json.loads((tmp_path / loop._PREVIOUS_RUN_FILES).read_text()) == {
+        "files": ["model.safetensors"], "finishing": False}
+
+
+def test_remove_interrupted_saves_deletes_only_best_temporaries(tmp_path):
+    for name in (".best.tmp-abc1", ".best.old-x2y", "best", ".logs.tmp-abc", ".bestx", "checkpoints"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text("x")
+    loop._remove_interrupted_saves(tmp_path)
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".bestx", ".logs.tmp-abc", "best", "checkpoints"]
+
+
+def _finished_best(output: Path, files: dict) -> None:
+    (output / "best").mkdir(parents=True)
+    for name, text in files.items():
+        (output / "best" / name).write_text(text)
+
+
+def _previous_run_with_a_finished_model(output: Path) -> dict:
+    """output holds a previous run's model (config.json, results.json, README.md, old.bin, a folder, a
+    dangling link), its journal (written by ``_start_over``) and the new run's finished model in best/."""
+    new = {"config.json": "new", "model.safetensors": "new", "results.json": "new", "zz.json": "new"}
+    for name in ("config.json", "results.json", "README.md", "old.bin"):
+        (output / name).write_text("old")
+    (output / "old_folder").mkdir()
+    (output / "old_folder" / "f").write_text("old")
+    (output / "old_link").symlink_to(output / "nowhere")  # a dangling link is a file to delete too
+    (output / "checkpoints").mkdir()
+    (output / loop._PREVIOUS_RUN_FILES).write_text(json.dumps(
+        {"files": ["README.md", "config.json", "old.bin", "old_folder", "old_link", "results.json"], "finishing": False}))
+    _finished_best(output, new)
+    return new
+
+
+def test_final_move_puts_the_new_model_in_place_results_last_and_deletes_the_previous_runs_files(tmp_path, monkeypatch):
+    new = _previous_run_with_a_finished_model(tmp_path)
+    seen = []  # output's model files after each move
+    monkeypatch.setattr(loop, "kill_point", lambda name: seen.append((name, {
+        path.name: path.read_text() for path in tmp_path.iterdir() if path.is_file() and path.name in new})))
+    loop._complete_final_move(tmp_path)
+    assert _tree(tmp_path) == {"checkpoints/": "", **new}
+    assert [name for name, _ in seen] == ["final_move"] * 4
+    # the files the new model replaces are gone before the first move; results.json comes last
+    assert [sorted(files.values()) for _, files in seen] == [["new"] * count for count in (1, 2, 3, 4)]
+    assert ["results.json" in files for _, files in seen] == [False, False, False, True]
+
+
+class _Killed(Exception):
+    """Stands for a SIGKILL at a kill point."""
+
+
+@pytest.mark.parametrize("moves_done", [0, 1, 2, 3])
+def test_final_move_cut_short_is_completed_by_the_next_call(tmp_path, monkeypatch, moves_done):
+    new = _previous_run_with_a_finished_model(tmp_path)
+    calls = []
+
+    def kill_after(name):
+        calls.append(name)
+        if len(calls) == moves_done + 1:
+            raise _Killed
+
+    monkeypatch.setattr(loop, "kill_point", kill_after)
+    with pytest.raises(_Killed):
+        loop._complete_final_move(tmp_path)
+    assert not (tmp_path / "results.json").exists() or moves_done == 3  # the old one is gone at once
+    monkeypatch.setattr(loop, "kill_point", lambda name: None)
+    loop._complete_final_move(tmp_path)  # what the next run on output_dir does first
+    assert _tree(tmp_path) == {"checkpoints/": "", **new}
+
+
+def test_final_move_waits_for_a_finished_model_and_a_finishing_journal(tmp_path):
+    journal = {"files": ["old.bin"], "finishing": False}
+    (tmp_path / "old.bin").write_text("old")
+    (tmp_path / loop._PREVIOUS_RUN_FILES).write_text(json.dumps(journal))
+    _finished_best(tmp_path, {"config.json": "new"})  # no results.json yet: training goes on
+    before = _tree(tmp_path)
+    loop._complete_final_move(tmp_path)
+    assert _tree(tmp_path) == before
+    (tmp_path / loop._PREVIOUS_RUN_FILES).write_text(json.dumps({**journal, "finishing": True}))
+    before = _tree(tmp_path)
+    loop._complete_final_move(tmp_path)  # finishing, but best/ is not moved yet: keep the previous model
+    assert _tree(tmp_path) == before

@@ -118,6 +118,7 @@ def _complete_final_move(output: Path) -> None:
         for item in sorted(best.iterdir(), key=lambda path: path.name == RESULTS_FILE):
             os.replace(item, output / item.name)
             kill_point("final_move")
+    if best.is_dir() and not any(best.iterdir()):  # every file moved, also by a call killed before this line
         best.rmdir()
     if marker.is_file() and json.loads(marker.read_text())["finishing"] and not best.exists():
         for name in json.loads(marker.read_text())["files"]:
@@ -188,12 +189,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
         _remove_interrupted_saves(output)
         checkpoints.remove_leftovers()
     accelerator.wait_for_everyone()
-    resume_dir = checkpoints.resolve(args.resume_from_checkpoint) if args.resume_from_checkpoint else None
-    if resume_dir:
-        verify_checkpoint(resume_dir)
-    progress = TrainingProgress.load(resume_dir) if resume_dir else TrainingProgress(method=model_args.method)
-    if progress.method != model_args.method:
-        raise CheckpointError(f"resume_from_checkpoint {resume_dir} is a {progress.method!r} run, not {model_args.method!r}")
+    resume_dir, progress = _resume_point(checkpoints, args.resume_from_checkpoint, model_args.method)
     if accelerator.is_main_process and args.overwrite_output_dir and not resume_dir and output.is_dir():
         _start_over(output)
     accelerator.wait_for_everyone()
@@ -226,35 +222,83 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
 
     progress.start_clock()
     stages = model.training_stages()
-    for stage_index in range(progress.stage_index, len(stages)):
-        resuming = resume_dir is not None and stage_index == progress.stage_index
-        if resuming:
-            for earlier in stages[: stage_index + 1]:
-                model.start_stage(earlier)
-        else:
-            model.start_stage(stages[stage_index])
+    for stage_index, stages_to_start, resumes in _stage_plan(stages, progress.stage_index, resume_dir is not None):
+        for name in stages_to_start:
+            model.start_stage(name)
+        if not resumes:
             progress.start_stage(stage_index)
         model = _train_stage(model, accelerator, args, sampler, pairs, collator, dataset["validation"], processor,
-                             checkpoints, progress, stages, resume_dir if resuming else None, output)
+                             checkpoints, progress, stages, resume_dir if resumes else None, output)
     results = _finish(accelerator, args, model_args, data_args, dataset, output, progress)
     accelerator.end_training()  # also closes the process group: after the distributed test evaluation
     return results
+
+
+def _resume_point(checkpoints: CheckpointManager, resume_from_checkpoint: str | None,
+                  method: str) -> tuple[Path | None, TrainingProgress]:
+    """Where a run starts: ``(None, a new TrainingProgress)``, or, with ``resume_from_checkpoint``
+    (a folder or ``latest``), the verified checkpoint folder and its progress, which must be ``method``'s."""
+    if not resume_from_checkpoint:
+        return None, TrainingProgress(method=method)
+    resume_dir = checkpoints.resolve(resume_from_checkpoint)
+    verify_checkpoint(resume_dir)
+    progress = TrainingProgress.load(resume_dir)
+    if progress.method != method:
+        raise CheckpointError(f"resume_from_checkpoint {resume_dir} is a {progress.method!r} run, not {method!r}")
+    return resume_dir, progress
+
+
+def _stage_plan(stages: list[str], first: int, resumed: bool) -> list[tuple[int, list[str], bool]]:
+    """The stages left to train, from index ``first`` (the checkpoint's stage; 0 for a new run): one
+    ``(index, names to start_stage in order, resumes from the checkpoint)`` per stage.
+
+    Only the first stage of a resumed run resumes. It replays ``start_stage`` of every stage up to and
+    including its own, since the model it loads into must have the modules and frozen parts those
+    starts built (LCR²S's student exists only after ``start_stage("student")``); any other stage
+    starts itself alone, on the model the previous stage left."""
+    return [(index, stages[: index + 1] if resumed and index == first else [stages[index]], resumed and index == first)
+            for index in range(first, len(stages))]
+
+
+def _stage_budget(num_batches: int, args: TrainingArguments) -> tuple[int, int, int]:
+    """``(steps_per_epoch, total_steps, eval_every)`` of a stage whose epoch has ``num_batches`` batches:
+    steps_per_epoch = ceil(num_batches / gradient_accumulation_steps); total_steps = max_steps if > 0,
+    else ceil(num_train_epochs * steps_per_epoch); eval_every = max(1, round(eval_epochs * steps_per_epoch))."""
+    steps_per_epoch = math.ceil(num_batches / args.gradient_accumulation_steps)
+    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    return steps_per_epoch, total_steps, max(1, round(args.eval_epochs * steps_per_epoch))
+
+
+def _due(step: int, every: int, total_steps: int) -> bool:
+    """Whether a periodic event (logging, validation, checkpoint) falls on ``step``: every ``every``
+    steps and at the stage's last step."""
+    return step % every == 0 or step == total_steps
+
+
+def _epoch_complete(batch_in_epoch: int, num_batches: int) -> bool:
+    """Whether the epoch's batches are all trained on. A stage whose last step falls mid-epoch leaves
+    its epoch open: a run resumed with a larger budget goes on with that epoch's next batch."""
+    return batch_in_epoch >= num_batches
+
+
+def _restore_state(accelerator, scheduler, progress: TrainingProgress, resume_dir: Path) -> None:
+    """Loads a checkpoint into a prepared model and optimizer (``accelerator.load_state``: weights,
+    optimizer moments, every process' random states) and the learning-rate schedule's position."""
+    accelerator.load_state(str(resume_dir))
+    scheduler.load_state_dict(progress.scheduler_state)
 
 
 def _train_stage(model, accelerator, args, sampler, pairs, collator, validation, processor, checkpoints, progress,
                  stages, resume_dir, output):
     """One stage: a fresh optimizer and schedule over ``num_train_epochs`` (or ``max_steps``)."""
     stage = stages[progress.stage_index]
-    steps_per_epoch = math.ceil(len(sampler) / args.gradient_accumulation_steps)
-    total_steps = args.max_steps if args.max_steps > 0 else math.ceil(args.num_train_epochs * steps_per_epoch)
+    steps_per_epoch, total_steps, eval_every = _stage_budget(len(sampler), args)
     optimizer = build_optimizer(model, args)
     scheduler = build_scheduler(optimizer, args, total_steps, steps_per_epoch)
     model, optimizer = accelerator.prepare(model, optimizer)
     if resume_dir is not None:  # after the scheduler is built: the loaded optimizer state keeps its lrs
-        accelerator.load_state(str(resume_dir))
-        scheduler.load_state_dict(progress.scheduler_state)
+        _restore_state(accelerator, scheduler, progress, resume_dir)
         accelerator.print(f"resumed from {resume_dir}: stage {stage}, step {progress.stage_step}, epoch {progress.epoch}")
-    eval_every = max(1, round(args.eval_epochs * steps_per_epoch))
     bar = tqdm(total=total_steps, initial=progress.stage_step, desc=f"training [{stage}]", unit="step",
                disable=not accelerator.is_local_main_process)
     model.train()
@@ -285,7 +329,7 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
             progress.global_step += 1
             kill_point("training_step", progress.global_step)
             bar.update(1)
-            if progress.stage_step % args.logging_steps == 0 or progress.stage_step == total_steps:
+            if _due(progress.stage_step, args.logging_steps, total_steps):
                 elapsed = time.perf_counter() - window_start
                 samples = batches_in_window * args.per_device_train_batch_size * accelerator.num_processes
                 logs = {f"train/{name}": sum(values) / len(values) for name, values in progress.loss_window.items()}
@@ -295,13 +339,13 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
                 progress.record_train(logs)
                 bar.set_postfix(loss=f"{logs['train/loss']:.3f}")
                 progress.loss_window, window_start, batches_in_window = {}, time.perf_counter(), 0
-            if progress.stage_step % eval_every == 0 or progress.stage_step == total_steps:
+            if _due(progress.stage_step, eval_every, total_steps):
                 _validate(model, accelerator, args, validation, processor, progress, output, stages)
-            if progress.stage_step % args.save_steps == 0 or progress.stage_step == total_steps:
+            if _due(progress.stage_step, args.save_steps, total_steps):
                 checkpoints.save(progress, scheduler)
             if progress.stage_step >= total_steps:
                 break
-        if progress.batch_in_epoch >= len(epoch_data.batches):
+        if _epoch_complete(progress.batch_in_epoch, len(epoch_data.batches)):
             progress.end_epoch()
     bar.close()
     unwrapped = accelerator.unwrap_model(model)
@@ -364,17 +408,12 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress)
     written again and the run says so (a larger ``max_steps`` trains on and ends here as any run)."""
     from transformers import AutoModel
 
-    previous = _finished_results(output, progress)
-    if not (output / BEST).is_dir():
-        if previous is None:
-            raise FileNotFoundError(f"{output / BEST}: the best model of this run is missing, and {output} holds "
-                                    "another model; start the run again with --overwrite_output_dir")
-        if previous["history"] == progress.history:
-            accelerator.print(f"{output}: this run has finished already (step {progress.global_step}); its "
-                              f"{RESULTS_FILE} is unchanged. Pass a larger --max_steps or --num_train_epochs to "
-                              "train on.")
-            return previous
-    best_folder = output / BEST if (output / BEST).is_dir() else output
+    best_folder = _best_model_folder(output, progress)
+    if best_folder is None:
+        accelerator.print(f"{output}: this run has finished already (step {progress.global_step}); its "
+                          f"{RESULTS_FILE} is unchanged. Pass a larger --max_steps or --num_train_epochs to "
+                          "train on.")
+        return _finished_results(output, progress)
     best = AutoModel.from_pretrained(best_folder).to(accelerator.device)
     processor = TIReIDProcessor.from_pretrained(best_folder)
     test, test_per_query = evaluate_split(best, processor, dataset["test"], batch_size=args.per_device_eval_batch_size,
@@ -435,6 +474,19 @@ def _library_versions() -> dict[str, str]:
     from importlib.metadata import version
 
     return {name: version(name) for name in ("torch", "transformers", "accelerate", "pillow", "numpy")}
+
+
+def _best_model_folder(output: Path, progress: TrainingProgress) -> Path | None:
+    """The folder of the run's best model at its end: ``output/best``; else, for a resumed run that had
+    finished already (``output``'s ``results.json`` is this run's), ``output`` itself when the run trained
+    on since without a new best, or None when nothing was trained since (the same history)."""
+    if (output / BEST).is_dir():
+        return output / BEST
+    previous = _finished_results(output, progress)
+    if previous is None:
+        raise FileNotFoundError(f"{output / BEST}: the best model of this run is missing, and {output} holds "
+                                "another model; start the run again with --overwrite_output_dir")
+    return None if previous["history"] == progress.history else output
 
 
 def _finished_results(output: Path, progress: TrainingProgress) -> dict | None:
