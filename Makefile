@@ -68,6 +68,11 @@ LGUR_LOSS_PATH := $(foreach f,*forward *_to_head_width *_tokens *_foreground_wei
 	*compute_losses *ranking_loss *prototype_identity_loss,"tireid_hf.modeling.modeling_lgur.$(f)*")
 CADA_LOSS_PATH := $(foreach f,x_ *decode *matching_losses *attribute_loss *encode_batch *compute_losses,\
 	"tireid_hf.modeling.modeling_cada.$(f)*")
+# The resume path of training/loop.py: where a run starts, which stages it starts or resumes, the stage's
+# budget and periodic events, restoring the state, the output folder's checks, journal and final move.
+LOOP_RESUME_PATH := $(foreach f,_EpochBatches _check_output_dir _complete_final_move _start_over _remove_interrupted_saves \
+	_resume_point _stage_plan _stage_budget _due _epoch_complete _restore_state _best_model_folder _finished_results,\
+	"tireid_hf.training.loop.*$(f)*")
 MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.readers.*" "tireid_hf.modeling.losses.*" \
 	"tireid_hf.modeling.base.*TIReIDPreTrainedModel*forward*" "tireid_hf.modeling.base.*encode_batch*" \
 	"tireid_hf.modeling.base.*embed_pair*" "tireid_hf.modeling.base.*alignment_losses*" \
@@ -76,7 +81,7 @@ MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.rea
 	"tireid_hf.modeling.configuration_tireid.*loss_weight*" \
 	"tireid_hf.modeling.modeling_clip_reid.*" "tireid_hf.modeling.modeling_lcr2s.*" \
 	$(UIT_LOSS_PATH) $(LGUR_LOSS_PATH) $(CADA_LOSS_PATH) \
-	"tireid_hf.training.loop.*_EpochBatches*" "tireid_hf.training.checkpoints.*"
+	$(LOOP_RESUME_PATH) "tireid_hf.training.checkpoints.*"
 mutation: $(STAMP)
 	OMP_NUM_THREADS=1 nice -n 19 $(BIN)/mutmut run --max-children $(MUTATION_JOBS) $(MUTANTS)
 	$(BIN)/python .ci/mutation_score

@@ -601,6 +601,7 @@ def test_stage_plan_replays_the_earlier_stage_starts_only_for_the_resumed_stage(
     (10, 3, 60, 7, 0.5, (4, 7, 2)),  # max_steps > 0 overrides the epochs
     (5, 1, 1, 0, 0.7, (5, 5, 4)),  # max_steps 0 does not; round(3.5) = 4
     (5, 1, 1, -1, 0.05, (5, 5, 1)),  # round(0.25) = 0: validate every step, not never
+    (5, 1, 1, 1, 1, (5, 1, 5)),  # one step
 ])
 def test_stage_budget_against_hand_computed_steps(num_batches, accumulation, epochs, max_steps, eval_epochs, budget):
     args = SimpleNamespace(gradient_accumulation_steps=accumulation, num_train_epochs=epochs, max_steps=max_steps,
@@ -739,6 +740,13 @@ def test_remove_interrupted_saves_deletes_only_best_temporaries(tmp_path):
     assert sorted(path.name for path in tmp_path.iterdir()) == [".bestx", ".logs.tmp-abc", "best", "checkpoints"]
 
 
+def test_remove_interrupted_saves_goes_on_past_what_it_cannot_delete(tmp_path):
+    (tmp_path / ".best.tmp-file").write_text("a file, not a save's folder")  # rmtree fails on it
+    (tmp_path / ".best.tmp-folder").mkdir()
+    loop._remove_interrupted_saves(tmp_path)  # a clean-up failure must not stop the run
+    assert not (tmp_path / ".best.tmp-folder").exists()
+
+
 def _finished_best(output: Path, files: dict) -> None:
     (output / "best").mkdir(parents=True)
     for name, text in files.items():
@@ -772,6 +780,22 @@ def test_final_move_puts_the_new_model_in_place_results_last_and_deletes_the_pre
     # the files the new model replaces are gone before the first move; results.json comes last
     assert [sorted(files.values()) for _, files in seen] == [["new"] * count for count in (1, 2, 3, 4)]
     assert ["results.json" in files for _, files in seen] == [False, False, False, True]
+
+
+def test_final_move_deletes_the_replaced_results_json_before_the_replaced_model_files(tmp_path, monkeypatch):
+    """A kill among the deletions must not leave the previous results.json beside a half-deleted model."""
+    _previous_run_with_a_finished_model(tmp_path)
+    unlinked, unlink = [], Path.unlink
+
+    def recording_unlink(path, missing_ok=False):
+        if path.parent == tmp_path:
+            unlinked.append(path.name)
+        unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", recording_unlink)
+    loop._complete_final_move(tmp_path)
+    assert unlinked[0] == "results.json" and sorted(unlinked[:4]) == [
+        "config.json", "model.safetensors", "results.json", "zz.json"]
 
 
 class _Killed(Exception):
