@@ -321,3 +321,13 @@ def test_rerank_refusal_needs_balanced_accuracy_two_standard_errors_above_chance
     refused = rerank_refusal({"itm/accuracy": threshold - 1e-3, "itm/num_queries": 200.0})
     assert "0.549" in refused and "0.550" in refused and "noise" in refused
     assert rerank_refusal({"t2i/R1": 50.0}) is None  # no matching head measured: nothing to refuse
+
+
+def test_rerank_gain_refusal_needs_re_ranking_to_raise_validation_r1():
+    from tireid_hf.training.loop import rerank_gain_refusal
+
+    assert rerank_gain_refusal({"t2i/R1": 20.55}, {"t2i/R1": 20.60}, 16) is None
+    assert rerank_gain_refusal({"t2i/R1": 20.55}, {"t2i/R1": 20.55}, 16) == (
+        "re-ranking each query's top 16 does not raise validation R@1 (20.55 -> 20.55)")  # no gain: not worth it
+    assert rerank_gain_refusal({"t2i/R1": 20.6}, {"t2i/R1": 16.1}, 32) == (
+        "re-ranking each query's top 32 does not raise validation R@1 (20.60 -> 16.10)")

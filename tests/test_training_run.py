@@ -18,6 +18,7 @@ from tireid_hf.modeling import METHODS
 from tireid_hf.processing import TIReIDProcessor
 from tireid_hf.retrieval import evaluate_split
 from tireid_hf.training import main
+from tireid_hf.training import loop
 from tireid_hf.training.loop import rerank_refusal
 from tireid_hf.training.checkpoints import CheckpointManager
 
@@ -205,6 +206,36 @@ def test_every_method_trains_through_the_common_loop_from_its_synthetic_config(m
         validations = [entry["metrics"] for entry in results["history"] if entry["kind"] == "validation"]
         assert validations and all("itm/accuracy" in metrics for metrics in validations)
         if rerank_refusal(results["best_validation"]["metrics"]) is None:
-            assert "test_reranked" in results
+            assert "validation_reranked" in results
         else:
             assert "test_reranked" not in results and "re-rank by noise" in results["rerank_skipped"]
+            assert "validation_reranked" not in results  # the cheap gate spares the re-ranked validation
+
+
+@pytest.mark.parametrize("gain", ["measured", "refused"])
+def test_cada_re_ranks_test_only_when_re_ranking_raises_validation_r1(tmp_path, monkeypatch, gain):
+    """The second gate: with the head's chance-level gate passed (forced here), the best model's validation
+    split is re-ranked, and test is re-ranked only if that raised validation R@1 over the first stage's
+    ("refused": the gate is told the first stage scored 100 more, so it must refuse)."""
+    monkeypatch.setattr(loop, "rerank_refusal", lambda metrics: None)
+    if gain == "refused":
+        gate = loop.rerank_gain_refusal
+        monkeypatch.setattr(loop, "rerank_gain_refusal",
+                            lambda plain, reranked, k: gate({"t2i/R1": plain["t2i/R1"] + 100}, reranked, k))
+    main(["--config", str(REPO / "configs" / "cada_synthetic.yaml"), "--dataset_options", json.dumps(DATA),
+          "--output_dir", str(tmp_path / "out"), "--max_steps", "3", "--per_device_train_batch_size", "8",
+          "--per_device_eval_batch_size", "32", "--report_to", "none"])
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    plain, reranked = results["best_validation"]["metrics"]["t2i/R1"], results["validation_reranked"]["t2i/R1"]
+    model = AutoModel.from_pretrained(tmp_path / "out")
+    validation = load_tireid_dataset("synthetic", **DATA)["validation"]
+    assert reranked == pytest.approx(evaluate_split(model, TIReIDProcessor.from_pretrained(tmp_path / "out"), validation,
+                                                    rerank=True, rerank_k=model.rerank_k, show_progress=False)["t2i/R1"])
+    if gain == "refused":
+        plain += 100
+    if reranked > plain:
+        assert "test_reranked" in results and "rerank_skipped" not in results
+    else:
+        assert "test_reranked" not in results
+        assert results["rerank_skipped"] == (f"re-ranking each query's top {model.rerank_k} does not raise validation "
+                                             f"R@1 ({plain:.2f} -> {reranked:.2f})")
