@@ -45,7 +45,7 @@ report: $(STAMP)
 
 # The small pretrained CLIP base every configs/*_synthetic.yaml starts from (bases/clip-synthetic, committed):
 # a transformers CLIPModel pretrained contrastively on 20,000 generated alt-text scenes, one CPU thread,
-# bit-identical on the same CPU type and torch version. About 12 minutes on an idle 2-core machine.
+# bit-identical on the same CPU type and torch version. About 30 minutes on a 2-core machine (24 epochs).
 base: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/tireid pretrain-base --out bases/clip-synthetic --overwrite
 

@@ -57,7 +57,7 @@ class BasePretrainingConfig:
     num_held_out: int = 1_000
     image_size: int = 64
     patch_size: int = 8
-    epochs: int = 8
+    epochs: int = 24
     batch_size: int = 128
     learning_rate: float = 1e-3
     weight_decay: float = 0.1
