@@ -22,11 +22,13 @@ import argparse
 import statistics
 from pathlib import Path
 
-import numpy as np
+import torch
 import yaml
 from tqdm.auto import tqdm
 
 from tireid_hf.data.synthetic import SyntheticConfig, generate_image, identities_by_split
+
+from gallery_size import identity_draws, mean_and_range  # benchmarks/, next to this script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -69,17 +71,15 @@ def main() -> None:
     stated, pids, attributes = test_split_captions(SyntheticConfig(**options))
     print(f"caption ceiling, whole test split ({len(attributes)} identities, {len(stated)} captions): "
           f"R@1 {caption_ceiling_r1(stated, attributes):.2f}")
-    if args.identities:
-        if not 0 < args.identities <= len(attributes):
-            raise SystemExit(f"--identities must be in 1..{len(attributes)}, got {args.identities}")
-        rng = np.random.default_rng(0)
+    if args.identities:  # the sub-galleries drawn as gallery_size.py draws them
         values = []
-        for _ in range(args.draws):
-            chosen = set(rng.choice(len(attributes), args.identities, replace=False).tolist())
+        for chosen in identity_draws(torch.tensor(pids), args.identities, args.draws):
+            chosen = set(chosen.tolist())
             values.append(caption_ceiling_r1([caption for caption, pid in zip(stated, pids) if pid in chosen],
                                              [attributes[pid] for pid in sorted(chosen)]))
+        mean, low, high = mean_and_range(values)
         print(f"caption ceiling, {args.draws} random {args.identities}-identity sub-galleries: R@1 mean "
-              f"{statistics.fmean(values):.2f} (2.5-97.5 %: {np.percentile(values, 2.5):.2f}-{np.percentile(values, 97.5):.2f})")
+              f"{mean:.2f} (2.5-97.5 %: {low:.2f}-{high:.2f})")
 
 
 if __name__ == "__main__":

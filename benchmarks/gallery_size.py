@@ -41,17 +41,28 @@ def evaluated_test_split(model_dir: Path):
     return load_tireid_dataset("synthetic", **(arguments.get("dataset_options") or {}))["test"]
 
 
-def gallery_size_metrics(similarity: torch.Tensor, text_pids: torch.Tensor, image_pids: torch.Tensor,
-                         identities: int, draws: int, seed: int = 0) -> list[dict[str, float]]:
-    """``rank_metrics`` (t2i) of ``draws`` random sub-galleries of ``identities`` identities each:
-    the rows (captions) and columns (images) of ``similarity`` [Q, G] whose pid is among them."""
-    pids = image_pids.unique()
+def identity_draws(pids: torch.Tensor, identities: int, draws: int, seed: int = 0) -> list[torch.Tensor]:
+    """``draws`` random sets of ``identities`` of the distinct ``pids`` (a seeded generator of its own)."""
+    pids = pids.unique()
     if not 0 < identities <= len(pids):
         raise ValueError(f"--identities must be in 1..{len(pids)} (the split's identities), got {identities}")
     generator = torch.Generator().manual_seed(seed)
+    return [pids[torch.randperm(len(pids), generator=generator)[:identities]] for _ in range(draws)]
+
+
+def mean_and_range(values: list[float]) -> tuple[float, float, float]:
+    """The mean of ``values`` and the range of their middle 95 % (2.5th and 97.5th of the sorted values)."""
+    ordered = sorted(values)
+    return statistics.mean(ordered), ordered[int(0.025 * len(ordered))], ordered[int(0.975 * len(ordered)) - 1]
+
+
+def gallery_size_metrics(similarity: torch.Tensor, text_pids: torch.Tensor, image_pids: torch.Tensor,
+                         identities: int, draws: int, seed: int = 0) -> list[dict[str, float]]:
+    """``rank_metrics`` (t2i) of ``draws`` random sub-galleries of ``identities`` identities each
+    (:func:`identity_draws`): the rows (captions) and columns (images) of ``similarity`` [Q, G] whose pid
+    is among them."""
     results = []
-    for _ in range(draws):
-        chosen = pids[torch.randperm(len(pids), generator=generator)[:identities]]
+    for chosen in identity_draws(image_pids, identities, draws, seed):
         rows, columns = torch.isin(text_pids, chosen), torch.isin(image_pids, chosen)
         results.append(rank_metrics(similarity[rows][:, columns], text_pids[rows], image_pids[columns]))
     return results
@@ -74,14 +85,13 @@ def main() -> None:
             similarity = (embed_texts(model, processor, texts, batch_size=256, show_progress=False)
                           @ embed_images(model, processor, images, batch_size=256, show_progress=False).T)
         full = rank_metrics(similarity, text_pids, image_pids)
-        r1 = sorted(result["R1"] for result in gallery_size_metrics(similarity, text_pids, image_pids,
-                                                                     args.identities, args.draws))
-        low, high = r1[int(0.025 * len(r1))], r1[int(0.975 * len(r1)) - 1]
+        mean, low, high = mean_and_range([result["R1"] for result in gallery_size_metrics(
+            similarity, text_pids, image_pids, args.identities, args.draws)])
         summary[str(model_dir)] = {"full_identities": len(image_pids.unique()), "full_R1": full["R1"],
                                    "full_mAP": full["mAP"], "identities": args.identities, "draws": args.draws,
-                                   "sub_R1_mean": statistics.mean(r1), "sub_R1_range": [low, high]}
+                                   "sub_R1_mean": mean, "sub_R1_range": [low, high]}
         print(f"{model_dir}: R@1 {full['R1']:.2f} on all {len(image_pids.unique())} test identities; "
-              f"{statistics.mean(r1):.2f} [{low:.2f}, {high:.2f}] on {args.identities}-identity sub-galleries "
+              f"{mean:.2f} [{low:.2f}, {high:.2f}] on {args.identities}-identity sub-galleries "
               f"({args.draws} draws)", flush=True)
     print(json.dumps(summary, indent=2))
 

@@ -3,10 +3,12 @@
 1. the equal tuning sweep: every method at its 3 settings (head learning-rate multiplier and main
    auxiliary loss weight, ``zoo.sweep_settings``), seed 0, half the budget, chosen on VALIDATION R@1 and written into
    ``configs/<method>_synthetic.yaml`` (``zoo.sweep``);
-2. the method comparison: every method x seeds 0, 1, 2 at the full budget (``zoo.compare``), with
+2. the method comparison: every method x seeds 0, 1, 2 at the full budget (``zoo.comparison_jobs``, summarised by
+   ``zoo.comparison_summary``), with
    ΔR@1 / ΔmAP against the baseline and paired identity-bootstrap 95 % intervals;
 3. the ablations: one run per component, seed 0, the sweep's budget, each against the sweep's
-   chosen run of its method (``zoo.ablate``); 2 and 3 are trained in one pool of workers;
+   chosen run of its method (``zoo.ablation_jobs`` / ``zoo.ablation_summary``); 2 and 3 are trained in one
+   pool of workers;
 4. the training cost of each method (``bench_training``) and 5. its inference cost (``bench_inference``);
 6. the figures in ``benchmarks/figures/``: validation R@1 against epoch per method (mean over seeds,
    min-max band) and, per method, the ranked results of the same 4 test queries (``tireid visualize``
