@@ -127,6 +127,14 @@ def comparison_table(comparison: dict) -> str:
     return zoo.table({**rows, **comparison["reranked"]}, first_column="method", differences=comparison.get("differences"))
 
 
+def rerank_note(comparison: dict, rerank_k: int) -> str:
+    """The sentence under the comparison table: what CADA's re-ranked row is, or why there is none."""
+    if comparison["reranked"]:
+        return f"CADA's re-ranked row re-scores each query's top {rerank_k} (its config's `rerank_k`) with its matching head."
+    return ("No re-ranked row: training refused to re-rank with CADA's matching head (each run's `results.json` "
+            "says why under `rerank_skipped`).")
+
+
 def readme_table(comparison: dict, papers: dict) -> str:
     """The README's zoo table: our synthetic R@1 / mAP beside the papers' reported figures and the
     GPU config of each (method, dataset)."""
@@ -199,7 +207,7 @@ The test split is not read to choose. Cells: best validation R@1 / mAP of the ru
 
 {comparison_table(comparison)}
 
-CADA's re-ranked row re-scores each query's top {rerank_k} (its config's `rerank_k`) with its matching head.
+{rerank_note(comparison, rerank_k)}
 
 ### Validation R@1 against epoch
 

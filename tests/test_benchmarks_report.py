@@ -283,6 +283,14 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
     assert "| uit | " + " | ".join(["20.00 ± 1.00"] * 5) + " | +1.50 [+0.20, +2.80] | +0.50 [-0.10, +1.10] | 3.0 |" in block
     assert "| uit: no triplet | " + " | ".join(["20.00"] * 5) + " | -2.00 [-3.00, -1.00] | -1.00 [-2.00, +0.00] | 3.0 |" in block
     assert "(seed 0, 0.5 of the budget)" in block and "at 50% of its epochs" in block
+    assert "No re-ranked row: training refused to re-rank" in block and "re-ranked row re-scores" not in block
+
+
+def test_the_rerank_note_describes_the_reranked_row_only_when_there_is_one():
+    row = {key: (20.0, 1.0) for key in zoo.KEYS}
+    with_row = report.rerank_note({"reranked": {"cada (re-ranked)": row}}, rerank_k=16)
+    assert with_row == "CADA's re-ranked row re-scores each query's top 16 (its config's `rerank_k`) with its matching head."
+    assert report.rerank_note({"reranked": {}}, rerank_k=16).startswith("No re-ranked row: ")
 
 
 @pytest.mark.parametrize("method", ["clip_reid", "cada"])
