@@ -27,12 +27,15 @@ test: $(STAMP)
 # The whole pipeline on the embedded synthetic data: generate it, train the clip_reid baseline
 # with `accelerate launch` on the CPU, evaluate on the synthetic test split, print the table, leave
 # a loadable model in $(DEMO_OUT), then serve the demo Space over it on http://127.0.0.1:7860 until
-# Ctrl-C.
+# Ctrl-C. The zoo's protocol config, trained for DEMO_EPOCHS epochs instead of the report's 5, on two
+# threads: test R@1 45.50 in 3.6 minutes of training on the idle 2-core machine (README).
 DEMO_OUT ?= out/demo-clip_reid
+DEMO_EPOCHS ?= 10
 demo: $(STAMP)
-	HF_HOME=$${HF_HOME:-$$(mktemp -d)} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/accelerate launch --quiet \
+	HF_HOME=$${HF_HOME:-$$(mktemp -d)} OMP_NUM_THREADS=$${OMP_NUM_THREADS:-2} $(BIN)/accelerate launch --quiet \
 	    --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
-	    train.py --config configs/clip_reid_synthetic.yaml --output_dir $(DEMO_OUT) --overwrite_output_dir
+	    train.py --config configs/clip_reid_synthetic.yaml --num_train_epochs $(DEMO_EPOCHS) \
+	    --output_dir $(DEMO_OUT) --overwrite_output_dir
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python spaces/tireid-demo/app.py --model $(DEMO_OUT) \
 	    --cache-dir $(DEMO_OUT)/gallery-cache --host 127.0.0.1 --port 7860
 
