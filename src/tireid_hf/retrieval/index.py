@@ -46,14 +46,31 @@ class SearchResults:
     """Top-k gallery items for each of Q queries, best first.
 
     Attributes:
-        indices (`torch.LongTensor` of shape [Q, k]): positions in the gallery.
-        scores (`torch.FloatTensor` of shape [Q, k]): their scores (cosine, or cosine + re-rank score).
-        ids (`list` of `list`): their gallery ids, ``ids[q][i]`` for ``indices[q, i]``.
+        indices (`torch.LongTensor` of shape [Q, k]): positions in the gallery; a search with ``min_score``
+            that kept only ``n < k`` items of query ``q`` pads ``indices[q, n:]`` with -1.
+        scores (`torch.FloatTensor` of shape [Q, k]): their scores (cosine, or cosine + re-rank score);
+            ``-inf`` where ``indices`` is -1.
+        ids (`list` of `list`): the gallery ids of the kept items, ``ids[q][i]`` for ``indices[q, i]``
+            (``len(ids[q])`` items: fewer than k, possibly none, below a ``min_score``).
     """
 
     indices: torch.Tensor
     scores: torch.Tensor
     ids: list[list[Any]]
+
+    def hits(self, query: int) -> list[tuple[int, float, Any]]:
+        """The kept ``(gallery position, score, id)`` of query ``query``, best first (empty: no match)."""
+        count = len(self.ids[query])
+        return list(zip(self.indices[query, :count].tolist(), self.scores[query, :count].tolist(), self.ids[query]))
+
+
+def _above(scores: torch.Tensor, indices: torch.Tensor, min_score: float | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(scores, indices)`` [Q, k] (each row best first) with the entries scoring below ``min_score``
+    replaced by ``-inf`` / -1: a row keeps its leading ``n`` entries with ``score >= min_score``."""
+    if min_score is None:
+        return scores, indices
+    below = scores < min_score
+    return scores.masked_fill(below, float("-inf")), indices.masked_fill(below, -1)
 
 
 def _map_embeddings(path: Path) -> torch.Tensor:
@@ -214,13 +231,36 @@ class GalleryIndex:
             indices.append(np.take_along_axis(chunk_candidates, order, axis=1))
         return torch.from_numpy(np.concatenate(scores)), torch.from_numpy(np.concatenate(indices)).long()
 
-    def search_embeddings(self, query_embeds: torch.Tensor, k: int = 10) -> SearchResults:
+    def score_threshold(self, min_score: float | str | None) -> float | None:
+        """The score cut ``min_score`` stands for: ``None`` (no cut), a number, or ``"model"``: the
+        ``score_threshold`` the index's model config carries (picked by train.py on validation at
+        ``score_threshold_fpr``); ``ValueError`` naming the model folder where it carries none."""
+        if min_score is None:
+            return None
+        if min_score == "model":
+            if self.model is None:
+                raise ValueError("min_score='model' needs the index's model: use build(), or load(dir, model=, processor=)")
+            threshold = getattr(self.model.config, "score_threshold", None)
+            if threshold is None:
+                where = getattr(self.model, "name_or_path", "") or type(self.model).__name__
+                raise ValueError(f"min_score='model': the model {where} carries no score threshold (config.json has no "
+                                 "`score_threshold`; train.py picks one on validation): give a number instead")
+            return float(threshold)
+        if isinstance(min_score, bool) or not isinstance(min_score, (int, float)) or not math.isfinite(min_score):
+            raise ValueError(f"`min_score` must be None, a finite number or 'model', got {min_score!r}")
+        return float(min_score)
+
+    def search_embeddings(self, query_embeds: torch.Tensor, k: int = 10, *,
+                          min_score: float | str | None = None) -> SearchResults:
         """Top-``k`` gallery items by inner product for query embeddings [Q, D] (k is capped at G).
 
         The backend returns its best ``max(k, rescore)`` candidates; with ``rescore`` they are re-scored
         with exact float32 inner products and the top ``k`` kept (among equal scores the order is
-        unspecified).
+        unspecified). With ``min_score`` (see :meth:`score_threshold`) only the items whose returned
+        score is ``>= min_score`` are kept: fewer than ``k``, possibly none (the scores of a compressed
+        backend without ``rescore`` carry its error, so the cut does too).
         """
+        threshold = self.score_threshold(min_score)
         dim = self.embeddings.shape[1]
         if not isinstance(query_embeds, torch.Tensor) or query_embeds.dim() != 2 or query_embeds.shape[1] != dim:
             got = list(query_embeds.shape) if isinstance(query_embeds, torch.Tensor) else type(query_embeds).__name__
@@ -235,7 +275,8 @@ class GalleryIndex:
         if (indices[:, :k] < 0).any():
             raise ValueError(f"the FAISS index found fewer than k={k} items for some queries: search wider "
                              f"(set_faiss_params, now {self.faiss_params!r}) or ask for fewer")
-        return SearchResults(indices[:, :k], scores[:, :k], [[self.ids[i] for i in row] for row in indices[:, :k].tolist()])
+        scores, indices = _above(scores[:, :k], indices[:, :k], threshold)
+        return SearchResults(indices, scores, [[self.ids[i] for i in row if i >= 0] for row in indices.tolist()])
 
     def search(
         self,
@@ -246,30 +287,38 @@ class GalleryIndex:
         rerank_k: int | None = None,
         batch_size: int = 256,
         show_progress: bool = False,
+        min_score: float | str | None = None,
     ) -> SearchResults:
         """Top-``k`` gallery ids and scores for each text, best first.
 
         With ``rerank=True`` the first stage retrieves ``rerank_k`` (default ``k``) candidates per
         query, the model's ``rerank_scores`` is added to their cosine scores, and they are re-sorted.
+        ``min_score`` (a number, or ``"model"``: the model's validation threshold, see
+        :meth:`score_threshold`) drops the items whose cosine score is below it, so a query gets fewer
+        than ``k`` results, possibly none; with ``rerank`` it cuts the first stage's candidates, whose
+        survivors are re-ranked.
         """
         if self.model is None or self.processor is None:
             raise ValueError("this index has no model to embed the queries: use build(), or load(dir, model=, processor=)")
         query_embeds = embed_texts(self.model, self.processor, texts, batch_size=batch_size, show_progress=show_progress)
         if not rerank:
-            return self.search_embeddings(query_embeds, k)
+            return self.search_embeddings(query_embeds, k, min_score=min_score)
         rerank_k = k if rerank_k is None else rerank_k
         check_rerank(self.model, self.images, rerank_k, k)
-        first = self.search_embeddings(query_embeds, rerank_k)
+        first = self.search_embeddings(query_embeds, rerank_k, min_score=min_score)
         k = min(k, first.indices.shape[1])
-        indices, scores = [], []
-        for text, candidates, first_scores in zip(texts, first.indices, first.scores):
+        indices = torch.full((len(texts), k), -1, dtype=torch.long)
+        scores = torch.full((len(texts), k), float("-inf"))
+        for row, (text, kept) in enumerate(zip(texts, (len(ids) for ids in first.ids))):
+            if not kept:
+                continue
+            candidates = first.indices[row, :kept]
             order, new_scores = rerank_one(
-                self.model, self.processor, text, [self.images[int(i)] for i in candidates], first_scores
+                self.model, self.processor, text, [self.images[int(i)] for i in candidates], first.scores[row, :kept]
             )
-            indices.append(candidates[order[:k]])
-            scores.append(new_scores[:k])
-        indices = torch.stack(indices)
-        return SearchResults(indices, torch.stack(scores), [[self.ids[i] for i in row] for row in indices.tolist()])
+            shown = min(k, kept)
+            indices[row, :shown], scores[row, :shown] = candidates[order[:shown]], new_scores[:shown]
+        return SearchResults(indices, scores, [[self.ids[i] for i in row if i >= 0] for row in indices.tolist()])
 
     def save(self, directory: str | os.PathLike) -> None:
         """Write ``embeddings.safetensors`` (float32), the backend's own files (the compressed copy,

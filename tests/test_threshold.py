@@ -1,0 +1,96 @@
+"""Same-person decisions: GalleryIndex's ``min_score`` on every backend, the model's threshold, and the
+threshold training picks on validation (results.json, config.json, model card)."""
+
+import math
+
+import pytest
+import torch
+
+from test_retrieval import TEXTS, TinyProcessor, TinyRerankModel, make_images
+from test_retrieval_backends import clustered
+from tireid_hf.retrieval import GalleryIndex
+
+try:
+    import faiss  # noqa: F401
+
+    HAVE_FAISS = True
+except ImportError:
+    HAVE_FAISS = False
+needs_faiss = pytest.mark.skipif(not HAVE_FAISS, reason="faiss is not importable (optional extra: pip install tireid-hf[faiss])")
+
+BACKENDS = [
+    pytest.param(dict(), id="exact-float32"),
+    pytest.param(dict(precision="float16"), id="exact-float16"),
+    pytest.param(dict(precision="int8"), id="exact-int8"),
+    pytest.param(dict(precision="int8", rescore=40), id="exact-int8-rescored"),
+    pytest.param(dict(backend="faiss", faiss_factory="Flat"), id="faiss-flat", marks=needs_faiss),
+    pytest.param(dict(backend="faiss", faiss_factory="IVF8,Flat", faiss_params="nprobe=8"), id="faiss-ivf", marks=needs_faiss),
+]
+
+
+@pytest.mark.parametrize("options", BACKENDS)
+def test_min_score_keeps_the_leading_results_scoring_at_least_it_on_every_backend(options):
+    gallery, queries = clustered(num_items=400, dim=32, num_queries=6)
+    index = GalleryIndex(gallery, ids=[f"p{i}" for i in range(400)], **options)
+    everything = index.search_embeddings(queries, k=20)
+    cut = float(everything.scores[:, 9].median())  # some queries keep more than 10 of their 20, some fewer
+    kept = index.search_embeddings(queries, k=20, min_score=cut)
+    assert kept.indices.shape == kept.scores.shape == (6, 20)
+    counts = []
+    for row in range(6):
+        count = int((everything.scores[row] >= cut).sum())  # the backend's own scores, best first
+        counts.append(count)
+        assert torch.equal(kept.indices[row, :count], everything.indices[row, :count])
+        assert torch.equal(kept.scores[row, :count], everything.scores[row, :count])
+        assert (kept.indices[row, count:] == -1).all() and torch.isneginf(kept.scores[row, count:]).all()
+        assert kept.ids[row] == [f"p{i}" for i in everything.indices[row, :count].tolist()]
+        assert kept.hits(row) == list(zip(everything.indices[row, :count].tolist(),
+                                          everything.scores[row, :count].tolist(), kept.ids[row]))
+    assert min(counts) < 10 < max(counts)
+    if options.get("precision", "float32") == "float32" or options.get("rescore"):
+        # exact scores: the kept items are the top-20 whose inner product with the query is >= cut
+        exact = queries @ gallery.T
+        for row in range(6):
+            top = set(exact[row].topk(20).indices.tolist())
+            assert set(kept.indices[row, :counts[row]].tolist()) == {i for i in top if exact[row, i] >= cut - 1e-6}
+    nothing = index.search_embeddings(queries, k=5, min_score=1.5)  # above any cosine
+    assert nothing.ids == [[]] * 6 and (nothing.indices == -1).all() and nothing.hits(0) == []
+
+
+def test_min_score_model_is_the_threshold_in_the_models_config():
+    model, processor, images = TinyRerankModel(), TinyProcessor(), make_images(11)
+    index = GalleryIndex.build(model, processor, images, show_progress=False)
+    with pytest.raises(ValueError, match=r"min_score='model': the model tiny-0 carries no score threshold"):
+        index.search(TEXTS, k=5, min_score="model")
+    scores = index.search(TEXTS, k=11).scores
+    model.config.score_threshold = float(scores[:, 4].median())
+    by_model = index.search(TEXTS, k=11, min_score="model")
+    by_number = index.search(TEXTS, k=11, min_score=model.config.score_threshold)
+    assert by_model.ids == by_number.ids and 0 < sum(map(len, by_model.ids)) < 11 * len(TEXTS)
+    assert index.score_threshold("model") == model.config.score_threshold and index.score_threshold(None) is None
+    for bad in ("high", True, math.nan, math.inf):
+        with pytest.raises(ValueError, match="`min_score` must be None, a finite number or 'model'"):
+            index.search(TEXTS, min_score=bad)
+    with pytest.raises(ValueError, match="min_score='model' needs the index's model"):
+        GalleryIndex(index.embeddings).search_embeddings(scores[:, :0].new_zeros(1, index.embeddings.shape[1]),
+                                                         min_score="model")
+
+
+def test_min_score_with_rerank_re_ranks_only_the_first_stage_items_above_it():
+    model, processor, images = TinyRerankModel(), TinyProcessor(), make_images(9, seed=3)
+    index = GalleryIndex.build(model, processor, images, show_progress=False)
+    first = index.search(TEXTS, k=6)
+    cut = float(first.scores[:, 2].median())
+    reranked = index.search(TEXTS, k=4, rerank=True, rerank_k=6, min_score=cut)
+    pixel_values = processor(images=images)["pixel_values"]
+    bonus = 10.0 * pixel_values[:, 0].mean((1, 2))
+    for row in range(len(TEXTS)):
+        count = int((first.scores[row] >= cut).sum())
+        candidates = first.indices[row, :count]
+        combined = first.scores[row, :count] + bonus[candidates]
+        order = torch.sort(combined, descending=True, stable=True).indices[:4]
+        shown = min(4, count)
+        assert reranked.indices[row, :shown].tolist() == candidates[order].tolist()
+        assert torch.allclose(reranked.scores[row, :shown], combined[order], atol=1e-5)
+        assert (reranked.indices[row, shown:] == -1).all() and len(reranked.ids[row]) == shown
+    assert {min(4, int((row >= cut).sum())) for row in first.scores} != {4}  # some query keeps fewer than k
