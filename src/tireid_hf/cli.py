@@ -226,6 +226,107 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _min_score_argument(value: str):
+    """``--min-score``: ``auto``, ``model``, ``none`` or a number."""
+    if value in ("auto", "model", "none"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, 'model', 'none' or 'auto', got {value!r}") from None
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """`tireid search`: a photo folder searched by text; its index kept beside it and updated."""
+    import warnings
+
+    import torch
+
+    from .retrieval.folder_search import read_queries, search_folder, search_report, update_folder_index
+
+    if args.k < 1:
+        raise SystemExit(f"tireid search: --k must be >= 1, got {args.k}")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.suffix.lower() not in (".json", ".png"):
+        raise SystemExit(f"tireid search: --out {out}: expected a .json or .png file name")
+    try:
+        queries = read_queries(args.text, args.queries)
+    except ValueError as error:
+        raise SystemExit(f"tireid search: {error}") from None
+    model, processor = load_model_and_processor(args.model, "tireid search")
+    model = model.to(args.device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    threshold = getattr(model.config, "score_threshold", None)
+    min_score = {"auto": "model" if threshold is not None else None, "none": None}.get(args.min_score, args.min_score)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            folder = update_folder_index(model, processor, args.images, args.index, batch_size=args.batch_size)
+        except (OSError, ValueError) as error:
+            raise SystemExit(f"tireid search: {error}") from None
+    for warning in caught:
+        print(f"tireid search: warning: {warning.message}", file=sys.stderr)
+    try:
+        ranked = search_folder(folder, queries, k=args.k, min_score=min_score)
+        cut = None if folder.index is None else folder.index.score_threshold(min_score)
+    except ValueError as error:
+        raise SystemExit(f"tireid search: {error}") from None
+    print(f"{args.images}: {0 if folder.index is None else len(folder.index)} images ({len(folder.embedded)} embedded "
+          f"now, {folder.reused} reused, {len(folder.removed)} removed, {len(folder.skipped)} unreadable skipped); "
+          f"index {folder.location}" + ("" if cut is None else f"; minimum score {cut:.4f}"))
+    for text, hits in zip(queries, ranked):
+        print(f"{text}")
+        for rank, (path, score) in enumerate(hits, start=1):
+            print(f"  {rank:>3}. {score:.4f}  {folder.folder / path}")
+        if not hits:
+            print("  no match" + ("" if cut is None else f" (no image scores >= {cut:.4f})"))
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix.lower() == ".json":
+            report = search_report(folder, queries, ranked, model=args.model, k=args.k, min_score=cut)
+            atomic_file(out, lambda path: Path(path).write_text(json.dumps(report, indent=2), encoding="utf-8"))
+        else:
+            from PIL import Image
+
+            from .visualize import RankedQuery, ranked_results_figure
+
+            rows = []
+            for text, hits in zip(queries, ranked):
+                images = []
+                for path, _ in hits:
+                    with Image.open(folder.folder / path) as image:
+                        images.append(image.convert("RGB"))
+                rows.append(RankedQuery(text, None, images, [None] * len(hits), [score for _, score in hits]))
+            title = f"{args.model} on {args.images}: top {args.k}" + ("" if cut is None else f", score >= {cut:.4f}")
+            figure = ranked_results_figure(rows, title=title)
+            atomic_file(out, lambda path: figure.save(path, format="PNG"))
+        print(f"wrote {out}")
+    return 0
+
+
+def add_search_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "search", help="search a folder of photos by text (its embeddings kept beside it, updated on each call)",
+        description="Rank the photos of a folder (recursively: .jpg, .jpeg, .png, .webp; no annotation) for each "
+        "query with a saved model. The folder's embeddings are kept in a GalleryIndex (DIR/.tireid-index, or "
+        "--index) and reused while the files are unchanged; new or changed files are embedded on the next call, "
+        "deleted ones dropped. Unreadable files are listed and skipped.",
+    )
+    parser.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
+    parser.add_argument("--images", required=True, help="the photo folder")
+    parser.add_argument("--text", action="append", default=[], help="a query, repeatable")
+    parser.add_argument("--queries", default=None, metavar="FILE", help="a text file of queries, one per line")
+    parser.add_argument("--k", type=int, default=10, help="results per query (default: 10)")
+    parser.add_argument("--min-score", "--min_score", dest="min_score", type=_min_score_argument, default="auto",
+                        metavar="FLOAT|model|none", help="leave out photos scoring below this: a number, 'model' (the "
+                        "threshold training picked on validation, in the model's config.json) or 'none' (default: "
+                        "the model's threshold when it has one, else none)")
+    parser.add_argument("--index", default=None, metavar="DIR", help="the index folder (default: IMAGES/.tireid-index)")
+    parser.add_argument("--out", default=None, help="write the ranked lists to X.json, or draw them into X.png")
+    parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.set_defaults(run=run_search)
+
+
 def add_export_parser(subparsers) -> None:
     export = subparsers.add_parser("export", help="export a saved model's encoders (ONNX)")
     formats = export.add_subparsers(dest="export_format", metavar="FORMAT")
@@ -250,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_visualize_parser(subparsers)
     add_index_parser(subparsers)
     add_export_parser(subparsers)
+    add_search_parser(subparsers)
     add_push_parsers(subparsers)
     add_convert_parser(subparsers)
     add_cards_parser(subparsers)

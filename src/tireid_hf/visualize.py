@@ -183,7 +183,7 @@ def ranked_results_figure(queries: Sequence[RankedQuery], title: str = "", thumb
     line_height = font.getbbox("Ag")[3] + 2
     thumbnails = [[ranked_result(image, hit, height=thumbnail_height, frame=max(2, thumbnail_height // 32))
                    for image, hit in zip(query.images, query.relevant)] for query in queries]
-    cell = max(thumbnail.width for row in thumbnails for thumbnail in row)
+    cell = max((thumbnail.width for row in thumbnails for thumbnail in row), default=0)
     columns = max(len(row) for row in thumbnails)
     characters = max(8, int(text_width / max(font.getlength("x"), 1)))
     blocks = [textwrap.wrap(query.text, width=characters) + [""] + _query_summary(query) for query in queries]
@@ -211,7 +211,7 @@ def ranked_results_figure(queries: Sequence[RankedQuery], title: str = "", thumb
 
 def _query_summary(query: RankedQuery) -> list[str]:
     if query.pid is None:
-        return ["free text (identity unknown)"]
+        return ["free text (identity unknown)"] + ([] if query.images else ["no match above the score threshold"])
     first = query.first_match
     found = f"first true match: #{first}" if first else f"no true match in the top {len(query.relevant)}"
     return [f"identity {query.pid}", found]
