@@ -11,12 +11,29 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import tireid_hf.metrics.retrieval as retrieval
-from tireid_hf.metrics import rank_metrics
+from tireid_hf.metrics import TPR_AT_FPR, rank_metrics, score_threshold_at_fpr
 from tireid_hf.metrics.retrieval import per_query_metrics, rank_metrics_with_per_query
 
 
-def reference_metrics(similarity, query_pids, gallery_pids, ks=(1, 5, 10)):
-    """Straight from the definitions: stable argsort of every row, then precision at every hit."""
+def reference_threshold_and_tpr(similarity, query_pids, gallery_pids, fpr):
+    """Straight from the definition: every score value of the matrix is a candidate threshold (a pair
+    is accepted when score >= threshold), the smallest one whose false-positive rate over all pairs is
+    <= fpr wins (FPR = 0 without negatives); with none, the next value of the dtype above the highest
+    score. Returns ``(threshold, 100 * accepted positives / positives)``."""
+    scores = np.asarray(similarity).ravel()
+    positive = (np.asarray(query_pids)[:, None] == np.asarray(gallery_pids)[None, :]).ravel()
+    num_negative = int((~positive).sum())
+    allowed = [t for t in np.unique(scores)
+               if num_negative == 0 or ((scores >= t) & ~positive).sum() / num_negative <= fpr]
+    threshold = min(allowed) if allowed else np.nextafter(scores.max(), np.inf)
+    accepted = scores >= threshold
+    return float(threshold), 100 * (accepted & positive).sum() / max(positive.sum(), 1)
+
+
+def reference_metrics(similarity, query_pids, gallery_pids, ks=(1, 5, 10), all_pairs=None):
+    """Straight from the definitions: stable argsort of every row, then precision at every hit; the
+    TPR keys over the pairs of ``all_pairs`` (a ``(similarity, query_pids, gallery_pids)``, by default
+    the problem given)."""
     similarity = np.asarray(similarity, dtype=np.float64)
     query_pids, gallery_pids = np.asarray(query_pids), np.asarray(gallery_pids)
     hits = {k: [] for k in ks}
@@ -32,6 +49,8 @@ def reference_metrics(similarity, query_pids, gallery_pids, ks=(1, 5, 10)):
     results = {f"R{k}": 100 * np.mean(hits[k]) for k in ks}
     results["mAP"] = 100 * np.mean(average_precisions)
     results["mINP"] = 100 * np.mean(inverse_negative_penalties)
+    for key, fpr in TPR_AT_FPR.items():
+        results[key] = reference_threshold_and_tpr(*(all_pairs or (similarity, query_pids, gallery_pids)), fpr)[1]
     results["num_queries"] = len(query_pids)
     return results
 
@@ -146,7 +165,8 @@ def test_skip_queries_without_match():
         rank_metrics(similarity, query_pids, gallery_pids)
     got = rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=True)
     keep = query_pids != 999
-    expected = reference_metrics(similarity[keep], query_pids[keep], gallery_pids)
+    expected = reference_metrics(similarity[keep], query_pids[keep], gallery_pids,
+                                 all_pairs=(similarity, query_pids, gallery_pids))
     expected["num_skipped_queries"] = 3
     assert_same(got, expected)
     assert got["num_queries"] == 57
@@ -259,10 +279,16 @@ def test_property_rank_metrics_equal_the_brute_force_reference(problem, directio
                 rank_metrics(similarity, text_pids, image_pids, ks, direction=direction)
             return
         got = rank_metrics(similarity, text_pids, image_pids, ks, direction=direction, skip_queries_without_match=skip)
-    expected = reference_metrics(scores[matched], query_pids[matched], gallery_pids, ks)
+    expected = reference_metrics(scores[matched], query_pids[matched], gallery_pids, ks,
+                                 all_pairs=(scores, query_pids, gallery_pids))
     if skip:
         expected["num_skipped_queries"] = int((~matched).sum())
     assert_same(got, expected)
+
+
+def without_pair_keys(metrics):
+    """The rank keys of ``metrics`` (those that depend on the ranking, and so on how ties are broken)."""
+    return {key: value for key, value in metrics.items() if key not in TPR_AT_FPR}
 
 
 def tie_broken_by(order, scores, axis):
@@ -293,7 +319,10 @@ def test_property_permuting_the_gallery_only_changes_how_ties_are_broken(problem
         permuted = rank_metrics(similarity[:, order], text_pids, image_pids[order], **options)
     else:
         permuted = rank_metrics(similarity[order], text_pids[order], image_pids, **options)
-    assert_same(permuted, rank_metrics(tie_broken_by(order, similarity, gallery_axis), text_pids, image_pids, **options))
+    tie_broken = rank_metrics(tie_broken_by(order, similarity, gallery_axis), text_pids, image_pids, **options)
+    assert_same(without_pair_keys(permuted), without_pair_keys(tie_broken))
+    # the TPR keys are decisions on pairs, not a ranking: a permutation changes none of them
+    assert_same({key: permuted[key] for key in TPR_AT_FPR}, {key: original[key] for key in TPR_AT_FPR})
     queries_axis_scores = similarity if direction == "t2i" else similarity.T
     if all(len(set(row)) == len(row) for row in queries_axis_scores.tolist()):
         assert_same(permuted, original)
@@ -331,3 +360,105 @@ def test_per_query_pids_are_int64_whatever_integer_type_comes_in():
     per_query = per_query_metrics(similarity, query_pids.astype(np.int32), gallery_pids.astype(np.int16))
     assert per_query["pid"].dtype == torch.int64
     torch.testing.assert_close(per_query["AP"], per_query_metrics(similarity, query_pids, gallery_pids)["AP"])
+
+
+# ----------------------------------------------------------------------------- same-person decisions (TPR@FPR)
+def one_query(positive_scores, negative_scores):
+    """One query (pid 0) against its positives (pid 0) then its negatives (pid 1), float64 scores."""
+    scores = np.array([list(positive_scores) + list(negative_scores)], dtype=np.float64)
+    return scores, [0], [0] * len(positive_scores) + [1] * len(negative_scores)
+
+
+def test_tpr_at_fpr_hand_made():
+    # 200 negatives: FPR 1e-2 allows 2 false positives, 1e-3 none. Negatives sorted 0.9, 0.8, 0.6, 0.1 ...
+    problem = one_query([0.95, 0.85, 0.75, 0.55], [0.9, 0.8, 0.6] + [0.1] * 197)
+    results = rank_metrics(*problem, ks=(1,))
+    # 1e-2: the third negative (0.6) must be rejected, so the smallest score above it, 0.75, is the threshold
+    assert score_threshold_at_fpr(*problem, fpr=1e-2) == 0.75 and results["TPR@FPR=1e-2"] == 75.0
+    # 1e-3: the first negative (0.9) must be rejected: threshold 0.95, one positive of four
+    assert score_threshold_at_fpr(*problem, fpr=1e-3) == 0.95 and results["TPR@FPR=1e-3"] == 25.0
+
+
+def test_tpr_at_fpr_ties_are_accepted_or_rejected_together():
+    # A positive tied with the negative that must be rejected is rejected with it (score >= threshold).
+    problem = one_query([0.9, 0.5], [0.5] + [0.1] * 99)
+    assert score_threshold_at_fpr(*problem, fpr=1e-3) == 0.9 and rank_metrics(*problem)["TPR@FPR=1e-3"] == 50.0
+    # 1e-2 allows one of the 100 negatives: the threshold 0.5 accepts the negative 0.5 and both positives
+    assert score_threshold_at_fpr(*problem, fpr=1e-2) == 0.5 and rank_metrics(*problem)["TPR@FPR=1e-2"] == 100.0
+    # Two tied negatives where one is allowed: accepting either accepts both, so neither is accepted.
+    problem = one_query([0.8, 0.7, 0.6], [0.7, 0.7] + [0.1] * 98)
+    assert score_threshold_at_fpr(*problem, fpr=1e-2) == 0.8
+    assert rank_metrics(*problem)["TPR@FPR=1e-2"] == pytest.approx(100 / 3)
+
+
+def test_tpr_at_fpr_without_negatives_accepts_every_pair():
+    problem = (np.array([[0.3, 0.2, 0.9]]), [4], [4, 4, 4])
+    assert score_threshold_at_fpr(*problem, fpr=0.0) == 0.2  # the smallest score: no pair can be a false positive
+    assert rank_metrics(*problem)["TPR@FPR=1e-3"] == 100.0
+
+
+def test_tpr_at_fpr_below_one_over_the_negatives_rejects_every_negative():
+    # 5 negatives: 1e-2 < 1/5 allows none. No score lies above the highest negative (0.5), so the threshold
+    # is the next float32 above it, which accepts nothing.
+    similarity = np.array([[0.1, 0.5, 0.2, 0.3, 0.4, 0.0]], dtype=np.float32)
+    pids = ([0], [0, 1, 1, 1, 1, 1])
+    threshold = score_threshold_at_fpr(similarity, *pids, fpr=1e-2)
+    assert threshold == float(np.nextafter(np.float32(0.5), np.float32(1))) and not (similarity >= threshold).any()
+    assert not (torch.from_numpy(similarity) >= threshold).any()  # also in the scores' own dtype
+    assert rank_metrics(similarity, *pids)["TPR@FPR=1e-2"] == 0.0
+    # above the positive, the highest negative (0.5) is cut and 0.9 is the threshold
+    similarity[0, 0] = 0.9
+    assert score_threshold_at_fpr(similarity, *pids, fpr=1e-2) == pytest.approx(0.9)
+    assert rank_metrics(similarity, *pids)["TPR@FPR=1e-2"] == 100.0
+
+
+def test_fpr_of_one_accepts_every_pair_and_the_rate_is_a_float_division():
+    problem = one_query([0.5], [0.01 * i for i in range(100)])  # negatives 0.00 ... 0.99
+    assert score_threshold_at_fpr(*problem, fpr=1.0) == 0.0
+    # 29 / 100 == 0.29 as floats, though 0.29 * 100 < 29: the 29 highest negatives (0.71 ...) are allowed
+    assert score_threshold_at_fpr(*problem, fpr=0.29) == 0.71
+
+
+def test_tpr_keys_are_the_same_in_both_directions_and_count_all_pairs():
+    similarity, query_pids, gallery_pids = random_problem(8, num_queries=30, num_gallery=30, num_ids=6)
+    gallery_pids[:6] = np.arange(6)
+    query_pids = np.concatenate([query_pids, [99]])  # a query without a match: its pairs are negatives
+    similarity = np.concatenate([similarity, np.full((1, 30), 5.0, dtype=np.float32)])
+    t2i = rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=True)
+    i2t = rank_metrics(similarity, query_pids, gallery_pids, direction="i2t", skip_queries_without_match=True)
+    for key, fpr in TPR_AT_FPR.items():
+        assert t2i[key] == i2t[key] == pytest.approx(reference_threshold_and_tpr(similarity, query_pids, gallery_pids, fpr)[1])
+    # the skipped query's 30 negatives at 5.0, above every other score, are more false positives than 1e-2
+    # of the 900-odd negatives allow: counted, they leave no threshold that accepts a positive
+    assert rank_metrics(similarity[:-1], query_pids[:-1], gallery_pids)["TPR@FPR=1e-2"] > 0.0
+    assert t2i["TPR@FPR=1e-2"] == 0.0
+    assert score_threshold_at_fpr(similarity, query_pids, gallery_pids, 1e-2) == float(np.nextafter(np.float32(5), 6))
+
+
+@pytest.mark.parametrize("fpr", [-0.1, 1.5, float("nan"), "0.1", True, None])
+def test_score_threshold_refuses_a_rate_outside_zero_to_one(fpr):
+    with pytest.raises(ValueError, match=r"`fpr` must be a false-positive rate in \[0, 1\], got"):
+        score_threshold_at_fpr([[0.1, 0.2]], [0], [0, 1], fpr)
+
+
+def test_score_threshold_checks_its_problem_like_rank_metrics():
+    with pytest.raises(ValueError, match=r"NaN or inf.*row 0, column 1"):
+        score_threshold_at_fpr(np.array([[0.1, np.nan]]), [0], [0, 1], 0.1)
+    with pytest.raises(ValueError, match=r"gallery_pids.*shape \[2\]"):
+        score_threshold_at_fpr(np.zeros((1, 2)), [0], [0], 0.1)
+    # queries without a match are fine: a threshold needs negatives only
+    assert score_threshold_at_fpr(np.array([[0.1, 0.7]]), [5], [0, 1], 0.0) == float(np.nextafter(0.7, 1.0))
+
+
+@given(problem=retrieval_problems(), fpr=st.sampled_from([0.0, 1e-3, 1e-2, 0.05, 0.3, 1.0]),
+       chunk_elements=st.sampled_from([2**20, 1, 7, 60]))
+def test_property_threshold_equals_the_brute_force_reference_and_gives_the_reported_tpr(problem, fpr, chunk_elements):
+    similarity, query_pids, gallery_pids = problem
+    with mock.patch.object(retrieval, "_CHUNK_ELEMENTS", chunk_elements):
+        threshold = score_threshold_at_fpr(similarity, query_pids, gallery_pids, fpr)
+        assert threshold == reference_threshold_and_tpr(similarity, query_pids, gallery_pids, fpr)[0]
+        positive = query_pids[:, None] == gallery_pids[None, :]
+        key = {value: key for key, value in TPR_AT_FPR.items()}.get(fpr)
+        if key and positive.any():  # the reported TPR is the share of positives accepted at that threshold
+            reported = rank_metrics(similarity, query_pids, gallery_pids, skip_queries_without_match=True)[key]
+            assert reported == pytest.approx(100 * (similarity[positive] >= threshold).mean(), abs=1e-9)

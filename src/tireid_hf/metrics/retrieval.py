@@ -14,6 +14,18 @@ Learning for Person Re-identification", TPAMI 2021). For one query with ``n`` re
   divided by the number of relevant items in the whole gallery; ``mAP = 100 * mean(AP)``.
 * INP = n / r_n (r_n: rank of the hardest, i.e. last, relevant item); ``mINP = 100 * mean(INP)``.
 
+Same-person decisions (verification, not ranking): every query-gallery PAIR of the similarity matrix
+is a positive (same pid) or a negative, and a pair is accepted when ``score >= threshold``. For a
+false-positive-rate target ``f`` with ``N`` negative and ``P`` positive pairs, at most
+``m = max{j in 0..N : j / N <= f}`` negatives may be accepted; the threshold
+(:func:`score_threshold_at_fpr`) is the smallest score value of the matrix whose acceptance keeps
+``FP <= m``, and ``TPR@FPR=f = 100 * (accepted positives) / P``. With the negative scores sorted
+``v_1 >= v_2 >= ... >= v_N``: when ``m < N`` the threshold is the smallest score strictly above
+``v_{m+1}`` (or, when no score is above it, the next representable value of the scores' dtype above
+``v_{m+1}``, which accepts nothing), so the accepted pairs are exactly those scoring above
+``v_{m+1}``; when ``m >= N`` (``f = 1``, or no negatives at all, whose FPR counts as 0) it is the
+smallest score, which accepts every pair.
+
 Ranking and ties: gallery items are sorted by decreasing score and equal scores keep gallery order
 (a stable ranking), so item ``l`` precedes item ``m`` iff ``s_l > s_m`` or (``s_l == s_m`` and
 ``l < m``). Equivalently the rank of item ``m`` is
@@ -24,6 +36,8 @@ Queries are processed in chunks (bounded memory). In a chunk whose queries have 
 (the TIReID case: a handful of images per identity) each relevant item's rank is counted directly
 with the formula above, which costs ``O(n * G)`` per query; in a chunk with many relevant items per
 query the rows are sorted (stable) instead, ``O(G log G)`` per query. Both give the same ranks.
+The same chunks feed the TPR@FPR keys, which keep every positive score and only the
+``m + 1`` highest negative scores (a running top-k), never the whole matrix.
 """
 
 from __future__ import annotations
@@ -34,9 +48,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["rank_metrics", "check_integer_pids", "DIRECTIONS"]
+__all__ = ["rank_metrics", "score_threshold_at_fpr", "check_integer_pids", "DIRECTIONS", "TPR_AT_FPR"]
 
 DIRECTIONS = ("t2i", "i2t")
+TPR_AT_FPR = {"TPR@FPR=1e-2": 1e-2, "TPR@FPR=1e-3": 1e-3}
+"""The TPR keys of :func:`rank_metrics` and the false-positive-rate target of each."""
 
 # Similarity entries per chunk of queries. Small enough for the chunk's masks to stay in cache (which
 # matters more for speed than larger vectorised kernels) and to bound the working memory: with at
@@ -136,7 +152,7 @@ def rank_metrics(
     skip_queries_without_match: bool = False,
     show_progress: bool = False,
 ) -> dict[str, float]:
-    """Rank-k, mAP and mINP (percentages) of ranking a gallery for every query.
+    """Rank-k, mAP, mINP and TPR at two false-positive rates (percentages) of a gallery ranked for every query.
 
     Args:
         similarity (`torch.Tensor` or `np.ndarray` of shape [Q, G]): score of every query (row)
@@ -151,13 +167,17 @@ def rank_metrics(
             transposed problem: image queries, text gallery.
         skip_queries_without_match (`bool`, *optional*, defaults to `False`): a query whose pid has
             no gallery item has no defined AP. By default that is an error (the evaluation protocol
-            is broken); with `True` such queries are left out and counted under
+            is broken); with `True` such queries are left out of the rank keys and counted under
             ``num_skipped_queries``.
         show_progress (`bool`, *optional*, defaults to `False`): a tqdm bar over query chunks.
 
     Returns:
-        `dict`: ``R{k}`` for each k, ``mAP`` and ``mINP`` as floats in [0, 100], ``num_queries`` (the
-        queries evaluated) and, when ``skip_queries_without_match`` is set, ``num_skipped_queries``.
+        `dict`: ``R{k}`` for each k, ``mAP``, ``mINP``, ``TPR@FPR=1e-2`` and ``TPR@FPR=1e-3`` as floats
+        in [0, 100], ``num_queries`` (the queries ranked) and, when ``skip_queries_without_match`` is
+        set, ``num_skipped_queries``. The TPR keys are same-person decisions over ALL Q x G pairs of
+        ``similarity`` (skipped queries' pairs included, as negatives; the same in both directions):
+        the share of positive pairs accepted at :func:`score_threshold_at_fpr` of that rate (the
+        module docstring gives the threshold and tie rule).
 
     Raises:
         ValueError: shapes that do not agree, an empty gallery or query set, NaN/inf scores, an
@@ -165,7 +185,9 @@ def rank_metrics(
         TypeError: non-numeric similarity or non-integer pids.
 
     Memory: queries are processed in chunks of about 2**20 similarity entries (tens of MiB of working
-    memory) plus O(Q) for per-query results; the similarity itself is never copied whole.
+    memory) plus O(Q) for per-query results and, for the TPR keys, every positive pair's score and
+    the ``floor(1e-2 * N) + 1`` highest of the N negative pairs' scores; the similarity itself is
+    never copied whole.
     """
     return rank_metrics_with_per_query(similarity, query_pids, gallery_pids, ks, direction=direction,
                                        skip_queries_without_match=skip_queries_without_match,
@@ -183,10 +205,114 @@ def rank_metrics_with_per_query(similarity, query_pids, gallery_pids, ks: Sequen
     results: dict[str, float] = {f"R{k}": 100.0 * per_query[f"R{k}"].mean().item() for k in ks}
     results["mAP"] = 100.0 * per_query["AP"].mean().item()
     results["mINP"] = 100.0 * per_query["INP"].mean().item()
+    for key, fpr in TPR_AT_FPR.items():
+        results[key] = 100.0 * ranks.pair_scores.true_positive_rate(fpr)
     results["num_queries"] = int(ranks.first_rank.shape[0])
     if skip_queries_without_match:
         results["num_skipped_queries"] = ranks.num_skipped
     return results, {**per_query, "pid": ranks.pids, "query_index": ranks.query_index}
+
+
+def score_threshold_at_fpr(similarity, query_pids, gallery_pids, fpr: float) -> float:
+    """The score threshold of same-person decisions at false-positive rate ``fpr``: the one behind
+    :func:`rank_metrics`' ``TPR@FPR`` keys.
+
+    A query-gallery pair is accepted as the same person when ``score >= threshold``; the threshold
+    is the smallest score value of ``similarity`` whose acceptance keeps the false-positive rate over
+    all Q x G pairs (negative = different pids) at most ``fpr`` (ties, the case of no score above
+    the allowed negatives and the case without negatives: module docstring).
+
+    Args:
+        similarity (`torch.Tensor` or `np.ndarray` of shape [Q, G]): scores, as for :func:`rank_metrics`.
+        query_pids (integers, shape [Q]) and gallery_pids (integers, shape [G]): identities; queries
+            need no match in the gallery.
+        fpr (`float`): the target false-positive rate, in [0, 1].
+
+    Returns:
+        `float`: the threshold, a value of ``similarity``'s dtype.
+
+    Raises:
+        ValueError: ``fpr`` outside [0, 1], and the shape, emptiness and NaN/inf errors of
+            :func:`rank_metrics`; TypeError: non-numeric similarity or non-integer pids.
+    """
+    _check_fpr(fpr)
+    similarity, query_pids, gallery_pids, _ = _checked_problem(similarity, query_pids, gallery_pids, "t2i")
+    pair_scores = _PairScores(similarity, query_pids, gallery_pids, (fpr,))
+    for _, scores, relevant in _chunks(similarity, query_pids, gallery_pids, "t2i", show_progress=False):
+        pair_scores.add(scores, relevant)
+    return pair_scores.threshold(fpr)
+
+
+def _check_fpr(fpr) -> None:
+    if isinstance(fpr, bool) or not isinstance(fpr, (int, float, np.integer, np.floating)) or not 0 <= fpr <= 1:
+        raise ValueError(f"`fpr` must be a false-positive rate in [0, 1], got {fpr!r}")
+
+
+class _PairScores:
+    """What the same-person decisions over all pairs need, gathered chunk by chunk: the score of every
+    positive pair, the ``keep`` highest negative scores (``keep = m + 1`` for the largest allowed
+    number of false positives ``m < N`` among the targets ``fprs``) and the smallest score. Memory:
+    P positive scores plus at most ``2 * keep`` negative ones besides the chunk."""
+
+    def __init__(self, similarity: torch.Tensor, query_pids: torch.Tensor, gallery_pids: torch.Tensor,
+                 fprs: Sequence[float]):
+        ids, inverse = torch.unique(torch.cat([query_pids, gallery_pids]), return_inverse=True)
+        per_query = torch.bincount(inverse[: len(query_pids)], minlength=len(ids))
+        per_gallery = torch.bincount(inverse[len(query_pids):], minlength=len(ids))
+        self.num_positive = int((per_query * per_gallery).sum())
+        self.num_negative = similarity.numel() - self.num_positive
+        allowed = [self.allowed_false_positives(fpr) for fpr in fprs]
+        self.keep = max([m + 1 for m in allowed if m < self.num_negative], default=0)
+        self.dtype = similarity.dtype
+        self.positives: list[torch.Tensor] = []
+        self.negatives = torch.empty(0, dtype=similarity.dtype)  # holds the keep highest negatives, and more
+        self.floor = torch.tensor(float("-inf"), dtype=similarity.dtype)
+        self.smallest = float("inf")
+
+    def allowed_false_positives(self, fpr: float) -> int:
+        """``m = max{j in 0..N : j / N <= fpr}`` (0 = N without negatives), with j / N as a float
+        division, so that e.g. 29 of 100 negatives meet ``fpr = 0.29``."""
+        n = self.num_negative
+        m = min(n, int(fpr * n))
+        while m < n and (m + 1) / n <= fpr:
+            m += 1
+        while m > 0 and m / n > fpr:
+            m -= 1
+        return m
+
+    def add(self, scores: torch.Tensor, relevant: torch.Tensor) -> None:
+        """One chunk: ``scores`` [C, G] and ``relevant`` [C, G] (same pid)."""
+        self.positives.append(scores[relevant])
+        self.smallest = min(self.smallest, scores.min().item())
+        if self.keep:  # only scores above the keep-th highest negative so far can be among the top keep
+            self.negatives = torch.cat([self.negatives, scores[(scores > self.floor) & ~relevant]])
+            if self.negatives.numel() >= 2 * self.keep:
+                self.negatives = self.negatives.topk(self.keep, sorted=False).values
+                self.floor = self.negatives.min()
+
+    def _cut(self, fpr: float) -> torch.Tensor | None:
+        """``v_{m+1}``, the highest negative score that must be rejected, or None when m >= N."""
+        m = self.allowed_false_positives(fpr)
+        if m >= self.num_negative:
+            return None
+        return self.negatives.topk(m + 1).values[m]
+
+    def threshold(self, fpr: float) -> float:
+        cut = self._cut(fpr)
+        if cut is None:
+            return self.smallest
+        above = torch.cat([self.negatives, *self.positives])
+        above = above[above > cut]
+        if above.numel():
+            return above.min().item()
+        return torch.nextafter(cut, torch.tensor(float("inf"), dtype=self.dtype)).item()
+
+    def true_positive_rate(self, fpr: float) -> float:
+        """The share of positive pairs accepted at :meth:`threshold` (those scoring above the cut)."""
+        cut = self._cut(fpr)
+        if cut is None:
+            return 1.0
+        return sum(_count(positives > cut).item() for positives in self.positives) / self.num_positive
 
 
 @dataclass(frozen=True)
@@ -196,7 +322,8 @@ class _QueryRanks:
     ``query_index`` [Q'] positions of the evaluated queries among all queries; ``pids`` [Q'] their
     identities; ``first_rank`` / ``last_rank`` [Q'] 1-based ranks of their first and last relevant
     item; ``num_relevant`` [Q']; ``precision_sum`` [Q'] ``sum_j j / rank_j`` over the relevant items
-    (so AP = precision_sum / num_relevant); ``num_skipped`` queries without a relevant item.
+    (so AP = precision_sum / num_relevant); ``num_skipped`` queries without a relevant item;
+    ``pair_scores`` the scores of all pairs that the TPR@FPR keys need.
     """
 
     query_index: torch.Tensor
@@ -206,11 +333,13 @@ class _QueryRanks:
     num_relevant: torch.Tensor
     precision_sum: torch.Tensor
     num_skipped: int
+    pair_scores: _PairScores
 
 
-def _query_ranks(similarity, query_pids, gallery_pids, *, direction: str, skip_queries_without_match: bool,
-                 show_progress: bool) -> _QueryRanks:
-    """The per-query part of :func:`rank_metrics` (same arguments, same checks and errors)."""
+def _checked_problem(similarity, query_pids, gallery_pids, direction: str):
+    """The checked problem as ``(scores [Q, G] on the CPU, query pids [Q], gallery pids [G], given)``
+    with queries as rows (transposed for ``"i2t"``), integer scores as float64; ``given`` describes
+    the similarity passed in, for error messages."""
     if direction not in DIRECTIONS:
         raise ValueError(f"`direction` must be one of {DIRECTIONS}, got {direction!r}")
     similarity = _as_tensor(similarity, "similarity")
@@ -231,26 +360,46 @@ def _query_ranks(similarity, query_pids, gallery_pids, *, direction: str, skip_q
         raise ValueError(f"there are no queries: {given}")
     if not similarity.dtype.is_floating_point:  # integer scores: float64 holds them exactly
         similarity = similarity.to(torch.float64)
+    return similarity, query_pids, gallery_pids, given
 
-    first_rank = torch.empty(num_queries, dtype=torch.int64)
-    last_rank = torch.empty(num_queries, dtype=torch.int64)
-    average_precision = torch.zeros(num_queries, dtype=torch.float64)
-    num_relevant = torch.empty(num_queries, dtype=torch.int64)
 
+def _chunks(similarity: torch.Tensor, query_pids: torch.Tensor, gallery_pids: torch.Tensor, direction: str, *,
+            show_progress: bool):
+    """``(start, scores [C, G], relevant [C, G])`` for consecutive chunks of about ``_CHUNK_ELEMENTS``
+    entries of a checked problem; a NaN/inf score is an error naming its place in the matrix passed in."""
+    num_queries, num_items = similarity.shape
     rows_per_chunk = max(1, min(num_queries, _CHUNK_ELEMENTS // num_items))
-    chunks = range(0, num_queries, rows_per_chunk)
+    starts = range(0, num_queries, rows_per_chunk)
     if show_progress:
         from tqdm.auto import tqdm
 
-        chunks = tqdm(chunks, desc=f"rank metrics ({direction})", unit="chunk")
-    for start in chunks:
+        starts = tqdm(starts, desc=f"rank metrics ({direction})", unit="chunk")
+    for start in starts:
         stop = min(start + rows_per_chunk, num_queries)
         scores = similarity[start:stop].contiguous()
         if not _all_finite(scores):
             query, item = (~torch.isfinite(scores)).nonzero()[0].tolist()
             row, column = (item, start + query) if direction == "i2t" else (start + query, item)
             raise ValueError(f"`similarity` holds NaN or inf scores (first found at row {row}, column {column})")
-        relevant = query_pids[start:stop, None] == gallery_pids[None, :]  # [C, G]
+        yield start, scores, query_pids[start:stop, None] == gallery_pids[None, :]
+
+
+def _query_ranks(similarity, query_pids, gallery_pids, *, direction: str, skip_queries_without_match: bool,
+                 show_progress: bool) -> _QueryRanks:
+    """The per-query part of :func:`rank_metrics` (same arguments, same checks and errors)."""
+    similarity, query_pids, gallery_pids, _ = _checked_problem(similarity, query_pids, gallery_pids, direction)
+    num_queries = similarity.shape[0]
+    pair_scores = _PairScores(similarity, query_pids, gallery_pids, tuple(TPR_AT_FPR.values()))
+
+    first_rank = torch.empty(num_queries, dtype=torch.int64)
+    last_rank = torch.empty(num_queries, dtype=torch.int64)
+    average_precision = torch.zeros(num_queries, dtype=torch.float64)
+    num_relevant = torch.empty(num_queries, dtype=torch.int64)
+
+    for start, scores, relevant in _chunks(similarity, query_pids, gallery_pids, direction,
+                                           show_progress=show_progress):
+        stop = start + scores.shape[0]
+        pair_scores.add(scores, relevant)
         count = _count(relevant)
         num_relevant[start:stop] = count
         if int(count.max()) == 0:
@@ -280,7 +429,7 @@ def _query_ranks(similarity, query_pids, gallery_pids, *, direction: str, skip_q
     return _QueryRanks(
         query_index=has_match.nonzero().flatten(), pids=query_pids[has_match], first_rank=first_rank[has_match],
         last_rank=last_rank[has_match], num_relevant=num_relevant[has_match],
-        precision_sum=average_precision[has_match], num_skipped=num_without_match,
+        precision_sum=average_precision[has_match], num_skipped=num_without_match, pair_scores=pair_scores,
     )
 
 
