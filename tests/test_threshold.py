@@ -94,3 +94,61 @@ def test_min_score_with_rerank_re_ranks_only_the_first_stage_items_above_it():
         assert torch.allclose(reranked.scores[row, :shown], combined[order], atol=1e-5)
         assert (reranked.indices[row, shown:] == -1).all() and len(reranked.ids[row]) == shown
     assert {min(4, int((row >= cut).sum())) for row in first.scores} != {4}  # some query keeps fewer than k
+
+
+def test_training_picks_the_threshold_on_validation_and_writes_it_to_results_config_and_card(tmp_path):
+    from transformers import AutoConfig, AutoModel
+
+    from test_training_run import DATA, run
+    from tireid_hf.data import load_tireid_dataset
+    from tireid_hf.hub.model_card import render_model_card
+    from tireid_hf.metrics import score_threshold_at_fpr
+    from tireid_hf.processing import TIReIDProcessor
+    from tireid_hf.retrieval import embed_images, embed_texts, split_queries
+
+    results = run(tmp_path, "--max_steps", "6", "--threshold_fpr", "0.05")
+    out = tmp_path / "out"
+    assert results["threshold_fpr"] == 0.05 and results["threshold_split"] == "validation"
+    threshold = results["score_threshold"]
+    assert results["best_validation"]["metrics"]["t2i/score_threshold"] == threshold
+    config = AutoConfig.from_pretrained(out)
+    assert config.score_threshold == threshold and config.score_threshold_fpr == 0.05
+    # the threshold of the saved model's own scores on the validation split (every caption x every image)
+    model, processor = AutoModel.from_pretrained(out).eval(), TIReIDProcessor.from_pretrained(out)
+    validation = load_tireid_dataset("synthetic", **DATA)["validation"]
+    texts, text_pids = split_queries(validation)
+    similarity = (embed_texts(model, processor, texts, show_progress=False)
+                  @ embed_images(model, processor, validation["image"], show_progress=False).T)
+    assert threshold == pytest.approx(score_threshold_at_fpr(similarity, text_pids, validation["pid"], 0.05), abs=1e-6)
+    negatives = similarity[torch.tensor(text_pids)[:, None] != torch.tensor(validation["pid"])[None, :]]
+    assert 0 < (negatives >= threshold - 1e-6).float().mean() <= 0.05  # some false positives, no more than 5%
+    card = render_model_card(results, config, repo_id="org/x").text
+    assert f"scoring at least **{threshold:.4f}**" in card and "(false-positive rate 0.05), picked on the validation" in card
+    # the trained model's threshold is what min_score="model" cuts at
+    index = GalleryIndex.build(model, processor, validation["image"], show_progress=False)
+    found = index.search(texts[:4], k=len(validation), min_score="model")
+    assert all(score >= threshold for row in range(4) for _, score, _ in found.hits(row))
+    assert sum(map(len, found.ids)) == int((similarity[:4] >= threshold).sum())
+
+
+def test_threshold_fpr_must_be_a_rate():
+    from tireid_hf.training.arguments import TrainingArguments
+
+    for bad in (0, 1, 1.5, -0.1, True):
+        with pytest.raises(ValueError, match=rf"threshold_fpr must be a false-positive rate in \(0, 1\), got {bad!r}"):
+            TrainingArguments(threshold_fpr=bad)
+
+
+def test_card_states_the_threshold_only_where_results_json_has_one():
+    from test_hub import fake_results
+    from tester import ModelTester
+    from tireid_hf.hub.model_card import render_model_card
+
+    config = ModelTester("clip_reid").config()
+    without = render_model_card(fake_results("clip_reid"), config, repo_id="org/x").text
+    assert "Same person or not" not in without
+    results = {**fake_results("clip_reid"), "score_threshold": 0.41236, "threshold_fpr": 0.001, "threshold_split": "validation"}
+    card = render_model_card(results, config, repo_id="org/x").text
+    assert ("A caption and an image scoring at least **0.4124** (cosine of\nthe embeddings) are taken as the same person: "
+            "the threshold at which at most a fraction 0.001 of the\ndifferent-person caption-image pairs pass "
+            "(false-positive rate 0.001), picked on the validation\nsplit.") in card

@@ -84,7 +84,8 @@ def card_from_template(data: ModelCardData, *, repo_id: str, method: str, datase
     """Renders `cards/model_card.md` for a checkpoint whose `status` is ``trained`` (its results),
     ``converted`` (a released checkpoint of the authors) or ``untrained`` (a planned checkpoint)."""
     defaults = dict(result_rows=[], has_rerank=False, figure=None, tireid_version="unknown", num_processes=1,
-                    runtime=0.0, converted=None, reported=None, config_file=None)
+                    runtime=0.0, converted=None, reported=None, config_file=None, score_threshold=None,
+                    threshold_fpr=None, threshold_split=None)
     return ModelCard.from_template(
         data,
         template_path=str(TEMPLATE),
@@ -108,7 +109,8 @@ def render_model_card(results: dict, config, *, repo_id: str, license: str | Non
 
     Args:
         results: the run's `results.json` (keys `method`, `dataset`, `test`, `best_validation`,
-            `config`, optional `test_reranked`).
+            `config`, optional `test_reranked`; `score_threshold`, `threshold_fpr` and `threshold_split`,
+            where present, give the card its same-person threshold line).
         config: the model's `TIReIDConfig` (image size; `rerank_scores` support by method).
         repo_id: the Hub repo the card is written for (used in the loading examples).
         license: defaults to `apache-2.0`, or `other` for a model trained on a benchmark whose images
@@ -136,4 +138,7 @@ def render_model_card(results: dict, config, *, repo_id: str, license: str | Non
         num_processes=results.get("num_processes", 1),
         runtime=float(results.get("train_runtime_seconds", 0.0)),
         library_versions=results.get("library_versions", {}),
+        score_threshold=results.get("score_threshold"),
+        threshold_fpr=results.get("threshold_fpr"),
+        threshold_split=results.get("threshold_split"),
     )

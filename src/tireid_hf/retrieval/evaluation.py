@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..metrics import DIRECTIONS
+from ..metrics import DIRECTIONS, score_threshold_at_fpr
 from ..metrics.retrieval import rank_metrics_with_per_query
 from .embedding import device_of, embed_images, embed_texts, tokenize
 from .rerank import check_rerank, rerank_one, supports_rerank
@@ -39,6 +39,7 @@ def evaluate_split(
     show_progress: bool = True,
     accelerator=None,
     return_per_query: bool = False,
+    threshold_fpr: float | None = None,
 ) -> dict[str, float] | tuple[dict[str, float], dict[str, dict[str, list]]]:
     """Rank metrics of a split under the TIReID protocol; the one evaluation path of tireid-hf.
 
@@ -59,6 +60,10 @@ def evaluate_split(
         return_per_query (`bool`, *optional*, defaults to `False`): also return each query's values
             (:func:`~tireid_hf.metrics.per_query_metrics`), what a paired comparison of two models on
             the same split needs (:func:`~tireid_hf.metrics.paired_bootstrap`).
+        threshold_fpr (`float`, *optional*): also return ``"t2i/score_threshold"``, the cosine score at which
+            same-person decisions over all caption-image pairs of the split have false-positive rate at most
+            ``threshold_fpr`` (:func:`~tireid_hf.metrics.score_threshold_at_fpr` of the first-stage
+            ``similarity``, before any re-ranking).
 
     Returns:
         `dict`: flat, ``"{direction}/{key}"`` for every key of :func:`rank_metrics`, e.g. ``"t2i/R1"``,
@@ -92,6 +97,7 @@ def evaluate_split(
         text_embeds = embed_texts(model, processor, texts, batch_size=batch_size, show_progress=show_progress,
                                   accelerator=accelerator)
         similarity = text_embeds @ image_embeds.T
+        threshold = None if threshold_fpr is None else score_threshold_at_fpr(similarity, text_pids, image_pids, threshold_fpr)
         if rerank:
             _rerank_similarity(model, processor, texts, images, similarity, rerank_k, show_progress)
     finally:
@@ -104,6 +110,8 @@ def evaluate_split(
         results.update({f"{direction}/{key}": value for key, value in metrics.items()})
         if return_per_query:
             per_query[direction] = {key: value.tolist() for key, value in values.items() if key != "query_index"}
+    if threshold is not None:
+        results["t2i/score_threshold"] = float(threshold)
     return (results, per_query) if return_per_query else results
 
 

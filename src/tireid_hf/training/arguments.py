@@ -111,6 +111,9 @@ class TrainingArguments:
     # that names the known metrics (tests/test_faults.py::test_unknown_metric_for_best_model_is_refused_...)
     metric_for_best_model: str = field(default="R1", metadata={"help": "Validation metric that selects the best model."})
     eval_i2t: bool = field(default=False, metadata={"help": "Also report image-to-text metrics."})
+    threshold_fpr: float = field(default=1e-3, metadata={
+        "help": "False-positive rate of same-person decisions at which the best model's score threshold is picked on "
+                "validation (written to results.json, config.json's score_threshold and the model card)."})
     save_steps: int = field(default=500, metadata={"help": "Write a resumable checkpoint every N optimizer steps."})
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest deleted)."})
     logging_steps: int = field(default=10, metadata={"help": "Log losses every N optimizer steps."})
@@ -129,6 +132,8 @@ class TrainingArguments:
             raise ValueError(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         if self.metric_for_best_model not in VALIDATION_METRICS:
             raise ValueError(f"metric_for_best_model must be one of {VALIDATION_METRICS}, got {self.metric_for_best_model!r}")
+        if isinstance(self.threshold_fpr, bool) or not isinstance(self.threshold_fpr, (int, float)) or not 0 < self.threshold_fpr < 1:
+            raise ValueError(f"threshold_fpr must be a false-positive rate in (0, 1), got {self.threshold_fpr!r}")
         if not self.adam_epsilon > 0:
             raise ValueError(f"adam_epsilon must be > 0, got {self.adam_epsilon}")
         if not 0.0 <= self.warmup_start_factor <= 1.0:

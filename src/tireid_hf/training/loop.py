@@ -1,7 +1,8 @@
 """The one training loop of the zoo, with Accelerate (one process or many, CPU or GPU).
 
 parse arguments -> Accelerator -> data -> seed, model -> for each training stage of the method:
-optimizer, scheduler -> prepare -> (resume) -> loop under ``accumulate`` -> validate -> checkpoint
+optimizer, scheduler -> prepare -> (resume) -> loop under ``accumulate`` -> validate (rank metrics and the
+score threshold of same-person decisions at ``threshold_fpr``, kept in the best model's config) -> checkpoint
 -> at the end: the best model (chosen on VALIDATION), evaluated once on test, saved with
 ``save_pretrained`` + processor + ``results.json``.
 
@@ -371,7 +372,7 @@ def _validate(model, accelerator, args, validation, processor, progress, output,
     unwrapped = accelerator.unwrap_model(model)
     metrics = evaluate_split(unwrapped, processor, validation, batch_size=args.per_device_eval_batch_size,
                              directions=("t2i", "i2t") if args.eval_i2t else ("t2i",),
-                             accelerator=accelerator, show_progress=False)
+                             accelerator=accelerator, show_progress=False, threshold_fpr=args.threshold_fpr)
     if unwrapped.can_rerank:
         metrics.update(matching_accuracy(unwrapped, processor, validation, batch_size=args.per_device_eval_batch_size))
     model.train()
@@ -389,7 +390,10 @@ def _validate(model, accelerator, args, validation, processor, progress, output,
         + (" (best)" if improved else "")
     )
     if improved and accelerator.is_main_process:
-        _atomic_save(unwrapped.export_for_inference(), processor, output / "best")
+        best = unwrapped.export_for_inference()
+        # the same-person score threshold of these weights, picked on this validation (config.json carries it)
+        best.config.score_threshold, best.config.score_threshold_fpr = metrics["t2i/score_threshold"], args.threshold_fpr
+        _atomic_save(best, processor, output / "best")
     accelerator.wait_for_everyone()
 
 
@@ -429,6 +433,9 @@ def _finish(accelerator, args, model_args, data_args, dataset, output, progress)
         "num_processes": accelerator.num_processes,
         "best_validation": progress.best,
         "test": test,
+        "score_threshold": best.config.score_threshold,
+        "threshold_fpr": best.config.score_threshold_fpr,
+        "threshold_split": "validation",
         "train_runtime_seconds": progress.train_runtime_seconds,
         "history": progress.history,
         "config": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
