@@ -238,6 +238,26 @@ def test_space_reads_a_prebuilt_index_and_never_embeds_the_gallery(gallery, tmp_
         app.prebuilt_index(ModelTester("clip_reid").model(seed=1).eval(), processor, gallery, tmp_path / "index")
 
 
+def test_results_below_the_models_threshold_are_left_out_and_none_left_says_no_match(gallery, tmp_path):
+    from tireid_hf.retrieval import embed_texts
+
+    model, processor = ModelTester("clip_reid").model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
+    index = app.cached_index(model, processor, gallery, tmp_path)
+    query = gallery.examples[0]
+    scores = index.search_embeddings(embed_texts(model, processor, [query], show_progress=False), k=5).scores[0].tolist()
+    everything, status = app.Demo(model, processor, gallery, index).search(query, 5)
+    assert len(everything) == 5 and status.startswith("Top 5 of 10 gallery images.")
+    model.config.score_threshold, model.config.score_threshold_fpr = (scores[1] + scores[2]) / 2, 0.001
+    items, status = app.Demo(model, processor, gallery, index).search(query, 5)
+    assert [caption for _, caption in items] == [caption for _, caption in everything[:2]]
+    assert status.startswith(f"Top 2 of 10 gallery images, those above the threshold (score "
+                             f"{model.config.score_threshold:.3f} at FPR 0.001).")
+    model.config.score_threshold = 1.5  # above any cosine
+    items, status = app.Demo(model, processor, gallery, index).search(query, 5)
+    assert items == [] and status.startswith("No match above the threshold (score 1.500 at FPR 0.001) among the 10 "
+                                             "gallery images.")
+
+
 def test_batched_search_answers_each_query_as_alone(gallery, tmp_path):
     model, processor = ModelTester("clip_reid").model().eval(), TIReIDProcessor.for_image_size(IMAGE_SIZE)
     state = app.Demo(model, processor, gallery, app.cached_index(model, processor, gallery, tmp_path))

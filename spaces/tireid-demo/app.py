@@ -12,7 +12,9 @@ disk (`--cache-dir` / `TIREID_CACHE`) under a key of the model fingerprint and t
 Searches are batched: concurrent users' queries go through the text encoder together (SEARCH_BATCH,
 chosen by benchmarks/bench_space.py); with `--onnx` / `TIREID_ONNX` (a folder of `tireid export onnx`)
 that encoder runs on onnxruntime. Where the gallery has identities, picking an
-example caption (or typing any caption of the split) marks the true matches and shows R@1 / AP.
+example caption (or typing any caption of the split) marks the true matches and shows R@1 / AP. A model
+whose config carries the score threshold train.py picks on validation (`score_threshold`) shows only the
+results scoring at least that, and "no match above the threshold" when none does.
 """
 
 from __future__ import annotations
@@ -150,6 +152,9 @@ class Demo:
         self.max_tokens = processor.tokenizer.model_max_length
         self.can_rerank = model.can_rerank
         self.can_restore = model.can_restore_images
+        # the same-person score threshold training picked on validation (None: every top-k result is shown)
+        self.threshold = getattr(model.config, "score_threshold", None)
+        self.threshold_fpr = getattr(model.config, "score_threshold_fpr", None)
         self.max_k = min(MAX_K, len(gallery.images))
         self._results_dir = tempfile.TemporaryDirectory(prefix="tireid-demo-results-")  # removed with the Demo
 
@@ -208,20 +213,28 @@ class Demo:
         return all_items, statuses
 
     def answer(self, query: str, embed, k: int, rerank: bool):
-        """Results and status of one checked query whose text embedding [1, D] is `embed`."""
+        """Results and status of one checked query whose text embedding [1, D] is `embed`. With the model's
+        score threshold, the results scoring below it are left out ("no match above the threshold" when
+        none is left)."""
         if rerank:
             rerank_k = max(k, self.model.rerank_k)
-            results = self.index.search([query], k=k, rerank=True, rerank_k=rerank_k)
+            results = self.index.search([query], k=k, rerank=True, rerank_k=rerank_k, min_score=self.threshold)
         else:
-            results = self.index.search_embeddings(embed, k=k)
-        shown, scores = results.indices[0].tolist(), results.scores[0].tolist()
+            results = self.index.search_embeddings(embed, k=k, min_score=self.threshold)
+        hits = results.hits(0)
+        shown = [position for position, _, _ in hits]
         pid = self.gallery.caption_pids.get(query) if self.gallery.pids is not None else None
         items = []
-        for rank, (position, score) in enumerate(zip(shown, scores), start=1):
+        for rank, (position, score, _) in enumerate(hits, start=1):
             relevant = None if pid is None else self.gallery.pids[position] == pid
             mark = "" if relevant is None else (" ✓" if relevant else " ✗")
             items.append((self.result_file(position, relevant), f"#{rank} · {score:.3f}{mark}"))
-        status = f"Top {len(items)} of {len(self.gallery.images)} gallery images" + (", re-ranked" if rerank else "") + "."
+        threshold = "" if self.threshold is None else f"the threshold (score {self.threshold:.3f} at FPR {self.threshold_fpr:g})"
+        if threshold and not items:
+            status = f"No match above {threshold} among the {len(self.gallery.images)} gallery images."
+        else:
+            status = (f"Top {len(items)} of {len(self.gallery.images)} gallery images" + (", re-ranked" if rerank else "")
+                      + (f", those above {threshold}" if threshold else "") + ".")
         if pid is not None:
             status += " " + self.query_metrics(embed, pid, shown)
         else:
