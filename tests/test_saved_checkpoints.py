@@ -22,7 +22,9 @@ def test_every_method_has_a_saved_checkpoint():
 
 @pytest.mark.parametrize("folder", FOLDERS)
 def test_checkpoint_saved_by_older_code_loads_and_computes_the_same(folder):
-    model = AutoModel.from_pretrained(SAVED / folder).eval()  # refuses missing/unexpected/mismatched weights
+    model, info = AutoModel.from_pretrained(SAVED / folder, output_loading_info=True)  # refuses mismatched weights
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    model.eval()
     assert type(model).__module__.startswith("tireid_hf.modeling")
     inputs = load_file(SAVED / "inputs.safetensors")
     expected = load_file(SAVED / folder / "expected.safetensors")

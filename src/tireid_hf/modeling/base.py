@@ -172,7 +172,11 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     head_multiplier_modules: tuple[str, ...] | None = None
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
+    # The attention backends of the CLIP backbone (the heads' own attention layers are plain torch).
     _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
 
     def __init__(self, config: TIReIDConfig):
         super().__init__(config)
@@ -197,7 +201,8 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     def _init_weights(self, module):
         """Weights of the heads: ID classifiers N(0, 0.001), other linear layers N(0, 0.02), zero
         biases, attention input projections Xavier-uniform (as ``nn.MultiheadAttention``), LayerNorm (1, 0). The CLIP
-        backbone is initialised by CLIP's own ``_init_weights``."""
+        backbone is initialised by CLIP's own ``_init_weights`` (`transformers` dispatches its modules to it),
+        except ``logit_scale``, which CLIP sets only when it is built: ``config.logit_scale_init_value`` here."""
         if isinstance(module, IdentityClassifier):
             init.normal_(module.weight, mean=0.0, std=0.001)
             init.zeros_(module.bias)
@@ -215,6 +220,16 @@ class TIReIDPreTrainedModel(PreTrainedModel):
             init.normal_(module.weight, mean=0.0, std=0.02)
         elif module is self:
             init.constant_(self.log_logit_scale, math.log(1.0 / self.config.temperature))
+        for clip in (getattr(module, "clip", None), getattr(module, "teacher_clip", None)):
+            if isinstance(clip, CLIPModel):  # set in CLIPModel.__init__ only, not by CLIP's _init_weights
+                init.constant_(clip.logit_scale, clip.config.logit_scale_init_value)
+
+    @classmethod
+    def is_custom_code(cls) -> bool:
+        """False: :meth:`_init_weights` writes through ``transformers.initialization``, which skips tensors
+        already loaded, so `transformers` may visit every module (as for its own models). As custom code it
+        would skip modules without parameters of their own, and with them CLIP's attention and MLP inits."""
+        return False
 
     @classmethod
     def from_clip(cls, clip_name_or_path: str = "openai/clip-vit-base-patch16", **config_overrides):
@@ -239,24 +254,26 @@ class TIReIDPreTrainedModel(PreTrainedModel):
 
     @classmethod
     def from_pretrained(cls, *args, **kwargs):
-        """``PreTrainedModel.from_pretrained`` that refuses weights which do not fit the model.
+        """``PreTrainedModel.from_pretrained`` that refuses tensors of the wrong shape.
 
-        Missing, unexpected or shape-mismatched tensors raise a ``ValueError`` naming them, instead of a
-        silently re-initialised layer (``ignore_mismatched_sizes=True`` allows re-initialising
-        mismatched ones, as in `transformers`).
+        As in `transformers`, tensors missing from the checkpoint are initialised (CLIP's own init inside
+        the backbone, the method's for its heads: :meth:`_init_weights`), tensors the model does not have
+        are dropped; both are listed in ``output_loading_info`` and warned about. So an
+        ``export_for_inference()`` folder loads into a training model (its training-only heads start
+        fresh). A tensor whose shape does not fit raises a ``ValueError`` naming it instead of being
+        silently re-initialised (``ignore_mismatched_sizes=True`` allows that, as in `transformers`).
         """
         return_info = kwargs.pop("output_loading_info", False)
         allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)
         model, info = super().from_pretrained(
             *args, output_loading_info=True, ignore_mismatched_sizes=True, **kwargs
         )
-        checked = ("missing_keys", "unexpected_keys") + (() if allow_mismatch else ("mismatched_keys",))
-        problems = {key: info.get(key) for key in checked}
-        problems = {key: sorted(map(str, value)) for key, value in problems.items() if value}
-        if problems:
-            details = "; ".join(f"{key}: {', '.join(value[:8])}" + (" ..." if len(value) > 8 else "")
-                                for key, value in problems.items())
-            raise ValueError(f"The checkpoint's weights do not match {cls.__name__}: {details}")
+        mismatched = sorted(str(key[0] if isinstance(key, tuple) else key) for key in info.get("mismatched_keys") or ())
+        if mismatched and not allow_mismatch:
+            raise ValueError(
+                f"The checkpoint's weights do not match {cls.__name__}: mismatched_keys: {', '.join(mismatched[:8])}"
+                + (" ..." if len(mismatched) > 8 else "")
+            )
         return (model, info) if return_info else model
 
     def export_for_inference(self) -> "TIReIDPreTrainedModel":
@@ -512,13 +529,15 @@ class TIReIDPreTrainedModel(PreTrainedModel):
         pids: torch.Tensor, loss_name: str = "id",
     ) -> torch.Tensor:
         """:func:`~.losses.id_loss` of both modalities through ``classifier`` (built by
-        :meth:`build_id_classifier`); refuses to silently skip a switched-on ID loss."""
+        :meth:`build_id_classifier`); refuses to silently skip a switched-on ID loss. The range check of
+        ``pids`` reads their values, so it runs eagerly only: a traced forward (``torch.export``,
+        ``torch.compile``) has no value to branch on and skips it."""
         if classifier is None:
             raise ValueError(
                 f"{loss_name}: the ID loss is on ({loss_name}_loss_weight={self.config.loss_weight(loss_name)}) but "
                 "config.num_ids is 0; set num_ids to the number of training identities or the weight to 0"
             )
-        if pids.min() < 0 or pids.max() >= self.config.num_ids:
+        if not torch.compiler.is_compiling() and (pids.min() < 0 or pids.max() >= self.config.num_ids):
             raise ValueError(f"{loss_name}: pids must lie in [0, num_ids={self.config.num_ids}), got [{pids.min()}, {pids.max()}]")
         return id_loss(classifier(image_features), classifier(text_features), pids)
 

@@ -173,7 +173,7 @@ class CADAModel(TIReIDPreTrainedModel):
         vocab_size = self.config.clip_config.text_config.vocab_size
         selected = masked_labels != IGNORE_INDEX
         targets = masked_labels[selected]
-        if targets.numel() and (targets.min() < 0 or targets.max() >= vocab_size):
+        if not torch.compiler.is_compiling() and targets.numel() and (targets.min() < 0 or targets.max() >= vocab_size):
             raise ValueError(f"masked_labels must be token ids in [0, {vocab_size}) or -100, got [{targets.min()}, {targets.max()}]")
         text_tokens = self.encode_text(masked_input_ids, attention_mask, return_tokens=True).token_features
         decoded = self.decode(text_tokens, attention_mask, image_tokens)

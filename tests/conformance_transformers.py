@@ -1,0 +1,145 @@
+"""transformers' own common model tests (``ModelTesterMixin``) over every registered method.
+
+The mixin is used as a library: ``tests/test_modeling_common.py`` of the sdist of the INSTALLED
+transformers version, downloaded once from PyPI with pip into ``.cache/transformers-tests/<version>/``
+(git-ignored) and imported from there — never copied into this repository. Each method gets a
+``unittest.TestCase`` with exactly the flags and skips of transformers' ``CLIPModelTest``; the further
+skips, each with its reason, are in ``FURTHER_SKIPS`` and TESTING.md ("Conformance").
+
+The sdist ships the mixin without two sibling modules it imports: ``generation/test_utils.py``
+(``GenerationTesterMixin``, used by the mixin only in ``issubclass`` checks that a non-generating model's
+tester must fail) and ``exporters/test_export.py`` (``ExportTesterMixin``, the mixin's base class holding
+the export tests). Both enter ``sys.modules`` as empty classes: a TIReID model does not generate, and the
+export checks run here instead (:func:`test_training_path_exports_with_torch_export`).
+
+``make conformance`` runs this file; ``make test`` runs it too (the whole suite).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tarfile
+import tempfile
+import types
+import unittest
+from pathlib import Path
+
+import pytest
+import torch
+import transformers
+
+from tireid_hf.modeling import METHODS
+
+from tester import ModelTester
+
+CACHE = Path(__file__).resolve().parents[1] / ".cache" / "transformers-tests" / transformers.__version__
+PACKAGE = "transformers_tests"
+
+
+def transformers_test_suite(cache: Path = CACHE) -> Path:
+    """The folder holding ``transformers_tests/`` (the sdist's ``tests/``) of the installed version,
+    downloaded with ``pip download`` and unpacked on first use; the unpacked folder appears whole or
+    not at all (unpacked beside it, then renamed)."""
+    if (cache / PACKAGE / "test_modeling_common.py").is_file():
+        return cache
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache.parent) as scratch:
+        requirement = f"transformers=={transformers.__version__}"
+        download = subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:", "-d", scratch,
+             requirement],
+            capture_output=True, text=True,
+        )
+        if download.returncode != 0:
+            raise RuntimeError(f"pip download {requirement} (the sdist holding transformers' model tests) failed:\n"
+                               f"{download.stderr}")
+        (sdist,) = Path(scratch).glob("transformers-*.tar.gz")
+        prefix = f"transformers-{transformers.__version__}/tests/"
+        unpacked = Path(scratch) / "unpacked"
+        with tarfile.open(sdist) as archive:
+            members = [member for member in archive.getmembers() if member.name.startswith(prefix)]
+            for member in members:
+                member.name = PACKAGE + "/" + member.name[len(prefix):]
+            archive.extractall(unpacked, members=members, filter="data")
+        if not (unpacked / PACKAGE / "test_modeling_common.py").is_file():
+            raise RuntimeError(f"{sdist.name} has no tests/test_modeling_common.py")
+        (unpacked / PACKAGE / "__init__.py").touch()
+        try:
+            os.replace(unpacked, cache)
+        except OSError:  # another process unpacked it first
+            if not (cache / PACKAGE / "test_modeling_common.py").is_file():
+                raise
+    return cache
+
+
+def import_model_tester_mixin():
+    """``ModelTesterMixin`` of the installed transformers version (see the module docstring)."""
+    sys.path.insert(0, str(transformers_test_suite()))
+    for name in (PACKAGE, f"{PACKAGE}.generation", f"{PACKAGE}.exporters"):
+        sys.modules.setdefault(name, importlib.import_module(name) if name == PACKAGE else types.ModuleType(name))
+    placeholders = {"generation.test_utils": "GenerationTesterMixin", "exporters.test_export": "ExportTesterMixin"}
+    for module_name, class_name in placeholders.items():
+        module = types.ModuleType(f"{PACKAGE}.{module_name}")
+        setattr(module, class_name, type(class_name, (), {}))
+        sys.modules.setdefault(module.__name__, module)
+    return importlib.import_module(f"{PACKAGE}.test_modeling_common").ModelTesterMixin
+
+
+ModelTesterMixin = import_model_tester_mixin()
+
+
+class TIReIDModelTester(ModelTester):
+    """tests/tester.py's tiny model and batch in the shape transformers' mixin asks of a model tester."""
+
+    def __init__(self, parent, method: str):
+        super().__init__(method, batch_size=4)
+        self.parent = parent
+        self.is_training = True
+        self.seq_length = self.text_length
+
+    def get_config(self):
+        return self.config()
+
+    def prepare_config_and_inputs_for_common(self):
+        inputs = self.inputs()
+        inputs.pop("pids")
+        return self.config(), inputs
+
+
+# What transformers' CLIPModelTest (tests/models/clip/test_modeling_clip.py) sets and skips.
+CLIP_MODEL_TEST_FLAGS = dict(test_resize_embeddings=False, test_attention_outputs=False, _is_composite=True,
+                             additional_model_inputs=["pixel_values"])
+CLIP_MODEL_TEST_SKIPS = {
+    "test_hidden_states_output": "Hidden_states is tested in individual model tests",
+    "test_inputs_embeds": "Inputs_embeds is tested in individual model tests",
+    "test_retain_grad_hidden_states_attentions": "Retain_grad is tested in individual model tests",
+    "test_model_get_set_embeddings": "CLIPModel does not have input/output embeddings",
+}
+# Skips beyond CLIPModelTest's, each with its reason (also in TESTING.md).
+FURTHER_SKIPS: dict[str, str] = {}
+
+
+def _skipped(reason: str):
+    @unittest.skip(reason=reason)
+    def test(self):
+        pass
+
+    return test
+
+
+def conformance_case(method: str) -> type:
+    """The ``unittest.TestCase`` running ``ModelTesterMixin`` over ``method``'s model class."""
+    model_class = METHODS[method][1]
+    attributes = dict(CLIP_MODEL_TEST_FLAGS, all_model_classes=(model_class,),
+                      setUp=lambda self: setattr(self, "model_tester", TIReIDModelTester(self, method)))
+    attributes.update({name: _skipped(reason) for name, reason in {**CLIP_MODEL_TEST_SKIPS, **FURTHER_SKIPS}.items()})
+    return type(f"{model_class.__name__}ConformanceTest", (ModelTesterMixin, unittest.TestCase), attributes)
+
+
+for _method in METHODS:
+    _case = conformance_case(_method)
+    globals()[_case.__name__] = _case
+del _method, _case
