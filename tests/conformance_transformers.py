@@ -12,7 +12,7 @@ tester must fail) and ``exporters/test_export.py`` (``ExportTesterMixin``, the m
 the export tests). Both enter ``sys.modules`` as empty classes: a TIReID model does not generate, and the
 export checks run here instead (:func:`test_training_path_exports_with_torch_export`).
 
-``make conformance`` runs this file; ``make test`` runs it too (the whole suite).
+``make conformance`` runs this file; ``make test`` does not collect it (its name has no ``test_`` prefix).
 """
 
 from __future__ import annotations
