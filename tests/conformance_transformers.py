@@ -10,7 +10,7 @@ The sdist ships the mixin without two sibling modules it imports: ``generation/t
 (``GenerationTesterMixin``, used by the mixin only in ``issubclass`` checks that a non-generating model's
 tester must fail) and ``exporters/test_export.py`` (``ExportTesterMixin``, the mixin's base class holding
 the export tests). Both enter ``sys.modules`` as empty classes: a TIReID model does not generate, and the
-export checks run here instead (:func:`test_training_path_exports_with_torch_export`).
+training-path export is checked in tests/test_conformance.py instead.
 
 ``make conformance`` runs this file; ``make test`` does not collect it (its name has no ``test_`` prefix).
 """
