@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
+from test_index_command import saved_model  # noqa: F401  (fixture: a tiny clip_reid model saved with its processor)
 from tester import ModelTester
 from tireid_hf.cli import main as tireid
 from tireid_hf.retrieval import GalleryIndex, embed_images, embed_texts
@@ -25,15 +26,6 @@ LAYOUT = ["a.jpg", "b.jpeg", "c.JPG", "d.png", "sub/e.png", "sub/f.webp", "sub/d
           "sub/deeper/i.jpg", "j.png"]
 # each update warns about broken.jpg; the tests that check the warning catch it with pytest.warns
 pytestmark = pytest.mark.filterwarnings("ignore:.*broken.jpg. not a readable image")
-
-
-@pytest.fixture(scope="module")
-def saved_model(tmp_path_factory, tiny_processor):
-    folder = tmp_path_factory.mktemp("model")
-    model = ModelTester("clip_reid").model().export_for_inference().eval()
-    model.save_pretrained(folder)
-    tiny_processor.save_pretrained(folder)
-    return model, folder
 
 
 @pytest.fixture

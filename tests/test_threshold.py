@@ -72,8 +72,7 @@ def test_min_score_model_is_the_threshold_in_the_models_config():
         with pytest.raises(ValueError, match="`min_score` must be None, a finite number or 'model'"):
             index.search(TEXTS, min_score=bad)
     with pytest.raises(ValueError, match="min_score='model' needs the index's model"):
-        GalleryIndex(index.embeddings).search_embeddings(scores[:, :0].new_zeros(1, index.embeddings.shape[1]),
-                                                         min_score="model")
+        GalleryIndex(index.embeddings).search_embeddings(torch.zeros(1, index.embeddings.shape[1]), min_score="model")
 
 
 def test_min_score_with_rerank_re_ranks_only_the_first_stage_items_above_it():
