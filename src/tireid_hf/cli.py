@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from . import __version__
-from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset
+from .data import DATASET_NAMES, DatasetFormatError, load_tireid_dataset, parse_column_mapping
 from .files import atomic_file
 
 
@@ -50,7 +50,8 @@ def _model_and_split(args: argparse.Namespace, command: str):
     model, processor = load_model_and_processor(args.model, f"tireid {command}")
     model = model.to(device)
     try:
-        dataset = load_tireid_dataset(args.dataset, root=args.root, **_parse_options(args.option))
+        dataset = load_tireid_dataset(args.dataset, root=args.root, column_mapping=args.column_mapping,
+                                      **_parse_options(args.option))
     except (DatasetFormatError, TypeError, ValueError) as error:
         raise SystemExit(f"tireid {command}: {error}") from None
     if args.split not in dataset:
@@ -60,7 +61,7 @@ def _model_and_split(args: argparse.Namespace, command: str):
 
 def _add_model_and_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
-    parser.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="which dataset the split is read from")
+    _add_dataset_argument(parser, "the split")
     parser.add_argument("--root", "--data_root", "--data-root", dest="root", default=None, help="dataset root directory")
     parser.add_argument("--split", default="test", help="split to use (default: test)")
     parser.add_argument("--batch-size", "--batch_size", dest="batch_size", type=int, default=64)
@@ -68,6 +69,29 @@ def _add_model_and_split_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rerank-k", "--rerank_k", dest="rerank_k", type=int, default=10)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     _add_options(parser)
+
+
+def _add_dataset_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--dataset`` (a name, a dataset folder or a Hub dataset id) and ``--column-mapping``."""
+    parser.add_argument("--dataset", required=True,
+                        help=f"where {what} is read from: {', '.join(DATASET_NAMES)} (with --root), a folder (tireid "
+                        "data prepare / save_to_disk / Parquet / photos with metadata.jsonl or metadata.csv) or a "
+                        "Hub dataset id")
+    parser.add_argument("--column-mapping", "--column_mapping", dest="column_mapping", type=_column_mapping_argument,
+                        default=None, metavar="ZOO=YOURS,...",
+                        help="a folder's or Hub dataset's column names, e.g. caption=description,pid=person_id")
+
+
+def _file_label(dataset: str) -> str:
+    """``--dataset`` as part of a file name: a folder's name, a Hub id's ``/`` as ``--``."""
+    return Path(dataset).name if Path(dataset).is_dir() else dataset.replace("/", "--")
+
+
+def _column_mapping_argument(value: str) -> dict:
+    try:
+        return parse_column_mapping(value, "--column-mapping")
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _default_output(model: str, name: str) -> Path:
@@ -97,7 +121,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         "rerank_k": args.rerank_k if args.rerank else None,
         "metrics": metrics,
     }
-    output = Path(args.output) if args.output else _default_output(args.model, f"eval_results_{args.dataset}_{args.split}.json")
+    output = Path(args.output) if args.output else _default_output(args.model, f"eval_results_{_file_label(args.dataset)}_{args.split}.json")
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_file(output, lambda path: Path(path).write_text(json.dumps(report, indent=2)))
     print(json.dumps(metrics, indent=2))
@@ -134,7 +158,7 @@ def run_visualize(args: argparse.Namespace) -> int:
         raise SystemExit(f"tireid visualize: {error}") from None
     title = f"{args.model} on {args.dataset} {args.split}: top {args.k}" + (" (re-ranked)" if args.rerank else "")
     figure = ranked_results_figure(queries, title=title)
-    output = Path(args.output) if args.output else _default_output(args.model, f"ranked_results_{args.dataset}_{args.split}.png")
+    output = Path(args.output) if args.output else _default_output(args.model, f"ranked_results_{_file_label(args.dataset)}_{args.split}.png")
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_file(output, lambda path: figure.save(path, format="PNG"))
     known = [query for query in queries if query.pid is not None]
@@ -193,7 +217,7 @@ def add_index_parser(subparsers) -> None:
                                 description="Embed every image of a dataset split with a saved model and write a "
                                 "GalleryIndex folder (GalleryIndex.load, or the Space's --index, reads it).")
     build.add_argument("--model", required=True, help="directory (or Hub id) of a saved tireid model and processor")
-    build.add_argument("--dataset", required=True, choices=DATASET_NAMES, help="which dataset the gallery is read from")
+    _add_dataset_argument(build, "the gallery")
     build.add_argument("--root", "--data_root", "--data-root", dest="root", default=None, help="dataset root directory")
     build.add_argument("--split", default="test", help="split whose images are the gallery (default: test)")
     build.add_argument("--out", required=True, help="index folder to write")
@@ -560,6 +584,8 @@ def add_data_parser(subparsers) -> None:
     push.add_argument("--repo", required=True, help="org/name of the dataset repository")
     push.add_argument("--public", action="store_true", help="create the repo public (never for CUHK-PEDES/ICFG-PEDES/RSTPReid without permission)")
     push.add_argument("--token", help="Hub token (default: the logged-in one)")
+    push.add_argument("--dry-run", metavar="OUT", default=None, help="write the folder to OUT and upload nothing")
+    push.add_argument("--overwrite", action="store_true", help="--dry-run: replace OUT if it exists")
     push.set_defaults(run=run_data_push)
 
     export = commands.add_parser("export-synthetic", help="write the synthetic dataset in the CUHK-PEDES raw format")
@@ -622,13 +648,16 @@ def run_data_prepare(args: argparse.Namespace) -> int:
 
 
 def run_data_push(args: argparse.Namespace) -> int:
-    from .hub.dataset_push import push_dataset
+    from .hub.dataset_push import push_dataset, write_dataset_folder
     from .hub.upload import HubUploadError, check_repo_id
 
     try:
         check_repo_id(args.repo, "--repo")
-        print(push_dataset(args.data, args.repo, private=not args.public, token=args.token))
-    except (HubUploadError, ValueError) as error:
+        if args.dry_run:
+            print(f"wrote {write_dataset_folder(args.data, args.dry_run, overwrite=args.overwrite)}")
+        else:
+            print(push_dataset(args.data, args.repo, private=not args.public, token=args.token))
+    except (HubUploadError, OSError, ValueError) as error:
         raise SystemExit(f"tireid data push: {error}") from None
     return 0
 

@@ -56,8 +56,13 @@ class ModelArguments:
 
 @dataclass
 class DataArguments:
-    dataset: str = field(default="synthetic", metadata={"help": "cuhk-pedes, icfg-pedes, rstpreid or synthetic."})
-    data_root: str | None = field(default=None, metadata={"help": "Folder of the raw dataset (not for synthetic)."})
+    dataset: str = field(default="synthetic", metadata={
+        "help": "cuhk-pedes, icfg-pedes, rstpreid (with --data_root), synthetic, a dataset folder (tireid data prepare "
+                "/ save_to_disk / Parquet / photos with metadata.jsonl or metadata.csv) or a Hub dataset id."})
+    data_root: str | None = field(default=None, metadata={"help": "Folder of the raw dataset (benchmarks only)."})
+    column_mapping: dict | str | None = field(
+        default_factory=dict, metadata={"help": "A dataset folder's or Hub dataset's column names as ZOO=YOURS pairs, "
+                                                "e.g. caption=description,pid=person_id (a mapping in YAML)."})
     dataset_options: dict | str | None = field(
         default_factory=dict, metadata={"help": "Keyword options of load_tireid_dataset (JSON on the command line)."}
     )
@@ -65,12 +70,16 @@ class DataArguments:
     image_augmentation: bool = field(default=True, metadata={"help": "Flip, pad+crop and random erasing in training."})
 
     def __post_init__(self):
-        from ..data import DATASET_NAMES
+        from ..data import DATASET_NAMES, parse_column_mapping
 
-        if self.dataset not in DATASET_NAMES:
-            raise ValueError(f"dataset: unknown dataset {self.dataset!r}; known: {sorted(DATASET_NAMES)}")
-        if self.dataset != "synthetic" and not self.data_root:
+        if self.dataset in DATASET_NAMES and self.dataset != "synthetic" and not self.data_root:
             raise ValueError(f"dataset {self.dataset!r} needs --data_root (the folder of its raw release)")
+        if self.dataset not in DATASET_NAMES and self.data_root:
+            raise ValueError(f"dataset {self.dataset!r}: --data_root applies to {', '.join(DATASET_NAMES[:-1])}; a "
+                             "dataset folder or Hub dataset id is read from itself")
+        self.column_mapping = parse_column_mapping(self.column_mapping or None, "column_mapping")
+        if self.column_mapping and self.dataset in DATASET_NAMES:
+            raise ValueError(f"column_mapping applies to dataset folders and Hub datasets, not to {self.dataset}")
         self.dataset_options = _json_dict(self.dataset_options or {}, "dataset_options")
         if self.instances_per_identity < 1:
             raise ValueError(f"instances_per_identity must be >= 1, got {self.instances_per_identity}")

@@ -201,7 +201,8 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
 
     set_seed(args.seed)
     with accelerator.main_process_first():
-        dataset = load_tireid_dataset(data_args.dataset, data_args.data_root, **data_args.dataset_options)
+        dataset = load_tireid_dataset(data_args.dataset, data_args.data_root, column_mapping=data_args.column_mapping,
+                                      **data_args.dataset_options)
     train_split = dataset["train"]
     num_ids = len(set(train_split["pid"]))
     model = build_model(model_args, num_ids)
