@@ -15,7 +15,6 @@ from PIL import Image
 REMOTE_LOAD = textwrap.dedent(
     """
     import os, sys
-    sys.modules["tireid_hf"] = None  # the package must not be importable: only the remote code may run
     import torch
     from transformers import AutoModel, AutoProcessor
     folder, inputs_file, out_file = sys.argv[1:]
@@ -54,12 +53,18 @@ def remote_code_embeddings(folder, inputs: dict, tmp_path) -> dict:
     holds a processor, also `AutoProcessor.from_pretrained(..., trust_remote_code=True)`'s module and its
     output (``processed``) for PROCESSOR_TEXTS and processor_images()."""
     torch.save(inputs, tmp_path / "inputs.pt")
+    run_without_tireid_hf(PROCESSOR_CHECK + REMOTE_LOAD, [folder, tmp_path / "inputs.pt", tmp_path / "out.pt"], tmp_path)
+    return torch.load(tmp_path / "out.pt", weights_only=True)
+
+
+def run_without_tireid_hf(code: str, args, tmp_path) -> None:
+    """Runs ``code`` with ``args`` in a fresh Python in ``tmp_path`` where ``tireid_hf`` cannot be
+    imported (only remote code may run), with its own module caches there (transformers' and evaluate's)."""
     # the same thread count as this process: a different one changes the floats' rounding, not the model
     env = {**os.environ, "HF_MODULES_CACHE": str(tmp_path / "modules"), "PYTHONPATH": "",
            "OMP_NUM_THREADS": str(torch.get_num_threads())}
-    subprocess.run([sys.executable, "-c", PROCESSOR_CHECK + REMOTE_LOAD, str(folder), str(tmp_path / "inputs.pt"), str(tmp_path / "out.pt")],
-                   check=True, env=env, cwd=tmp_path)
-    return torch.load(tmp_path / "out.pt", weights_only=True)
+    blocked = 'import sys\nsys.modules["tireid_hf"] = None  # the package must not be importable\n'
+    subprocess.run([sys.executable, "-c", blocked + code, *map(str, args)], check=True, env=env, cwd=tmp_path)
 
 
 def assert_remote_code_matches(folder, model, inputs: dict, tmp_path, processor=None) -> None:

@@ -126,14 +126,14 @@ def test_push_creates_the_repo_and_uploads_the_prepared_folder_once(tmp_path):
     assert push_metric_space("org/metric", api=api) == "https://huggingface.co/spaces/org/metric"
     assert api.calls[0] == ("create_repo", "org/metric",
                             {"repo_type": "space", "private": False, "exist_ok": True, "space_sdk": "gradio"})
-    assert api.calls[1][1]["files"] == ["README.md", "app.py", "requirements.txt", "tireid_retrieval.py"]
+    assert api.calls[1][1]["files"] == ["README.md", "app.py", "ranking.py", "requirements.txt", "tireid_retrieval.py"]
 
 
 def test_metric_space_folder_is_a_gradio_space_that_computes(tmp_path, monkeypatch):
     out = write_metric_space(tmp_path / "metric")
     metadata = RepoCard.load(out / "README.md").data
     assert (metadata.sdk, metadata.app_file) == ("gradio", "app.py") and "evaluate" in metadata.tags
-    assert "tireid-hf" in (out / "requirements.txt").read_text()
+    assert (out / "requirements.txt").read_text() == "evaluate<0.5,>=0.4\ntorch>=2.4\nnumpy>=1.26\n"  # no tireid-hf
     monkeypatch.chdir(out)
     spec = importlib.util.spec_from_file_location("metric_space_app", out / "app.py")
     app = importlib.util.module_from_spec(spec)

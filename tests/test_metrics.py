@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-import tireid_hf.metrics.retrieval as retrieval
+import tireid_hf.metrics.tireid_retrieval.ranking as retrieval  # the implementation (its chunk sizes are patched)
 from tireid_hf.metrics import TPR_AT_FPR, rank_metrics, score_threshold_at_fpr
 from tireid_hf.metrics.retrieval import per_query_metrics, rank_metrics_with_per_query
 

@@ -1,11 +1,16 @@
 """The `evaluate` module is a thin wrapper: same numbers as rank_metrics, loaded offline."""
 
+import re
+
 import evaluate
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import tireid_hf.metrics
-from tireid_hf.metrics import rank_metrics
+from test_metrics import retrieval_problems
+from tireid_hf.metrics import TPR_AT_FPR, rank_metrics
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +46,21 @@ def test_errors(metric):
         metric.compute(predictions=[[0.1, 0.2]], references=[3], gallery_pids=[0, 1])
     with pytest.raises(ValueError, match="row lengths"):
         metric.compute(predictions=[[0.1, 0.2], [0.3]], references=[0, 1], gallery_pids=[0, 1])
+
+
+@settings(max_examples=30)
+@given(problem=retrieval_problems(), skip=st.booleans(), ks=st.lists(st.integers(1, 45), min_size=1, max_size=3, unique=True))
+def test_property_module_equals_rank_metrics(metric, problem, skip, ks):
+    """Random problems (ties, duplicate pids, queries without a match): the same keys and numbers,
+    TPR@FPR included, or the same error."""
+    similarity, query_pids, gallery_pids = problem
+    try:
+        expected = rank_metrics(similarity, query_pids, gallery_pids, ks=ks, skip_queries_without_match=skip)
+    except ValueError as error:
+        with pytest.raises(ValueError, match=re.escape(str(error))):
+            metric.compute(predictions=similarity, references=query_pids, gallery_pids=gallery_pids, ks=ks,
+                           skip_queries_without_match=skip)
+        return
+    got = metric.compute(predictions=similarity, references=query_pids, gallery_pids=gallery_pids, ks=ks,
+                         skip_queries_without_match=skip)
+    assert got == expected and set(TPR_AT_FPR) <= set(got)

@@ -1,8 +1,11 @@
 """Rank-k, mAP and mINP of cross-modal retrieval, as plain torch.
 
 This is the ONE implementation of the retrieval metrics in tireid-hf: training, ``tireid evaluate``,
-the benchmarks, the model cards and the ``evaluate`` module (``metrics/tireid_retrieval``) all call
-:func:`rank_metrics`.
+the benchmarks, the model cards (through :mod:`tireid_hf.metrics.retrieval`) and the ``evaluate``
+module beside it (``tireid_retrieval.py``) all call :func:`rank_metrics`. It lives in the evaluate
+module's folder and imports only numpy and torch (tqdm for a progress bar) so that the module stands
+alone: ``evaluate.load`` copies this file next to the module script (a relative import), on the Hub
+as locally, and the module needs no tireid-hf.
 
 Definitions (the ones TIReID papers report, e.g. IRRA's ``rank`` and mINP from Ye et al., "Deep
 Learning for Person Re-identification", TPAMI 2021). For one query with ``n`` relevant gallery items

@@ -1,15 +1,15 @@
-"""TIReID retrieval metrics (Rank-k, mAP, mINP) as an `evaluate` module.
+"""TIReID retrieval metrics (Rank-k, mAP, mINP, TPR at two false-positive rates) as an `evaluate` module.
 
-A thin wrapper: the numbers come from :func:`tireid_hf.metrics.retrieval.rank_metrics`, the one
-implementation in tireid-hf. `evaluate` copies this script into its cache and imports it on its own,
-so the core is imported from the installed ``tireid_hf`` package (an absolute import).
+A thin wrapper over :func:`ranking.rank_metrics`, the one implementation in tireid-hf, which sits
+beside this script: `evaluate` copies both into its cache (a relative import), so the module needs
+numpy, torch and evaluate, not tireid-hf.
 """
 
 import datasets
 import evaluate
 import numpy as np
 
-from tireid_hf.metrics.retrieval import check_integer_pids, rank_metrics
+from .ranking import check_integer_pids, rank_metrics
 
 _CITATION = """\
 @article{ye2021deep,
@@ -24,7 +24,10 @@ _DESCRIPTION = """\
 Rank-k (R1, R5, R10), mAP and mINP of text-to-image person re-identification: each prediction is
 one query's row of similarity scores against the whole gallery (higher = more similar), each
 reference is that query's pid, and `gallery_pids` gives the pid of every gallery item. A gallery
-item is relevant to a query when their pids are equal. Equal scores keep gallery order.
+item is relevant to a query when their pids are equal. Equal scores keep gallery order. Besides the
+ranking, same-person decisions over all query-gallery pairs: TPR@FPR=1e-2 and TPR@FPR=1e-3, the share
+of same-pid pairs accepted (score >= threshold) at the smallest score threshold whose false-positive
+rate is at most that rate.
 """
 
 _KWARGS_DESCRIPTION = """
@@ -37,20 +40,21 @@ Args:
     skip_queries_without_match (`bool`, *optional*, defaults to `False`): leave out (and count)
         queries whose pid has no gallery item instead of raising an error.
 Returns:
-    `R{k}` for each k, `mAP`, `mINP` (percentages, floats), `num_queries` (int) and, when skipping,
-    `num_skipped_queries` (int).
+    `R{k}` for each k, `mAP`, `mINP`, `TPR@FPR=1e-2`, `TPR@FPR=1e-3` (percentages, floats; the TPR
+    keys over all query-gallery pairs, skipped queries' pairs included), `num_queries` (int) and,
+    when skipping, `num_skipped_queries` (int).
 Examples:
     >>> import evaluate, tireid_hf.metrics
     >>> metric = evaluate.load(tireid_hf.metrics.METRIC_PATH)
     >>> metric.compute(predictions=[[0.9, 0.5, 0.1], [0.2, 0.3, 0.8]], references=[0, 1],
     ...                gallery_pids=[0, 0, 1], ks=[1])
-    {'R1': 100.0, 'mAP': 100.0, 'mINP': 100.0, 'num_queries': 2}
+    {'R1': 100.0, 'mAP': 100.0, 'mINP': 100.0, 'TPR@FPR=1e-2': 100.0, 'TPR@FPR=1e-3': 100.0, 'num_queries': 2}
 """
 
 
 @evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
 class TIReIDRetrieval(evaluate.Metric):
-    """Rank-k, mAP and mINP of ranking a gallery for each query (see the metric card)."""
+    """Rank-k, mAP, mINP of ranking a gallery for each query and TPR@FPR of all pairs (see the metric card)."""
 
     def _info(self):
         return evaluate.MetricInfo(
