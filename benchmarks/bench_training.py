@@ -378,7 +378,7 @@ def device_markdown(rows: list[dict]) -> str:
              "peak memory (MiB) | finite losses |", "|---" * 11 + "|"]
     for row in rows:
         head = (f"| {row['method']} | {row['stage']} | {row['device_name']} | {row['precision']} | "
-                f"{'yes' if row['compiled'] else 'no'} | {row['batch']} |")
+                f"{row['compiled'] or 'no'} | {row['batch']} |")
         if "skipped" in row:
             lines.append(f"{head} — | — | — | — | skipped: {row['skipped']} |")
             continue
