@@ -12,7 +12,7 @@ import pytest
 from datasets import load_dataset
 from PIL import Image
 
-from test_training_run import write_config
+from test_training_run import REPO, write_config
 from tireid_hf.cli import main as tireid
 from tireid_hf.data import FEATURES, DatasetFormatError, load_tireid_dataset, parse_column_mapping
 from tireid_hf.data.synthetic import export_cuhk_format
@@ -70,12 +70,6 @@ def photos(synthetic, tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def photos_run(photos, tmp_path_factory):
-    folder = tmp_path_factory.mktemp("photos-run")
-    return folder / "out", train_on(folder, str(photos))
-
-
 def test_prepared_folder_trains_and_evaluates_like_the_raw_reader_to_the_last_digit(tmp_path):
     raw = export_cuhk_format(tmp_path / "raw", **DATA)
     assert tireid(["data", "prepare", "--dataset", "cuhk-pedes", "--root", str(raw), "--out", str(tmp_path / "prep")]) == 0
@@ -106,8 +100,8 @@ def test_push_dry_run_folder_loads_with_load_dataset_and_trains(tmp_path, synthe
         tireid(["data", "push", "--data", str(tmp_path / "prep"), "--repo", "org/people", "--dry-run", str(tmp_path / "repo")])
 
 
-def test_imagefolder_of_generated_photos_trains_evaluates_and_indexes(photos, photos_run, synthetic, tmp_path):
-    out, results = photos_run
+def test_imagefolder_of_generated_photos_trains_evaluates_indexes_and_draws(photos, synthetic, tmp_path):
+    results, out = train_on(tmp_path, str(photos)), tmp_path / "out"
     assert results["test"]["t2i/num_queries"] == 3 * 2 * 2
     metrics = evaluate(out, tmp_path / "eval.json", "--dataset", str(photos))
     assert {key: results["test"][key] for key in metrics} == metrics
@@ -117,9 +111,12 @@ def test_imagefolder_of_generated_photos_trains_evaluates_and_indexes(photos, ph
     assert np.array_equal(np.asarray(dataset["test"][3]["image"]), np.asarray(synthetic["test"][3]["image"]))
     assert tireid(["index", "build", "--model", str(out), "--dataset", str(photos), "--out", str(tmp_path / "index")]) == 0
     assert GalleryIndex.load(tmp_path / "index").ids[:2] == ["test/000.png", "test/001.png"]
+    assert tireid(["visualize", "--model", str(out), "--dataset", str(photos), "--text", "a man in a red coat", "--k", "3"]) == 0
+    with Image.open(out / "ranked_results_photos_test.png") as figure:  # the folder's name in the default file name
+        assert figure.width > 3 * 32
 
 
-def test_metadata_csv_with_mapped_columns_and_only_train_is_carved_by_identity(photos_run, synthetic, tmp_path):
+def test_metadata_csv_with_mapped_columns_and_only_train_is_carved_by_identity(synthetic, tmp_path):
     rows = [row for split in ("train", "validation") for row in synthetic[split].map(
         lambda r, offset=100 * (split == "validation"): {"pid": r["pid"] + offset})]  # 11 identities
     folder = write_photos(tmp_path / "mine", rows, metadata="csv", caption_column="description",
@@ -139,16 +136,24 @@ def test_metadata_csv_with_mapped_columns_and_only_train_is_carved_by_identity(p
         assert dataset[split]["image_path"] == [f"{i:03d}.png" for i in expected_rows]
         assert dataset[split]["captions"] == [[rows[i]["captions"][0]] for i in expected_rows]
         assert dataset[split]["pid"] == [kept.index(source_ids[i]) for i in expected_rows]
-    out, _ = photos_run
-    metrics = evaluate(out, tmp_path / "eval.json", "--dataset", str(folder), "--column-mapping", mapping)
-    assert metrics["t2i/num_queries"] == 2  # one identity x 2 images x 1 caption
+    results = train_on(tmp_path, str(folder), "--column_mapping", mapping)
+    assert results["test"]["t2i/num_queries"] == 2  # one identity x 2 images x 1 caption
+    metrics = evaluate(tmp_path / "out", tmp_path / "eval.json", "--dataset", str(folder), "--column-mapping", mapping)
+    assert {key: results["test"][key] for key in metrics} == metrics
     with pytest.raises(SystemExit, match="no caption column.*column_mapping caption=<column>"):
-        tireid(["evaluate", "--model", str(out), "--dataset", str(folder)])
+        tireid(["evaluate", "--model", str(tmp_path / "out"), "--dataset", str(folder)])
 
 
 def test_train_py_takes_a_column_mapping_and_refuses_a_root_for_a_folder(tmp_path):
     _, data, _ = parse_training_arguments(["--dataset", str(tmp_path), "--column_mapping", "caption=text,pid=person"])
     assert data.column_mapping == {"caption": "text", "pid": "person"}
+    # a synthetic config's dataset options describe its dataset: --dataset naming another drops them
+    config = str(REPO / "configs" / "clip_reid_synthetic.yaml")
+    model, data, training = parse_training_arguments(["--config", config, "--dataset", str(tmp_path)])
+    assert (data.dataset, data.dataset_options, model.clip_name_or_path, training.num_train_epochs) == (
+        str(tmp_path), {}, "bases/clip-synthetic", 5)
+    _, data, _ = parse_training_arguments(["--config", config, "--dataset", "synthetic"])
+    assert data.dataset_options == {"num_train_ids": 1000, "num_validation_ids": 250, "num_test_ids": 250}
     with pytest.raises(ValueError, match="--data_root applies to cuhk-pedes, icfg-pedes, rstpreid"):
         parse_training_arguments(["--dataset", str(tmp_path), "--data_root", str(tmp_path)])
     with pytest.raises(ValueError, match="column_mapping applies to dataset folders and Hub datasets, not to synthetic"):

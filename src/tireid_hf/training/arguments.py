@@ -3,6 +3,7 @@ overrides. Names follow transformers' ``TrainingArguments`` where they mean the 
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -155,6 +156,7 @@ class TrainingArguments:
 
 
 ARGUMENT_CLASSES = (ModelArguments, DataArguments, TrainingArguments)
+DATASET_BOUND_KEYS = ("data_root", "dataset_options", "column_mapping")  # meaningful for one dataset only
 
 
 def parse_training_arguments(argv: list[str] | None = None) -> tuple[ModelArguments, DataArguments, TrainingArguments]:
@@ -162,6 +164,9 @@ def parse_training_arguments(argv: list[str] | None = None) -> tuple[ModelArgume
 
     Every YAML key must be an argument name: an unknown key is an error naming it (and the file).
     ``model_config`` / ``dataset_options`` given on the command line (JSON) are merged over the YAML's.
+    The YAML's ``data_root``, ``dataset_options`` and ``column_mapping`` describe the YAML's dataset: a
+    ``--dataset`` on the command line naming another one drops them (``--config configs/<m>_synthetic.yaml
+    --dataset photos/`` trains on the folder with the config's model and schedule).
     """
     parser = HfArgumentParser(ARGUMENT_CLASSES)
     parser.add_argument("--config", type=str, default=None, help="YAML file of arguments (flat keys).")
@@ -178,6 +183,11 @@ def parse_training_arguments(argv: list[str] | None = None) -> tuple[ModelArgume
         unknown = sorted(set(from_yaml) - known)
         if unknown:
             raise ValueError(f"{path}: unknown key(s) {unknown}; see `python train.py --help`")
+    dataset_parser = argparse.ArgumentParser(add_help=False)
+    dataset_parser.add_argument("--dataset")
+    dataset = dataset_parser.parse_known_args(argv)[0].dataset
+    if dataset is not None and dataset != from_yaml.get("dataset", DataArguments.dataset):
+        from_yaml = {key: value for key, value in from_yaml.items() if key not in DATASET_BOUND_KEYS}
     parser.set_defaults(**{key: value for key, value in from_yaml.items() if key not in ("model_config", "dataset_options")})
     model_args, data_args, training_args = parser.parse_args_into_dataclasses(argv)[:3]
     for args, name in ((model_args, "model_config"), (data_args, "dataset_options")):
