@@ -130,6 +130,10 @@ class TrainingArguments:
     report_to: str = field(default="tensorboard", metadata={"help": "Accelerate tracker(s), comma-separated, or none."})
     resume_from_checkpoint: str | None = field(default=None, metadata={"help": "latest, or a checkpoint folder."})
     dataloader_num_workers: int = field(default=0, metadata={"help": "Worker processes per data loader."})
+    dataloader_pin_memory: bool = field(
+        default=True, metadata={"help": "Collate training batches into pinned memory (on a CUDA device only)."})
+    dataloader_persistent_workers: bool = field(
+        default=False, metadata={"help": "Keep the workers across the epochs of a stage (needs dataloader_num_workers > 0)."})
 
     def __post_init__(self):
         # the Literal fields are checked by argparse on the command line; values from a YAML file or a
@@ -151,6 +155,10 @@ class TrainingArguments:
         for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.dataloader_num_workers < 0:
+            raise ValueError(f"dataloader_num_workers must be >= 0, got {self.dataloader_num_workers}")
+        if self.dataloader_persistent_workers and self.dataloader_num_workers == 0:
+            raise ValueError("dataloader_persistent_workers needs dataloader_num_workers > 0 (no workers to keep)")
         if self.max_steps <= 0 and self.num_train_epochs <= 0:
             raise ValueError("set num_train_epochs > 0 or max_steps > 0")
 

@@ -51,24 +51,53 @@ def build_model(model_args: ModelArguments, num_ids: int):
 
 
 class _EpochBatches(torch.utils.data.Dataset):
-    """The batches of one epoch on this rank (lists of indices into ``samples``); item i is the
-    collated batch ``start + i``, its randomness seeded by (seed, epoch, batch, rank).
+    """The collated batches of a stage on this rank: item ``(epoch, batch_index, indices)`` is the batch
+    of ``samples[i] for i in indices``, its randomness seeded by (seed, epoch, batch_index, rank).
+
+    The keys come from :class:`_EpochKeys` in the main process and hold all a worker needs, so one
+    loader serves every epoch of a stage and its persistent workers stay valid across epochs."""
+
+    def __init__(self, samples, collator, seed: int, rank: int):
+        self.samples, self.collator, self.seed, self.rank = samples, collator, seed, rank
+
+    def __getitem__(self, key):
+        epoch, batch_index, indices = key
+        seed = epoch_generator_seed(self.seed, epoch, batch_index, self.rank)
+        return self.collator([self.samples[index] for index in indices], seed)
+
+
+class _EpochKeys(torch.utils.data.Sampler):
+    """The keys of one epoch's batches (lists of indices into the samples) from batch ``start`` on, set
+    by :meth:`set_epoch` between two passes over the loader.
 
     ``start`` resumes mid-epoch without collating the skipped batches. Accelerate's ``skip_first_batches``
     cannot do it: it fails on a loader of whole batches (``batch_size=None``), see
     tests/test_training_parts.py::test_accelerate_skip_first_batches_fails_on_a_loader_of_whole_batches."""
 
-    def __init__(self, batches, samples, collator, seed: int, epoch: int, rank: int, start: int):
-        self.batches, self.samples, self.collator = batches, samples, collator
-        self.seed, self.epoch, self.rank, self.start = seed, epoch, rank, start
+    def __init__(self):
+        self.keys = []
+
+    def set_epoch(self, epoch: int, batches: list[list[int]], start: int) -> None:
+        self.keys = [(epoch, batch_index, batch) for batch_index, batch in enumerate(batches)][start:]
+
+    def __iter__(self):
+        return iter(self.keys)
 
     def __len__(self):
-        return len(self.batches) - self.start
+        return len(self.keys)
 
-    def __getitem__(self, index):
-        batch_index = self.start + index
-        seed = epoch_generator_seed(self.seed, self.epoch, batch_index, self.rank)
-        return self.collator([self.samples[index] for index in self.batches[batch_index]], seed)
+
+def _stage_loader(pairs, collator, args: TrainingArguments, rank: int, device: torch.device):
+    """``(loader, keys)``: the stage's loader of whole batches over :class:`_EpochBatches`, its order
+    given by ``keys`` (:class:`_EpochKeys`); ``dataloader_num_workers`` worker processes, kept across
+    epochs with ``dataloader_persistent_workers``, pinned memory with ``dataloader_pin_memory`` on a
+    CUDA device."""
+    keys = _EpochKeys()
+    loader = torch.utils.data.DataLoader(_EpochBatches(pairs, collator, args.seed, rank), batch_size=None, sampler=keys,
+                                         num_workers=args.dataloader_num_workers,
+                                         pin_memory=args.dataloader_pin_memory and device.type == "cuda",
+                                         persistent_workers=args.dataloader_persistent_workers)
+    return loader, keys
 
 
 BEST = "best"  # the best model so far, moved into output_dir at the end
@@ -304,15 +333,14 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
     bar = tqdm(total=total_steps, initial=progress.stage_step, desc=f"training [{stage}]", unit="step",
                disable=not accelerator.is_local_main_process)
     model.train()
+    loader, keys = _stage_loader(pairs, collator, args, accelerator.process_index, accelerator.device)
     while progress.stage_step < total_steps:
         sampler.set_epoch(progress.sampler_epoch())
-        epoch_data = _EpochBatches(list(sampler), pairs, collator, args.seed, progress.sampler_epoch(),
-                                   accelerator.process_index, progress.batch_in_epoch)
-        loader = torch.utils.data.DataLoader(epoch_data, batch_size=None, shuffle=False,
-                                             num_workers=args.dataloader_num_workers)
+        batches = list(sampler)
+        keys.set_epoch(progress.sampler_epoch(), batches, progress.batch_in_epoch)
         window_start, batches_in_window = time.perf_counter(), 0
         for batch in loader:
-            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
             with accelerator.accumulate(model):
                 outputs = model(**batch)
                 accelerator.backward(outputs.loss)
@@ -347,7 +375,7 @@ def _train_stage(model, accelerator, args, sampler, pairs, collator, validation,
                 checkpoints.save(progress, scheduler)
             if progress.stage_step >= total_steps:
                 break
-        if _epoch_complete(progress.batch_in_epoch, len(epoch_data.batches)):
+        if _epoch_complete(progress.batch_in_epoch, len(batches)):
             progress.end_epoch()
     bar.close()
     unwrapped = accelerator.unwrap_model(model)
