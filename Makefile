@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install test demo report cards base mutation conformance clean
+.PHONY: install test demo report cards base mutation conformance gpu-check clean
 
 install: $(STAMP)
 
@@ -22,7 +22,7 @@ $(STAMP): setup.cfg constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q
+	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q tests tests/conformance_transformers.py
 
 # The whole pipeline on the embedded synthetic data: generate it, train the clip_reid baseline
 # with `accelerate launch` on the CPU, evaluate on the synthetic test split, print the table, leave
@@ -90,10 +90,16 @@ mutation: $(STAMP)
 	$(BIN)/python .ci/mutation_score
 
 # transformers' own ModelTesterMixin (from the sdist of the installed transformers, fetched once with pip into
-# .cache/, git-ignored) over every registered method, with CLIPModelTest's flags and skips (TESTING.md).
-# Not part of `make test`: its known failures are listed in TESTING.md, "Conformance".
+# .cache/, git-ignored) over every registered method, with CLIPModelTest's flags and skips (TESTING.md). Alone:
+# `make test` runs it too (about 70 s for the five methods at one thread).
 conformance: $(STAMP)
 	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -q -p no:cacheprovider tests/conformance_transformers.py
+
+# The GPU check (benchmarks/gpu_check.py): every method's training step at ViT-B/16 in bf16 and fp32, eager
+# and compiled, against IRRA's own step; 50 bf16 `accelerate launch` training steps per method, reloaded
+# with AutoModel; out/gpu-check/gpu_check.{json,md}. At most 8 minutes on one H100; offline.
+gpu-check: $(STAMP)
+	benchmarks/gpu_check.sh --out out/gpu-check
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache mutants

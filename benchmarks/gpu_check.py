@@ -65,7 +65,8 @@ def train_arguments(method: str, run: dict, output_dir: Path) -> list[str]:
             "--max_steps", str(run["train_steps"]), "--per_device_train_batch_size", str(run["train_batch"]),
             "--per_device_eval_batch_size", str(2 * run["train_batch"]), "--eval_epochs", "1000000",
             "--save_steps", str(run["train_steps"]), "--logging_steps", "1", "--report_to", "none",
-            "--dataloader_num_workers", str(run["workers"]), "--output_dir", str(output_dir), "--overwrite_output_dir"]
+            "--dataloader_num_workers", str(run["workers"]), "--dataloader_persistent_workers", "true",
+            "--output_dir", str(output_dir), "--overwrite_output_dir"]
 
 
 def last_checkpoint_model(output_dir: Path, method: str, run: dict, num_ids: int):
