@@ -15,6 +15,7 @@ from PIL import Image
 from test_training_run import REPO, write_config
 from tireid_hf.cli import main as tireid
 from tireid_hf.data import FEATURES, DatasetFormatError, load_tireid_dataset, parse_column_mapping
+from tireid_hf.data.collators import add_word_spans
 from tireid_hf.data.synthetic import export_cuhk_format
 from tireid_hf.retrieval import GalleryIndex
 from tireid_hf.training import main as train, parse_training_arguments
@@ -79,6 +80,21 @@ def test_prepared_folder_trains_and_evaluates_like_the_raw_reader_to_the_last_di
     from_raw = evaluate(tmp_path / "out", tmp_path / "raw.json", "--dataset", "cuhk-pedes", "--root", str(raw))
     assert from_prepared == from_raw
     assert {key: results["test"][key] for key in from_raw} == from_raw
+
+
+def test_save_to_disk_folders_load_and_nothing_is_ever_written_into_them(synthetic, tmp_path):
+    synthetic.save_to_disk(tmp_path / "dict")
+    synthetic["train"].save_to_disk(tmp_path / "one")
+    before = sorted(tmp_path.rglob("*"))
+    back = load_tireid_dataset(str(tmp_path / "dict"))
+    for split in synthetic:
+        assert back[split].features == FEATURES
+        assert [back[split][column] for column in ("image_path", "pid", "captions")] == [
+            synthetic[split][column] for column in ("image_path", "pid", "captions")]
+    add_word_spans(back["train"])  # a map, as training runs for CADA and UIT: it must cache elsewhere
+    one = load_tireid_dataset(str(tmp_path / "one"))  # a single split is train: 8 ids -> 6 / 1 / 1
+    assert [len(set(one[split]["pid"])) for split in ("train", "validation", "test")] == [6, 1, 1]
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_push_dry_run_folder_loads_with_load_dataset_and_trains(tmp_path, synthetic, capsys):

@@ -15,12 +15,13 @@ or with its splits in subfolders, as `imagefolder` reads them: ``photos/train/me
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-from datasets import Dataset, DatasetDict, Image, LargeList, List, Value, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Image, LargeList, List, Value, load_dataset
 
 from ..processing import has_visible_text
 from .readers import carve_validation_ids
@@ -91,8 +92,10 @@ def parse_column_mapping(value: str | dict | None, argument: str = "column_mappi
 def read_hf_dataset(name_or_path: str | os.PathLike) -> tuple[DatasetDict, Source]:
     """Reads ``name_or_path`` with `datasets`' own loaders and returns it with its `Source`.
 
-    An existing folder is read by `load_from_disk` when `save_to_disk` wrote it (``dataset_dict.json``, or
-    ``state.json`` for a single split, which becomes ``train``), by ``load_dataset("imagefolder",
+    An existing folder is read by ``load_dataset("arrow", data_files=...)`` over the Arrow files that
+    `save_to_disk` wrote (``dataset_dict.json`` naming the splits, or ``state.json`` for a single split,
+    which becomes ``train``): unlike `load_from_disk`, whose later `map` calls cache into the folder itself,
+    nothing is ever written into an input folder. Otherwise it is read by ``load_dataset("imagefolder",
     data_dir=...)`` when it holds ``metadata.jsonl``/``metadata.csv`` at its top or in a split subfolder,
     and by ``load_dataset(folder)`` otherwise (Parquet shards, a prepared folder, a Hub-layout repo);
     anything else is a Hub dataset id, read by ``load_dataset(id)``.
@@ -101,7 +104,8 @@ def read_hf_dataset(name_or_path: str | os.PathLike) -> tuple[DatasetDict, Sourc
     if path.is_dir():
         root = path.resolve()
         if (root / "dataset_dict.json").is_file() or (root / "state.json").is_file():
-            kind, loader, read = "save_to_disk", "load_from_disk", lambda: load_from_disk(str(root))
+            kind, loader = "save_to_disk", "load_dataset('arrow')"
+            read = lambda: load_dataset("arrow", data_files=_saved_arrow_files(root))  # noqa: E731
         elif any((folder / name).is_file() for folder in (root, *root.iterdir()) for name in METADATA_FILES):
             kind, loader = "imagefolder", "load_dataset('imagefolder')"
             read = lambda: load_dataset("imagefolder", data_dir=str(root))  # noqa: E731
@@ -109,15 +113,25 @@ def read_hf_dataset(name_or_path: str | os.PathLike) -> tuple[DatasetDict, Sourc
             kind, loader, read = "parquet", "load_dataset", lambda: load_dataset(str(root))
         try:
             dataset = read()
-        except (OSError, ValueError) as error:  # datasets' messages name the files; keep the first line
+        except (OSError, ValueError, KeyError) as error:  # datasets' messages name the files; keep the first line
             raise DatasetFormatError(f"{path}: datasets.{loader} cannot read it: {str(error).splitlines()[0]}") from None
         source = Source(str(path), root, kind)
-        return (DatasetDict(train=dataset) if isinstance(dataset, Dataset) else dataset), source
+        return dataset, source
     try:
         return load_dataset(str(name_or_path)), Source(str(name_or_path), None, "hub")
     except (OSError, ValueError) as error:  # offline, no such repo (DatasetNotFoundError is a FileNotFoundError)
         raise DatasetNotFound(f"not a local folder, and datasets.load_dataset cannot read it as a Hub dataset id "
                               f"({str(error).splitlines()[0]})") from None
+
+
+def _saved_arrow_files(root: Path) -> dict[str, list[str]]:
+    """``{split: Arrow files}`` of a `save_to_disk` folder, as its ``state.json`` files list them."""
+    if (root / "dataset_dict.json").is_file():
+        splits = {split: root / split for split in json.loads((root / "dataset_dict.json").read_text())["splits"]}
+    else:
+        splits = {"train": root}
+    return {split: [str(folder / entry["filename"]) for entry in json.loads((folder / "state.json").read_text())["_data_files"]]
+            for split, folder in splits.items()}
 
 
 def normalize_dataset(
