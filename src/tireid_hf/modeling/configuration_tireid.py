@@ -9,6 +9,8 @@ from __future__ import annotations
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .pipeline_tireid import custom_pipelines
+
 # CLIP ViT-B/16 (openai/clip-vit-base-patch16); CLIPConfig's own default is the patch-32 model.
 DEFAULT_CLIP_ARCHITECTURE = {"vision_config": {"patch_size": 16}}
 
@@ -34,6 +36,9 @@ class TIReIDConfig(PreTrainedConfig):
             Build only what retrieval needs (no teachers, decoders, classifiers). Set by
             ``export_for_inference()``; such a model computes embeddings but no losses.
 
+    Every config also carries ``custom_pipelines``, naming the ``"text-to-image-retrieval"`` pipeline
+    (``pipeline_tireid.py``, which saving copies beside ``config.json`` with this file).
+
     Loss weights are fields named ``<loss name>_loss_weight``; a weight of 0 switches the term off.
 
     Example:
@@ -58,6 +63,7 @@ class TIReIDConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        self.custom_pipelines = custom_pipelines()
         self.image_size = tuple(int(side) for side in self.image_size)
         patch = self.clip_config.vision_config.patch_size
         if len(self.image_size) != 2 or any(side <= 0 or side % patch for side in self.image_size):
