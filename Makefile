@@ -73,7 +73,7 @@ CADA_LOSS_PATH := $(foreach f,x_ *decode *matching_losses *attribute_loss *encod
 	"tireid_hf.modeling.modeling_cada.$(f)*")
 # The resume path of training/loop.py: where a run starts, which stages it starts or resumes, the stage's
 # budget and periodic events, restoring the state, the output folder's checks, journal and final move.
-LOOP_RESUME_PATH := $(foreach f,_EpochBatches _check_output_dir _complete_final_move _start_over _remove_interrupted_saves \
+LOOP_RESUME_PATH := $(foreach f,_EpochBatches _EpochKeys _stage_loader _check_output_dir _complete_final_move _start_over _remove_interrupted_saves \
 	_resume_point _stage_plan _stage_budget _due _epoch_complete _restore_state _best_model_folder _finished_results,\
 	"tireid_hf.training.loop.*$(f)*")
 MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.readers.*" "tireid_hf.modeling.losses.*" \

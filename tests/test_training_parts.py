@@ -295,7 +295,7 @@ class _Batches(torch.utils.data.Dataset):
 
 
 def test_accelerate_skip_first_batches_fails_on_a_loader_of_whole_batches():
-    """Why the loop resumes mid-epoch with its own ``_EpochBatches(start=...)``."""
+    """Why the loop resumes mid-epoch with its own ``_EpochKeys.set_epoch(..., start)``."""
     from accelerate import skip_first_batches
 
     loader = torch.utils.data.DataLoader(_Batches(), batch_size=None, shuffle=False)
