@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 from PIL import Image
+from transformers.pipelines import PIPELINE_REGISTRY
 
 from helpers import run_without_tireid_hf
 from tester import ModelTester
@@ -63,6 +64,7 @@ def test_saved_folder_names_the_pipeline_and_carries_its_code(saved):
     assert config["custom_pipelines"] == {
         TASK: {"impl": "pipeline_tireid.TextToImageRetrievalPipeline", "pt": ["AutoModel"], "type": "multimodal"}}
     assert (folder / "pipeline_tireid.py").is_file()
+    assert PIPELINE_REGISTRY.supported_tasks[TASK]["impl"] is TextToImageRetrievalPipeline  # importing tireid_hf registers it
 
 
 @pytest.mark.parametrize("method", method_names())

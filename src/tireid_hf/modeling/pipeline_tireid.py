@@ -107,5 +107,6 @@ def custom_pipelines() -> dict:
                    "pt": ["AutoModel"], "type": "multimodal"}}
 
 
-PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=TextToImageRetrievalPipeline, pt_model=AutoModel,
-                                    type="multimodal")
+if TASK not in PIPELINE_REGISTRY.supported_tasks:  # a remote copy loaded beside tireid_hf leaves tireid_hf's in place
+    PIPELINE_REGISTRY.register_pipeline(TASK, pipeline_class=TextToImageRetrievalPipeline, pt_model=AutoModel,
+                                        type="multimodal")
