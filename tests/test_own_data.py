@@ -172,12 +172,21 @@ def test_train_py_takes_a_column_mapping_and_refuses_a_root_for_a_folder(tmp_pat
     assert data.dataset_options == {"num_train_ids": 1000, "num_validation_ids": 250, "num_test_ids": 250}
     with pytest.raises(ValueError, match="--data_root applies to cuhk-pedes, icfg-pedes, rstpreid"):
         parse_training_arguments(["--dataset", str(tmp_path), "--data_root", str(tmp_path)])
+    with pytest.raises(ValueError, match=r"dataset_options \['num_train_ids'\] do not apply to .*; a dataset folder or "
+                       "Hub dataset takes validation_fraction, test_fraction, split_seed, verify_images"):
+        parse_training_arguments(["--dataset", str(tmp_path), "--dataset_options", '{"num_train_ids": 5}'])
     with pytest.raises(ValueError, match="column_mapping applies to dataset folders and Hub datasets, not to synthetic"):
         parse_training_arguments(["--column_mapping", "pid=person"])
     with pytest.raises(ValueError, match="column_mapping: unknown zoo column.*'identity'"):
         parse_column_mapping("identity=person")
     with pytest.raises(ValueError, match="expects ZOO_COLUMN=YOUR_COLUMN pairs.*got 'caption'"):
         parse_column_mapping("caption")
+
+
+def test_options_of_another_dataset_are_named(tmp_path):
+    with pytest.raises(ValueError, match=rf"dataset option\(s\) \['num_train_ids'\] do not apply to {tmp_path}; a "
+                       "dataset folder or Hub dataset takes validation_fraction, test_fraction, split_seed, verify_images"):
+        load_tireid_dataset(str(tmp_path), num_train_ids=5)
 
 
 def test_an_unknown_name_offline_names_the_id_and_the_known_names(tmp_path):

@@ -31,6 +31,7 @@ ZOO_COLUMNS = ("image", "image_path", "pid", "captions", "caption")
 METADATA_FILES = ("metadata.jsonl", "metadata.csv")
 DEFAULT_VALIDATION_FRACTION = 0.1
 DEFAULT_TEST_FRACTION = 0.1
+OPTIONS = ("validation_fraction", "test_fraction", "split_seed", "verify_images")  # of normalize_dataset
 _STRING = ("string", "large_string")
 
 
@@ -130,8 +131,8 @@ def _saved_arrow_files(root: Path) -> dict[str, list[str]]:
         splits = {split: root / split for split in json.loads((root / "dataset_dict.json").read_text())["splits"]}
     else:
         splits = {"train": root}
-    return {split: [str(folder / entry["filename"]) for entry in json.loads((folder / "state.json").read_text())["_data_files"]]
-            for split, folder in splits.items()}
+    return {split: [str(folder / entry["filename"]) for entry in json.loads((folder / "state.json").read_text())
+                    ["_data_files"]] for split, folder in splits.items()}
 
 
 def normalize_dataset(
@@ -156,10 +157,12 @@ def normalize_dataset(
 
     A dataset with exactly the zoo's columns and no mapping (what `save_to_disk` of a zoo dataset and `tireid
     data prepare` write) numbers identities within each split, as the zoo does; any other dataset numbers
-    them across splits, and a pid in two splits is refused (splits must be identity-disjoint). When ``validation`` or ``test`` is missing, it is carved out of
-    train by identity: ``max(1, round(fraction x N))`` of the N train identities each (test first, then
-    validation from the rest), drawn with ``split_seed`` as `carve_validation_ids` draws them. Pids are then
-    remapped to 0..P-1 within each split in the order of the original ids, as the raw readers do.
+    them across splits, and a pid in two splits is refused (splits must be identity-disjoint).
+
+    When ``validation`` or ``test`` is missing, it is carved out of train by identity:
+    ``max(1, round(fraction x N))`` of the N train identities each (test first, then validation from the
+    rest), drawn with ``split_seed`` as `carve_validation_ids` draws them. Pids are then remapped to 0..P-1
+    within each split in the order of the original ids, as the raw readers do.
 
     Raises `DatasetFormatError` naming the file (the metadata file of an imagefolder, else the folder or
     Hub id), the split, the row and the column.

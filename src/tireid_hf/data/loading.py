@@ -7,7 +7,7 @@ import os
 
 from datasets import DatasetDict
 
-from .hf_datasets import DatasetNotFound, normalize_dataset, read_hf_dataset
+from .hf_datasets import OPTIONS, DatasetNotFound, normalize_dataset, read_hf_dataset
 from .readers import RAW_FORMATS, read_raw_dataset
 from .schema import summarize
 from .synthetic import load_synthetic
@@ -55,6 +55,10 @@ def _load_hf(name: str, root, column_mapping, options: dict) -> DatasetDict:
     if root is not None:
         raise ValueError(f"{unknown}, whose release is read from root; a dataset folder or Hub id takes no root"
                          if not os.path.isdir(name) else f"{name} is a dataset folder and takes no root (got {root})")
+    others = sorted(set(options) - set(OPTIONS))
+    if others:
+        raise ValueError(f"dataset option(s) {others} do not apply to {name}; a dataset folder or Hub dataset takes "
+                         f"{', '.join(OPTIONS)}")
     try:
         dataset, source = read_hf_dataset(name)
     except DatasetNotFound as error:

@@ -72,6 +72,7 @@ class DataArguments:
 
     def __post_init__(self):
         from ..data import DATASET_NAMES, parse_column_mapping
+        from ..data.hf_datasets import OPTIONS as HF_DATASET_OPTIONS
 
         if self.dataset in DATASET_NAMES and self.dataset != "synthetic" and not self.data_root:
             raise ValueError(f"dataset {self.dataset!r} needs --data_root (the folder of its raw release)")
@@ -79,6 +80,10 @@ class DataArguments:
             raise ValueError(f"dataset {self.dataset!r}: --data_root applies to {', '.join(DATASET_NAMES[:-1])}; a "
                              "dataset folder or Hub dataset id is read from itself")
         self.column_mapping = parse_column_mapping(self.column_mapping or None, "column_mapping")
+        hf_options = sorted(set(_json_dict(self.dataset_options or {}, "dataset_options")) - set(HF_DATASET_OPTIONS))
+        if self.dataset not in DATASET_NAMES and hf_options:
+            raise ValueError(f"dataset_options {hf_options} do not apply to {self.dataset}; a dataset folder or Hub "
+                             f"dataset takes {', '.join(HF_DATASET_OPTIONS)}")
         if self.column_mapping and self.dataset in DATASET_NAMES:
             raise ValueError(f"column_mapping applies to dataset folders and Hub datasets, not to {self.dataset}")
         self.dataset_options = _json_dict(self.dataset_options or {}, "dataset_options")
