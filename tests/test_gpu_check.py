@@ -118,3 +118,19 @@ def test_the_tables_show_skipped_rows_and_failed_checks():
         "| uit | main | H100 | bf16 | inductor | 64 | — | — | — | — | skipped: the time budget of 300 s was spent before this row |"]
     records = [{"method": "cada", "steps_per_stage": 50, "seconds": 61.2, "error": "train.py exited with 1"}]
     assert gpu_check.training_markdown(records).splitlines()[2] == "| cada | 50 | 61 | — | — | — | — | NO: train.py failed |"
+
+
+def test_the_compiled_table_runs_every_step_through_torch_compile():
+    """``--compile``'s path at tiny size with torch.compile's ``eager`` backend: Dynamo captures the graphs of
+    IRRA's step and the method's (graph breaks, guards and recompiles included), without the code generation
+    that takes minutes on a CPU; the rows say which backend compiled them."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    rows = bench_training.device_table(["clip_reid"], "tiny", torch.device("cpu"), "bf16", "eager", steps=1,
+                                       batch_size=4, warmup=1)
+    torch._dynamo.reset()
+    assert [(row["method"], row["compiled"]) for row in rows] == [("irra (reference)", "eager"), ("clip_reid", "eager")]
+    assert all(row["finite_losses"] for row in rows)
+    assert counters["stats"]["unique_graphs"] >= 2  # at least one graph of IRRA's model and one of the method's
