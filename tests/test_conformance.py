@@ -1,6 +1,7 @@
 """What a user of the transformers ecosystem relies on, held for every registered method: loading a
 checkpoint with missing or unexpected tensors as transformers does (initialised with the right init,
-reported, warned), the attention backends declared, and the training path exporting with torch.export.
+reported, warned), the attention backends declared, ``return_dict`` / ``output_hidden_states`` /
+``output_attentions`` as in transformers, and the training path exporting with torch.export.
 transformers' own ModelTesterMixin runs in tests/conformance_transformers.py (``make conformance``)."""
 
 import pytest
@@ -9,6 +10,7 @@ from safetensors.torch import load_file, save_file
 from transformers import CLIPModel
 
 from tireid_hf.modeling import METHODS
+from tireid_hf.modeling.base import TIReIDOutput
 from tester import ModelTester, tiny_clip_config
 
 
@@ -62,16 +64,46 @@ def test_the_clip_backbones_attention_backends_are_declared(tester):
     assert model_class._supports_attention_backend
 
 
-EXPORT_GAPS = {
-    "cada": "losses.masked_token_loss branches on the number of masked positions (a boolean index of "
-            "masked_labels), a data-dependent shape torch.export cannot guard on",
-}
+def test_return_dict_false_gives_the_outputs_tuple_from_the_argument_or_the_config(tester):
+    model, inputs = tester.model().eval(), tester.inputs()
+    with torch.no_grad():
+        output = model(**inputs)
+        from_argument = model(**inputs, return_dict=False)
+        model.config.return_dict = False
+        from_config = model(**inputs)
+        overridden = model(**inputs, return_dict=True)
+    expected = (output.loss, output.losses, output.image_embeds, output.text_embeds, output.logits_per_text)
+    for result in (from_argument, from_config):
+        assert type(result) is tuple and len(result) == len(expected)
+        torch.testing.assert_close(result, expected, rtol=0, atol=0)
+    assert isinstance(overridden, TIReIDOutput)
 
 
-@pytest.mark.parametrize("method", [
-    pytest.param(method, marks=pytest.mark.xfail(reason=EXPORT_GAPS[method], strict=True)) if method in EXPORT_GAPS
-    else method for method in sorted(METHODS)
-])
+def test_hidden_states_and_attentions_are_the_clip_towers_over_the_batch(tester):
+    model, inputs = tester.model().eval(), tester.inputs()
+    model.set_attn_implementation("eager")
+    layers = model.config.clip_config.text_config.num_hidden_layers
+    with torch.no_grad():
+        plain = model(**inputs)
+        output = model(**inputs, output_hidden_states=True, output_attentions=True)
+        text = model.clip.text_model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"])
+        vision = model.clip.vision_model(pixel_values=inputs["pixel_values"])
+        as_tuple = model(**inputs, output_hidden_states=True, return_dict=False)
+    assert plain.text_model_output is None and plain.vision_model_output is None
+    for tower, expected, length in ((output.text_model_output, text, tester.text_length),
+                                    (output.vision_model_output, vision, 1 + 4 * 2)):
+        assert len(tower.hidden_states) == layers + 1 and len(tower.attentions) == layers
+        assert tower.hidden_states[0].shape == (tester.batch_size, length, 32)
+        assert tower.attentions[0].shape == (tester.batch_size, 4, length, length)
+        torch.testing.assert_close(tower.last_hidden_state, expected.last_hidden_state, rtol=0, atol=0)
+    torch.testing.assert_close(output.logits_per_text, plain.logits_per_text, rtol=0, atol=0)
+    torch.testing.assert_close(output.loss, plain.loss, rtol=0, atol=0)
+    vision_tower = output.vision_model_output
+    torch.testing.assert_close(as_tuple[-1], (vision_tower.last_hidden_state, vision_tower.pooler_output,
+                                              vision_tower.hidden_states), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
 def test_training_path_exports_with_torch_export(method):
     tester = ModelTester(method)
     model = tester.model().train()

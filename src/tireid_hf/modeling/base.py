@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import CLIPModel, PreTrainedModel
 from transformers import initialization as init
-from transformers.modeling_outputs import ModelOutput
+from transformers.modeling_outputs import BaseModelOutputWithPooling, ModelOutput
 from transformers.models.clip.modeling_clip import CLIPVisionEmbeddings
 
 from .configuration_tireid import TIReIDConfig
@@ -40,6 +40,13 @@ class TIReIDOutput(ModelOutput):
         image_embeds: [N, D] L2-normalised retrieval embeddings of the images (inference path).
         text_embeds: [N, D] L2-normalised retrieval embeddings of the texts (inference path).
         logits_per_text: [N, N] ``text_embeds @ image_embeds^T / tau``.
+        text_model_output / vision_model_output: the CLIP text / vision tower's ``BaseModelOutputWithPooling``
+            over the batch (``last_hidden_state`` [N, L, width], ``pooler_output`` [N, width], ``hidden_states``:
+            1 + layers tensors, ``attentions``: one [N, heads, L, L] per layer, each only when asked), as
+            ``CLIPOutput`` holds them; None unless ``output_hidden_states`` or ``output_attentions``.
+
+    ``to_tuple()`` (what ``return_dict=False`` returns) holds the fields that are not None in this order,
+    the tower outputs as tuples themselves, as ``CLIPOutput.to_tuple`` does.
     """
 
     loss: torch.Tensor | None = None
@@ -47,6 +54,11 @@ class TIReIDOutput(ModelOutput):
     image_embeds: torch.Tensor | None = None
     text_embeds: torch.Tensor | None = None
     logits_per_text: torch.Tensor | None = None
+    text_model_output: BaseModelOutputWithPooling | None = None
+    vision_model_output: BaseModelOutputWithPooling | None = None
+
+    def to_tuple(self) -> tuple:
+        return tuple(value.to_tuple() if isinstance(value, ModelOutput) else value for value in self.values())
 
 
 @dataclass
@@ -441,8 +453,11 @@ class TIReIDPreTrainedModel(PreTrainedModel):
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None = None,
         pids: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
         **batch_inputs,
-    ) -> TIReIDOutput:
+    ) -> TIReIDOutput | tuple:
         """Encode the batch, compute the method's losses, return :class:`TIReIDOutput`.
 
         Args:
@@ -450,11 +465,19 @@ class TIReIDPreTrainedModel(PreTrainedModel):
                 describes image i.
             pids: [N] identities. Losses are computed only when given and the model is not
                 ``inference_only`` (one rule for every method); otherwise ``loss`` is None, ``losses`` {}.
+            output_attentions / output_hidden_states: return the CLIP towers' attentions / hidden states
+                over the batch in ``text_model_output`` / ``vision_model_output`` (None: the config's
+                setting). They come from one more pass of each tower over ``pixel_values`` / ``input_ids``,
+                run only when asked.
+            return_dict: False returns ``output.to_tuple()`` (None: ``config.return_dict``).
             **batch_inputs: the method's extra batch inputs (what its ``text_transforms`` produce, a
                 ``generator``, ...), passed to :meth:`compute_losses`; inputs it does not take are ignored.
 
         ``image_embeds``/``text_embeds``/``logits_per_text`` are the inference path's (:meth:`embed_pair`).
         """
+        output_attentions = self.config.output_attentions if output_attentions is None else output_attentions
+        output_hidden_states = self.config.output_hidden_states if output_hidden_states is None else output_hidden_states
+        return_dict = self.config.return_dict if return_dict is None else return_dict
         with_losses = pids is not None and not self.config.inference_only
         if with_losses and pids.shape != (pixel_values.shape[0],):
             raise ValueError(f"pids must have shape [batch={pixel_values.shape[0]}], got {list(pids.shape)}")
@@ -465,13 +488,22 @@ class TIReIDPreTrainedModel(PreTrainedModel):
         losses = {}
         if with_losses:
             losses = self.compute_losses(features, pixel_values, input_ids, attention_mask, pids, **batch_inputs)
-        return TIReIDOutput(
+        towers = {}
+        if output_attentions or output_hidden_states:
+            requested = dict(output_attentions=output_attentions, output_hidden_states=output_hidden_states)
+            towers = dict(
+                text_model_output=self.clip.text_model(input_ids=input_ids, attention_mask=attention_mask, **requested),
+                vision_model_output=self.clip.vision_model(pixel_values=pixel_values, **requested),
+            )
+        output = TIReIDOutput(
             loss=self.combine_losses(losses),
             losses=losses,
             image_embeds=features.image_embeds,
             text_embeds=features.text_embeds,
             logits_per_text=features.logits_per_text,
+            **towers,
         )
+        return output if return_dict else output.to_tuple()
 
     def encode_batch(
         self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, with_losses: bool

@@ -253,11 +253,11 @@ def masked_token_loss(token_logits: torch.Tensor, targets: torch.Tensor) -> torc
         token_logits: [M, vocab] predictions at the M masked positions only.
         targets: [M] the original token ids there.
     Returns: a scalar; an exact 0 still attached to the graph when nothing was masked in the batch
-    (a caption can lose all its attribute draws), instead of the NaN of an empty mean.
+    (a caption can lose all its attribute draws), instead of the NaN of an empty mean. Computed as the
+    summed cross-entropy over max(M, 1), with no branch on M (so a traced forward needs no value of M).
     """
-    if targets.numel() == 0:
-        return token_logits.sum() * 0.0
-    return F.cross_entropy(token_logits.float(), targets)
+    total = F.cross_entropy(token_logits.float(), targets, reduction="sum")
+    return total / torch.ones_like(targets, dtype=total.dtype).sum().clamp(min=1.0)
 
 
 def semi_hard_ranking_loss(
