@@ -22,7 +22,7 @@ $(STAMP): setup.cfg constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q tests tests/conformance_transformers.py
+	HF_HOME=$$(mktemp -d) $(BIN)/python -m pytest -q -o 'python_files=test_*.py conformance_*.py'
 
 # The whole pipeline on the embedded synthetic data: generate it, train the clip_reid baseline
 # with `accelerate launch` on the CPU, evaluate on the synthetic test split, print the table, leave
