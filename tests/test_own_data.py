@@ -189,7 +189,7 @@ def test_options_of_another_dataset_are_named(tmp_path):
         load_tireid_dataset(str(tmp_path), num_train_ids=5)
 
 
-def test_an_unknown_name_offline_names_the_id_and_the_known_names(tmp_path):
+def test_an_unknown_name_offline_names_the_id_and_the_known_names():
     with pytest.raises(DatasetFormatError, match=r"unknown dataset 'org/people': not one of cuhk-pedes, icfg-pedes, "
                        r"rstpreid, synthetic, not a local folder, .*Hub dataset id \(.*OfflineModeIsEnabled"):
         load_tireid_dataset("org/people")
