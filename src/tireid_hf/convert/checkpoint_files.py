@@ -21,8 +21,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from ..errors import TIReIDInputError
 
-class ConversionError(ValueError):
+
+class ConversionError(TIReIDInputError):
     """A checkpoint that cannot be converted; the message names the file and what is wrong."""
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datasets import DatasetDict, Features, Image, List, Value
 
+from ..errors import TIReIDInputError
+
 SPLITS = ("train", "validation", "test")
 
 FEATURES = Features(
@@ -18,7 +20,7 @@ FEATURES = Features(
 identity (contiguous from 0 within each split) and every caption written for that image."""
 
 
-class DatasetFormatError(ValueError):
+class DatasetFormatError(TIReIDInputError):
     """Raised when a dataset on disk does not match its documented format.
 
     The message always names the file and, where there is one, the record index and field.

@@ -12,11 +12,13 @@ import os
 from huggingface_hub import HfApi, constants, get_token
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
+from ..errors import TIReIDError
+
 REPO_URL_PREFIX = {"model": "https://huggingface.co/", "dataset": "https://huggingface.co/datasets/",
                    "space": "https://huggingface.co/spaces/"}
 
 
-class HubUploadError(RuntimeError):
+class HubUploadError(TIReIDError, RuntimeError):
     """The upload cannot start (offline, or no token); the message says why and what to do."""
 
 

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import TIReIDInputError
 from ..files import give_usual_permissions, sha256_of_file
 from .faults import kill_point
 
@@ -21,7 +22,7 @@ _PREFIX = "checkpoint-"
 _DELETING = ".deleting"
 
 
-class CheckpointError(ValueError):
+class CheckpointError(TIReIDInputError):
     """A checkpoint cannot be resumed from; the message names the file and what to do."""
 
 
