@@ -47,40 +47,28 @@ def pool_parts(tokens: torch.Tensor, attention_mask: torch.Tensor, num_parts: in
 
 
 class CADAModel(TIReIDPreTrainedModel):
-    """CLIP dual encoder + CADA's decoder-based adaptive dual association module.
+    """CLIP dual encoder + CADA's decoder-based adaptive dual association module (each part removable
+    by a zero loss weight, see [`CADAConfig`]).
 
-    Components (each removable by a zero loss weight, see [`CADAConfig`]):
-
-    * ``decoder``: ``decoder_layers`` x [`DecoderLayer`] (self-attention over the text tokens, text
-      padding masked; cross-attention to ALL image tokens, class token included, as BLIP's fusion;
-      feed-forward) + a final LayerNorm, at the joint width D = ``projection_dim`` (512 for ViT-B/16).
-      Queries and memory are CLIP's projected token features (``encode_text/encode_image(return_tokens=True)``).
-    * ATP, image-text matching: ``itm_head`` Linear(D, 2) on the decoded END-OF-TEXT token (CLIP's
-      own pooling position, which after the decoder's bidirectional self-attention sees the whole
-      caption; the reference pools BLIP's first token, its [ENC]). For each pair i the batch gives the
-      positive (text i, image i) and, mined from the detached cosine matrix with same-identity pairs
-      masked (:func:`~.losses.hardest_negatives`), the negatives (text i, hardest image of text i) and
-      (hardest text of image i, image i): ``itm_global`` = :func:`~.losses.matching_loss` over these 3N
-      pairs. ``itm_local``: the same decoded pairs, their word tokens split into ``num_local_parts``
-      contiguous parts (:func:`pool_parts`), each part classified by a separate ``itm_local_head``
-      (as the reference's ``itm_local_head``), label = its pair's label: a mismatched part is penalised
-      on its own. The reference splits its padded 72-token sequence at fixed position 36 and averages
-      padding into the parts; here the parts cover the real words only.
-    * ARA, masked attribute prediction: ``masked_input_ids`` (attributes replaced by ``mask_token_id``
-      by the collator's :func:`tireid_hf.processing.mask_attribute_tokens`) go through the same text
-      encoder and the same decoder over the image tokens; ``mlm_head`` (Linear -> GELU -> LayerNorm ->
-      Linear to the CLIP vocabulary) predicts the masked tokens: ``ara`` = :func:`~.losses.masked_token_loss`
-      on masked positions only. The paper describes ONE association module; the reference code runs
-      ARA through a second BERT (``text_decoder``) instead: sharing the decoder keeps the inference
-      model and the training module the same.
-    * ``global``: :func:`~.losses.ndf_loss` on the cosine matrix of the global CLIP embeddings.
+    * ``decoder``: ``decoder_layers`` x [`DecoderLayer`] (self-attention over the text tokens, padding
+      masked; cross-attention to ALL image tokens, class token included, as BLIP's fusion; MLP) + a
+      final LayerNorm, at the joint width D, over CLIP's projected token features (:meth:`decode`).
+    * ATP: ``itm_head`` Linear(D, 2) on the decoded end-of-text token. Each pair i gives the positive
+      (text i, image i) and the negatives (text i, hardest image of text i), (hardest text of image i,
+      image i), mined from the detached cosine matrix with same-identity pairs masked
+      (:func:`~.losses.hardest_negatives`): ``itm_global`` = :func:`~.losses.matching_loss` over these 3N
+      pairs. ``itm_local``: the same decoded pairs' word tokens in ``num_local_parts`` contiguous parts
+      (:func:`pool_parts`), each part classified by ``itm_local_head`` with its pair's label.
+    * ARA: ``masked_input_ids`` (attribute tokens replaced by ``mask_token_id`` by the collator's
+      :func:`tireid_hf.processing.mask_attribute_tokens`) through the same text encoder and decoder;
+      ``mlm_head`` predicts them: ``ara`` = :func:`~.losses.masked_token_loss` on masked positions only.
+    * ``global``: :func:`~.losses.ndf_loss` of ``logits_per_text``.
 
     Total: ``global + itm_global + itm_local + 0.1 ara`` (config weights; ``itm`` = the two matching
     parts, reported unweighted). No ID loss (the reference has none).
 
-    Inference: the global CLIP embeddings (class token / end-of-text token), cosine ranking; the
-    decoder and ``itm_head`` stay in the exported model for :meth:`rerank_scores`. The local head and
-    the MLM head are training-only (dropped by ``export_for_inference``).
+    Inference: the global CLIP embeddings, cosine ranking; the decoder and ``itm_head`` stay in the
+    exported model for :meth:`rerank_scores`; the local and MLM heads are training-only.
     """
 
     config_class = CADAConfig
@@ -227,11 +215,9 @@ class CADAModel(TIReIDPreTrainedModel):
     def rerank_scores(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, pixel_values: torch.Tensor
     ) -> torch.Tensor:
-        """Second-stage score of ONE text against K candidate images: the ITM probability of "match".
-
-        ``GalleryIndex.search(..., rerank=True)`` adds it to the first-stage cosine of the top
-        ``config.rerank_k`` images and re-sorts them (the reference adds the raw "match" logit; a
-        probability keeps the added term in [0, 1], on the scale of the cosine).
+        """Second-stage score of ONE text against K candidate images: the ITM probability of "match",
+        which ``GalleryIndex.search(..., rerank=True)`` adds to the first-stage cosine of the top
+        ``config.rerank_k`` images before re-sorting them.
 
         Args:
             input_ids / attention_mask: [1, L] the query caption (right-padded).

@@ -62,54 +62,20 @@ def cosine_similarity(image_features: torch.Tensor, text_features: torch.Tensor)
 
 
 class LCR2SModel(TIReIDPreTrainedModel):
-    """LCR²S over the CLIP base.
+    """LCR²S over the CLIP base: a teacher (backbone + MHAF) fuses each sample with its support set;
+    the student, ``self.clip`` alone, distils it and is the inference path (``export_for_inference()``
+    drops the teacher, MHAF and the classifiers).
 
-    **Support sets** come from the batch: the P x K identity sampler gives K images of each identity,
-    each with one of its captions. For sample i the support set is the other in-batch samples of its
-    identity, at most ``support_size`` (default 3 = K - 1 for K = 4), the first ones in batch order (the
-    sampler's order is already random); the text support set is their captions. An identity with fewer
-    samples in the batch gives a smaller set (padded members are masked as attention keys); a sample
-    alone in the batch fuses with itself only. The sampler tops up identities with fewer than K images by
-    drawing again, so a member may be the same image (with its caption drawn again).
-
-    **MHAF** (multi-head attentional fusion): one :class:`~.layers.DecoderLayer` (cross-attention + MLP,
-    pre-norm, residual) per modality, the sample's global embedding as the query and [sample, support
-    set] as memory, giving the enriched ("richer") embedding. Choices, the paper being silent and no
-    code public:
-
-    * *Global, not token-level fusion.* The paper fuses a sample with its support set into an enriched
-      *feature* per modality; what is distilled and retrieved is the global embedding, and the
-      feature-distillation target must live in the student's space. Fusing global embeddings keeps the
-      teacher in that space (the residual makes it start equal to the student), costs a (1 + S)-key
-      attention per sample instead of one over (1 + S) x L tokens, and needs no pooling afterwards.
-    * *One fusion per modality* (``share_fusion=False``): image and text embeddings keep distinct
-      distributions in the joint space (the modality gap), and how views of a person combine differs
-      from how partial descriptions do; the cost is training-only (2 x 12 D^2 weights). The shared
-      variant is a config switch.
-
-    **Teacher and student.** The teacher is backbone + MHAF, trained with ``teacher_align`` (SDM over the
-    enriched embeddings) and ``teacher_id``. The student is the plain dual encoder ``self.clip``, trained
-    with ``student_align`` (SDM), ``student_id``, ``distill_feature`` (``1 - cos`` between the student's
-    embedding of a sample and the teacher's enriched embedding of it, both modalities; cosine because
-    retrieval is by cosine) and ``distill_relation`` (KL from the teacher's row- and column-softmaxed
-    in-batch text-image similarity matrix to the student's at the shared temperature, or a squared
-    Frobenius distance between the cosine matrices: ``relation_distance``). KL is the default: it
-    matches the relative ranking each query makes, at the temperature retrieval is trained with.
-
-    **Stages** (``training_stages()``; the training loop calls ``start_stage`` before each):
-
-    * ``"teacher"`` (two-stage, default): only ``teacher_align`` and ``teacher_id``; backbone, MHAF and
-      the teacher's classifier learn.
-    * ``"student"``: ``start_stage("student")`` copies the trained backbone into a frozen ``teacher_clip``,
-      freezes MHAF and drops the teacher's classifier; ``self.clip`` keeps training as the student
-      (so it starts from the teacher's backbone) with a fresh ``student_id_classifier``; only the
-      student and distillation losses. The frozen parts stay in eval mode.
-    * ``"joint"`` (``training_schedule="joint"``): one backbone; the teacher is it + MHAF; all six terms,
-      the distillation targets detached (the teacher does not learn from the student).
-
-    ``config.stage`` records the stage, so a checkpoint saved in any stage loads back with the same
-    modules. Inference is the student alone (CLIP's global embeddings): ``export_for_inference()``
-    drops the teacher, MHAF and the classifiers, and its cost equals the baseline's.
+    * Support set of sample i: the other in-batch samples of its identity, at most ``support_size``,
+      first in batch order (:func:`support_set_indices`). MHAF: :func:`fuse_with_support_set` on global
+      embeddings, one layer per modality unless ``share_fusion``.
+    * Losses: ``teacher_align`` / ``student_align`` = SDM over the enriched / student embeddings,
+      ``teacher_id`` / ``student_id`` their ID losses; ``distill_feature`` = image + text
+      :func:`~.losses.feature_distillation_loss`; ``distill_relation`` = :func:`~.losses.relation_kl_loss`
+      of the ``cos / tau`` matrices or :func:`~.losses.relation_frobenius_loss` of the cosines
+      (``relation_distance``). Distillation targets (the enriched embeddings) are detached.
+    * Stages: ``"teacher"`` (teacher terms), then ``"student"`` (student + distillation terms against a
+      frozen copy, see :meth:`start_stage`); or ``"joint"`` (all six, one backbone). ``config.stage`` records it.
     """
 
     config_class = LCR2SConfig
@@ -150,8 +116,10 @@ class LCR2SModel(TIReIDPreTrainedModel):
         return self.config.stages
 
     def start_stage(self, stage: str) -> None:
-        """Switch to ``stage``. Starting the current stage again changes nothing (a resumed run);
-        ``"teacher"`` -> ``"student"`` freezes the teacher (see the class docstring); going back is refused."""
+        """Switch to ``stage``. Starting the current stage again changes nothing; going back raises
+        ``ValueError``. ``"teacher"`` -> ``"student"`` copies ``self.clip`` into a frozen, eval-mode
+        ``teacher_clip``, freezes MHAF, drops the teacher's classifier and builds a fresh
+        ``student_id_classifier``; ``self.clip`` trains on as the student."""
         super().start_stage(stage)
         stages = self.training_stages()
         if stages.index(stage) < stages.index(self.config.stage):
