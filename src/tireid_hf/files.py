@@ -1,5 +1,6 @@
 """File helpers shared by the whole package (training, checkpoints, retrieval, the command line, the
-Hub writers, the converters): atomic writes and file hashes.
+Hub writers, the converters, the dataset readers): atomic writes, file hashes, and paths read from an input
+that must stay inside its folder.
 
 Write a whole output folder or file, or nothing: build it under a temporary sibling name, then rename.
 Files written this way get the permissions of a plain ``open(..., "w")`` (``0o666`` less the umask),
@@ -16,6 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable, Iterator
+
+from .errors import TIReIDInputError
 
 
 def sha256_of_file(path: Path) -> str:
@@ -95,3 +98,21 @@ def atomic_file(path: str | os.PathLike, write: Callable[[str], None]) -> None:
 def atomic_text(path: str | os.PathLike, text: str) -> None:
     """Writes `text` (UTF-8) to `path` through :func:`atomic_file`."""
     atomic_file(path, lambda temporary: Path(temporary).write_text(text, encoding="utf-8"))
+
+
+class OutsideRootError(TIReIDInputError):
+    """A path read from an input that resolves outside the folder it must stay in."""
+
+
+def resolve_inside(root: str | os.PathLike, path: str | os.PathLike, what: str = "the folder") -> Path:
+    """`path` (relative to `root`, or absolute) resolved, symbolic links included, when the result
+    lies inside `root` (itself resolved); otherwise raises :class:`OutsideRootError`: "`path` resolves
+    to ..., outside `what` `root`".
+
+    The check is on where the file really is, not on the path string: ``imgs/a.jpg`` that is a link
+    to ``/etc/passwd`` is refused as ``../../etc/passwd`` is."""
+    root = Path(root).resolve()
+    resolved = (root / path).resolve()
+    if root not in resolved.parents:
+        raise OutsideRootError(f"{path} resolves to {resolved}, outside {what} {root}")
+    return resolved

@@ -1,4 +1,4 @@
-"""Read a reference checkpoint file into a flat ``{name: tensor}`` state dict, without running pickles.
+"""Read a reference checkpoint file into a flat ``{name: tensor}`` state dict; no code in the file runs.
 
 Three containers occur in the field:
 
@@ -7,8 +7,8 @@ Three containers occur in the field:
   IRRA's ``best.pth`` (``{"model": state_dict, "optimizer": ..., "scheduler": ..., "epoch": ...}``)
   or ``{"state_dict": ...}``; read with ``torch.load(weights_only=True)``, which refuses arbitrary
   objects;
-* a TorchScript archive (OpenAI's released CLIP files): its parameters and buffers are read with
-  ``torch.jit.load``, which runs no Python code.
+* a TorchScript archive (OpenAI's released CLIP files): its parameters and buffers are read as data
+  (:mod:`.torchscript`), never with ``torch.jit.load``, which runs the archive's code.
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from ..errors import TIReIDInputError
+from .errors import ConversionError
+from .torchscript import read_torchscript_tensors
 
-
-class ConversionError(TIReIDInputError):
-    """A checkpoint that cannot be converted; the message names the file and what is wrong."""
+__all__ = ["ConversionError", "is_torchscript_archive", "read_state_dict"]
 
 
 def is_torchscript_archive(path: Path) -> bool:
@@ -59,7 +58,7 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if path.suffix == ".safetensors":
         state = load_file(str(path))
     elif is_torchscript_archive(path):
-        state = dict(torch.jit.load(str(path), map_location="cpu").state_dict())
+        state = read_torchscript_tensors(path)
     else:
         try:
             state = _unwrap(torch.load(path, map_location="cpu", weights_only=True), path)

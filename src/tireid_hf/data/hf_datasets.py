@@ -23,6 +23,7 @@ from pathlib import Path
 import pyarrow as pa
 from datasets import Dataset, DatasetDict, Image, LargeList, List, Value, load_dataset
 
+from ..files import OutsideRootError, resolve_inside
 from ..processing import has_visible_text
 from .readers import carve_validation_ids
 from .schema import FEATURES, SPLITS, DatasetFormatError
@@ -295,9 +296,10 @@ def _image_problem(image: dict | None, source: Source, verify: bool) -> str | No
     if image is None or (image.get("bytes") is None and not image.get("path")):
         return "no image"
     if image.get("bytes") is None and source.root is not None:
-        resolved = Path(image["path"]).resolve()
-        if source.root not in resolved.parents:
-            return f"image {image['path']} resolves to {resolved}, outside the dataset folder {source.root}"
+        try:
+            resolve_inside(source.root, image["path"], "the dataset folder")
+        except OutsideRootError as error:
+            return f"image {error}"
     if verify:
         try:
             Image().decode_example(image)

@@ -18,6 +18,7 @@ from datasets import Dataset, DatasetDict
 from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
+from ..files import OutsideRootError, resolve_inside
 from ..processing import has_visible_text
 from .schema import FEATURES, DatasetFormatError, summarize
 
@@ -157,6 +158,18 @@ def _parse_id(value: object, where: str) -> int:
     )
 
 
+def image_file(root: Path, record: RawRecord, annotation: Path, fmt: RawFormat) -> Path:
+    """The image file of `record` (read from `annotation`) resolved, symbolic links included; raises
+    `DatasetFormatError` naming the file, the record and the field when it lies outside `root`."""
+    try:
+        return resolve_inside(root, record.image_path, "the dataset root")
+    except OutsideRootError as error:
+        raise DatasetFormatError(
+            f"{annotation}: record {record.index}: field '{fmt.path_field}': image {error}; image files must lie "
+            "inside the dataset root (keep the annotation file beside an imgs/ folder that lives elsewhere and "
+            "read that folder instead)") from None
+
+
 def image_problem(path: Path, verify: bool) -> str | None:
     """Returns why the image at `path` is unusable ("missing", "not decodable: ..."), or None if it is fine.
 
@@ -206,7 +219,8 @@ def read_raw_dataset(
         name: one of `RAW_FORMATS` ("cuhk-pedes", "icfg-pedes", "rstpreid").
         root: the folder holding the annotation file and `imgs/`.
         skip_bad_images: drop records whose image is missing or undecodable (and log how many)
-            instead of raising `DatasetFormatError` on the first one.
+            instead of raising `DatasetFormatError` on the first one. An image path that resolves
+            outside `root` (through a symbolic link) is always refused, never skipped.
         verify_images: also check that every image decodes (a full PIL decode), not only that it exists.
         validation_ids: ICFG-PEDES only (it ships no validation split): the number (int) or fraction
             (float) of train identities moved to validation.
@@ -221,7 +235,7 @@ def read_raw_dataset(
 
     kept, problems = [], []
     for record in tqdm(records, desc=f"{name}: checking images", unit="img", disable=len(records) < 5000):
-        problem = image_problem(root / record.image_path, verify_images)
+        problem = image_problem(image_file(root, record, path, fmt), verify_images)
         if problem is None:
             kept.append(record)
         elif skip_bad_images:
