@@ -265,3 +265,22 @@ def test_an_image_that_does_not_decode_or_leaves_the_folder_names_it(small_photo
     with pytest.raises(DatasetFormatError, match=r"row 2: column 'image': image .*002.png resolves to .*outside.png, "
                        "outside the dataset folder"):
         load_tireid_dataset(str(small_photos))
+
+
+@pytest.mark.parametrize("name, text", [("metadata.jsonl", "\n \n"), ("metadata.csv", "file_name,caption,pid\n")])
+def test_an_empty_metadata_file_is_named(tmp_path, name, text):
+    """`imagefolder` itself fails on a metadata file without rows with an IndexError."""
+    folder = tmp_path / "photos"
+    (folder / "train").mkdir(parents=True)
+    Image.new("RGB", (32, 96)).save(folder / "train" / "0.png")
+    (folder / "train" / name).write_text(text)
+    with pytest.raises(DatasetFormatError, match=rf"{folder / 'train' / name}: no rows"):
+        load_tireid_dataset(str(folder))
+
+
+def test_whatever_datasets_raises_on_a_folder_becomes_a_dataset_error_naming_it(tmp_path):
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    (folder / "train-00000.parquet").write_bytes(b"PAR1 not really parquet")
+    with pytest.raises(DatasetFormatError, match=rf"^{folder}: datasets.load_dataset cannot read it \("):
+        load_tireid_dataset(str(folder))

@@ -110,13 +110,16 @@ def read_hf_dataset(name_or_path: str | os.PathLike) -> tuple[DatasetDict, Sourc
             read = lambda: load_dataset("arrow", data_files=_saved_arrow_files(root))  # noqa: E731
         elif any((folder / name).is_file() for folder in (root, *root.iterdir()) for name in METADATA_FILES):
             kind, loader = "imagefolder", "load_dataset('imagefolder')"
+            _check_metadata_not_empty(root)
             read = lambda: load_dataset("imagefolder", data_dir=str(root))  # noqa: E731
         else:
             kind, loader, read = "parquet", "load_dataset", lambda: load_dataset(str(root))
         try:
             dataset = read()
-        except (OSError, ValueError, KeyError) as error:  # datasets' messages name the files; keep the first line
-            raise DatasetFormatError(f"{path}: datasets.{loader} cannot read it: {str(error).splitlines()[0]}") from None
+        except Exception as error:  # anything datasets' parsers raise on a user's folder is about that folder
+            first_line = (str(error).splitlines() or [""])[0]
+            raise DatasetFormatError(f"{path}: datasets.{loader} cannot read it ({type(error).__name__}: "
+                                     f"{first_line})") from error
         source = Source(str(path), root, kind)
         return dataset, source
     try:
@@ -124,6 +127,18 @@ def read_hf_dataset(name_or_path: str | os.PathLike) -> tuple[DatasetDict, Sourc
     except (OSError, ValueError) as error:  # offline, no such repo (DatasetNotFoundError is a FileNotFoundError)
         raise DatasetNotFound(f"not a local folder, and datasets.load_dataset cannot read it as a Hub dataset id "
                               f"({str(error).splitlines()[0]})") from None
+
+
+def _check_metadata_not_empty(root: Path) -> None:
+    """Refuses, naming it, a metadata file of an imagefolder with no row (`imagefolder` fails on it with an
+    IndexError): a ``metadata.jsonl`` without a non-blank line, a ``metadata.csv`` without a line after its header."""
+    for folder in (root, *(child for child in root.iterdir() if child.is_dir())):
+        for name in METADATA_FILES:
+            file = folder / name
+            if file.is_file():
+                lines = [line for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+                if len(lines) < (2 if name.endswith(".csv") else 1):
+                    raise DatasetFormatError(f"{file}: no rows (one line per photo: file_name, captions or caption, pid)")
 
 
 def _saved_arrow_files(root: Path) -> dict[str, list[str]]:
