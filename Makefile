@@ -52,8 +52,9 @@ report: $(STAMP)
 base: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/tireid pretrain-base --out bases/clip-synthetic --overwrite
 
-# The model card of every checkpoint the zoo publishes (hub_cards/), from the package's templates,
-# configs/ and benchmarks/papers.yaml. Run it after changing any of them; a test checks it was.
+# The model card of every checkpoint the zoo publishes (hub_cards/), from the package's templates and
+# method sections, the method configs' reported figures (zoo_reported) and configs/. Run it after
+# changing any of them; a test checks it was.
 cards: $(STAMP)
 	$(BIN)/tireid cards --out hub_cards
 

@@ -14,8 +14,8 @@
    min-max band) and, per method, the ranked results of the same 4 test queries (``tireid visualize``
    on the seed-0 model);
 7. the generated block of ``benchmarks/RESULTS.md`` (between the ``zoo report`` markers) and the
-   README's model zoo table (between its markers, the papers' reported figures from
-   ``benchmarks/papers.yaml`` beside ours), plus the JSON summaries next to this script.
+   README's model zoo table (between its markers, the papers' reported figures from each method's
+   config class, ``zoo_reported``, beside ours), plus the JSON summaries next to this script.
 
 Training runs go to ``--runs`` and are reused when their ``results.json`` exists and records the
 arguments asked for now (delete the folder to retrain everything); the report states how many were trained now and how long each phase took.
@@ -48,6 +48,7 @@ import bench_inference  # noqa: E402
 import bench_training  # noqa: E402
 import zoo  # noqa: E402
 from tireid_hf.cli import main as tireid  # noqa: E402
+from tireid_hf.methods import method_classes  # noqa: E402
 
 REPO = zoo.REPO
 BENCHMARKS = REPO / "benchmarks"
@@ -135,14 +136,15 @@ def rerank_note(comparison: dict, rerank_k: int) -> str:
             "says why under `rerank_skipped`).")
 
 
-def readme_table(comparison: dict, papers: dict) -> str:
-    """The README's zoo table: our synthetic R@1 / mAP beside the papers' reported figures and the
-    GPU config of each (method, dataset)."""
+def readme_table(comparison: dict) -> str:
+    """The README's zoo table: our synthetic R@1 / mAP beside the papers' reported figures (each
+    method's config class's ``zoo_reported``) and the GPU config of each (method, dataset)."""
     best = {key: max(row[key][0] for row in comparison["rows"].values()) for key in ("R1", "mAP")}
     lines = [f"| method | synthetic R1 (here) | synthetic mAP (here) | ΔR1 vs {zoo.BASELINE} [95% CI] | reported by | "
              + " | ".join(f"{name} R1 / mAP (reported) · config" for name in DATASETS.values()) + " |",
              "|---" * (5 + len(DATASETS)) + "|"]
     for method, row in comparison["rows"].items():
+        paper = method_classes(method)[0].zoo_reported
         cells = []
         for key in ("R1", "mAP"):
             mean, spread = row[key]
@@ -150,9 +152,9 @@ def readme_table(comparison: dict, papers: dict) -> str:
             reranked = comparison["reranked"].get(f"{method} (re-ranked)")
             cell = f"**{cell}**" if mean == best[key] else cell
             cells.append(cell + (f" (re-ranked {reranked[key][0]:.2f})" if reranked else ""))
-        reported = [f"{papers[method].get(dataset, '—')} · [yaml](configs/{method}_{dataset}.yaml)" for dataset in DATASETS]
+        reported = [f"{paper.get(dataset, '—')} · [yaml](configs/{method}_{dataset}.yaml)" for dataset in DATASETS]
         delta = (comparison.get("differences") or {}).get(method, {}).get("R1", "—")
-        lines.append(f"| `{method}` | {cells[0]} | {cells[1]} | {delta} | {papers[method]['backbone']} | "
+        lines.append(f"| `{method}` | {cells[0]} | {cells[1]} | {delta} | {paper['backbone']} | "
                      + " | ".join(reported) + " |")
     return "\n".join(lines)
 
@@ -262,7 +264,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     methods = list(zoo.METHODS)
-    total_runs = sum(len(zoo.sweep_settings(method)) + len(SEEDS) + len(zoo.ABLATIONS[method]) for method in methods)
+    total_runs = sum(len(zoo.sweep_settings(method)) + len(SEEDS) + len(zoo.ablations(method)) for method in methods)
     FIGURES.mkdir(exist_ok=True)
     phases = Phases()
     started, started_at = time.perf_counter(), time.time()
@@ -298,8 +300,7 @@ def main() -> None:
     replace_block(BENCHMARKS / "RESULTS.md", MARKERS["results"],
                   results_block(sweep, comparison, ablations, training, inference, curves, ranked, phases, trained_now,
                                 total_runs, args.workers))
-    papers = yaml.safe_load((BENCHMARKS / "papers.yaml").read_text())
-    replace_block(REPO / "README.md", MARKERS["readme"], readme_table(comparison, papers))
+    replace_block(REPO / "README.md", MARKERS["readme"], readme_table(comparison))
     print(comparison_table(comparison))
     print(f"[report] wrote benchmarks/RESULTS.md, README.md's zoo table, benchmarks/figures/ and the configs' sweep "
           f"choices in {phases.seconds['total'] / 60:.1f} min ({trained_now} of {total_runs} training runs trained now)")

@@ -7,13 +7,15 @@ when its results.json exists and was trained with exactly the arguments asked fo
 ``--workers`` at a time with one torch thread each, the most expensive first (``by_cost``).
 
 1. ``sweep``: the equal tuning budget. Every method, the baseline included, is trained at each of
-   the ``SWEEP`` settings (its head learning-rate multiplier and the weight of its main auxiliary
-   loss, 3 settings: ``sweep_settings``), seed 0, at ``SWEEP_BUDGET`` of the epochs; the setting with the best
+   its sweep settings (its head learning-rate multiplier and the weight of its main auxiliary loss,
+   the fields its config class names in ``zoo_sweep``; 3 settings: ``sweep_settings``), seed 0, at
+   ``SWEEP_BUDGET`` of the epochs; the setting with the best
    VALIDATION R@1 is chosen (the test split is never read to choose) and written into the config.
 2. ``compare``: every method at the full budget over the seeds: mean and sample standard
    deviation of the TEST metrics (first stage and re-ranked for CADA) and each method's ΔR@1 /
    ΔmAP against the baseline with a paired identity-bootstrap 95 % interval pooled over the seeds.
-3. ``ablate``: one run per component switched off (``ABLATIONS``), seed 0, at the sweep's budget,
+3. ``ablate``: one run per component switched off (its config class's ``zoo_ablations``), seed 0,
+   at the sweep's budget,
    each against its full method (the sweep's chosen run) with the same paired interval.
 
     python benchmarks/zoo.py --sweep --workers 2                              # 1 (writes the configs)
@@ -41,63 +43,52 @@ from pathlib import Path
 import yaml
 
 from tireid_hf.metrics import paired_bootstrap
-from tireid_hf.methods import method_names
+from tireid_hf.methods import method_classes, method_names
 from tireid_hf.training.arguments import parse_training_arguments
 
 REPO = Path(__file__).resolve().parents[1]
 TRAINING_COST = REPO / "benchmarks" / "training_cost.json"  # bench_training's results, written by the report
-METHODS = tuple(method_names())  # the registry's: a method missing from ABLATIONS fails tests/test_method_registry.py
+METHODS = tuple(method_names())  # the registry's: tests/test_method_registry.py checks each has its zoo facts
 KEYS = ("R1", "R5", "R10", "mAP", "mINP")
 BASELINE = "clip_reid"
 PER_QUERY_FILE = "test_per_query.json"  # written by the training loop next to results.json
 DELTA_KEYS = {"R1": "R1", "mAP": "AP"}  # reported difference -> per-query value it averages
-# One row per component: the config overrides that switch it off.
-ABLATIONS = {
-    "clip_reid": {"no ID loss": {"id_loss_weight": 0.0}},
-    "lcr2s": {
-        "no teacher (student alone)": {"use_teacher": False},
-        "no support set": {"support_size": 0},
-        "no feature distillation": {"distill_feature_loss_weight": 0.0},
-        "no relation distillation": {"distill_relation_loss_weight": 0.0},
-    },
-    "cada": {
-        "no local matching": {"itm_local_loss_weight": 0.0},
-        "no matching (ATP)": {"itm_global_loss_weight": 0.0, "itm_local_loss_weight": 0.0},
-        "no ARA": {"ara_loss_weight": 0.0},
-    },
-    "lgur": {
-        "no dictionary": {"use_dictionary": False, "rank_text_dict_loss_weight": 0.0},
-        "no foreground weighting": {"use_foreground_weighting": False},
-        "no cross-modality guidance": {"use_cross_modality_guidance": False},
-        "one prototype": {"num_prototypes": 1},
-    },
-    "uit": {
-        "no restoration (TIR)": {"use_tir": False, "tir_loss_weight": 0.0},
-        "no triplet": {"triplet_loss_weight": 0.0},
-        "no key-word augmentation": {"key_word_augmentation_probability": 0.0},
-    },
-}
-
-
-# The equal tuning budget (issue 20): every method gets the same 3 settings of its two knobs — its head
-# learning-rate multiplier and the weight of its main auxiliary loss (the model_config keys set together
-# to each value; the first value is the paper's): the paper's weight at x1 and x5, and half of it at x1
-# (``sweep_settings``). Chosen on validation R@1 only. The full 2 x 2 grid, run on 2026-12-01
-# (benchmarks/RESULTS.md), chose the fourth corner (x5, half) for no method; dropping it is what lets
-# `make report` fit 90 minutes on 2 cores.
+# The equal tuning budget: every method gets the same 3 settings of its two knobs — its head learning-rate
+# multiplier and the weight of its main auxiliary loss (the fields its config class names in ``zoo_sweep``,
+# set together): the paper's weight (the fields' default) at x1 and x5, and half of it at x1
+# (``sweep_settings``). Chosen on validation R@1 only.
 SWEEP_BUDGET = 0.5
 SWEEP_SEED = 0
 HEAD_MULTIPLIERS = (1.0, 5.0)
-SWEEP = {
-    "clip_reid": (("id_loss_weight",), (1.0, 0.5)),
-    "lcr2s": (("distill_feature_loss_weight", "distill_relation_loss_weight"), (1.0, 0.5)),
-    "cada": (("itm_global_loss_weight", "itm_local_loss_weight"), (1.0, 0.5)),
-    "lgur": (("id_dict_loss_weight", "rank_dict_loss_weight", "rank_text_dict_loss_weight",
-              "rank_image_dict_loss_weight"), (1.0, 0.5)),
-    "uit": (("tir_loss_weight",), (10.0, 5.0)),
-}
+WEIGHT_FRACTIONS = (1.0, 0.5)  # of the paper's weight
 # Arguments that name where a run goes, not what it trains (ignored when a cached run is checked).
 _PLACEMENT = {"output_dir", "overwrite_output_dir", "report_to", "resume_from_checkpoint"}
+
+
+def ablations(method: str) -> dict[str, dict]:
+    """The method's ablation rows (its config class's ``zoo_ablations``): label -> the model_config
+    overrides that switch one component off."""
+    return method_classes(method)[0].zoo_ablations
+
+
+def sweep_keys(method: str) -> tuple[str, ...]:
+    """The model_config fields the sweep sets together (its config class's ``zoo_sweep``)."""
+    return method_classes(method)[0].zoo_sweep
+
+
+def sweep_weights(method: str) -> tuple[float, ...]:
+    """The auxiliary weights the sweep tries: the paper's (the default of the ``sweep_keys``, one value
+    for all of them) times each of ``WEIGHT_FRACTIONS``; a ValueError when the keys name no field or
+    their defaults differ."""
+    config_class = method_classes(method)[0]
+    keys = sweep_keys(method)
+    if not keys or not set(keys) <= {field.name for field in dataclasses.fields(config_class)}:
+        raise ValueError(f"{config_class.__name__}.zoo_sweep must name fields of the config, got {keys}")
+    defaults = {getattr(config_class, key) for key in keys}
+    if len(defaults) != 1:
+        raise ValueError(f"{config_class.__name__}.zoo_sweep: the defaults of {keys} differ ({sorted(defaults)})")
+    paper = float(defaults.pop())
+    return tuple(paper * fraction for fraction in WEIGHT_FRACTIONS)
 
 
 def budget_arguments(method: str, budget: float) -> list[str]:
@@ -183,14 +174,14 @@ def sweep_settings(method: str) -> list[tuple[str, float, float]]:
     """``(label, head multiplier, auxiliary weight)`` of each of the method's sweep settings, in grid
     order: both weights (the paper's, then half) at the first multiplier, then the paper's weight at
     each other multiplier."""
-    paper, *others = SWEEP[method][1]
+    paper, *others = sweep_weights(method)
     grid = [(HEAD_MULTIPLIERS[0], w) for w in (paper, *others)] + [(m, paper) for m in HEAD_MULTIPLIERS[1:]]
     return [(setting_label(m, w), m, w) for m, w in grid]
 
 
 def setting_job(method: str, seed: int, variant: str, multiplier: float, weight: float, overrides: dict | None = None) -> tuple:
     """The job of one run at a sweep setting (``overrides``: more model_config on top, an ablation's)."""
-    keys = SWEEP[method][0]
+    keys = sweep_keys(method)
     return (method, seed, variant, {**{key: weight for key in keys}, **(overrides or {})},
             ("--head_learning_rate_multiplier", f"{multiplier:g}"))
 
@@ -206,7 +197,7 @@ def sweep(runs: Path, methods, workers: int, budget: float = SWEEP_BUDGET, seed:
     for (method, _, label, overrides, arguments), result in outcomes:
         best = result["best_validation"]["metrics"]
         rows[method].append({"setting": label, "head_learning_rate_multiplier": float(arguments[1]),
-                             "weight": overrides[SWEEP[method][0][0]], "run": run_name(method, seed, label, budget),
+                             "weight": overrides[sweep_keys(method)[0]], "run": run_name(method, seed, label, budget),
                              "validation_R1": best["t2i/R1"], "validation_mAP": best["t2i/mAP"]})
     chosen = {method: max(method_rows, key=lambda row: row["validation_R1"]) for method, method_rows in rows.items()}
     return {"seed": seed, "budget": budget, "rows": rows, "chosen": chosen}
@@ -222,7 +213,7 @@ def write_choice(method: str, multiplier: float, weight: float, config_dir: Path
     text, count = re.subn(r"(?m)^head_learning_rate_multiplier:[^\n#]*", f"head_learning_rate_multiplier: {float(multiplier)!r}", text)
     if count != 1:
         raise ValueError(f"{path}: expected one top-level head_learning_rate_multiplier line, found {count}")
-    for key in SWEEP[method][0]:
+    for key in sweep_keys(method):
         text, count = re.subn(rf"(?m)^(  {key}:)[ \t]*[^\n#]*?([ \t]*(#.*)?)$", rf"\g<1> {float(weight)!r}\g<2>", text)
         if count == 0:
             text, count = re.subn(r"(?m)^model_config:\n", f"model_config:\n  {key}: {float(weight)!r}\n", text)
@@ -230,7 +221,7 @@ def write_choice(method: str, multiplier: float, weight: float, config_dir: Path
             raise ValueError(f"{path}: cannot set model_config.{key}")
     config = yaml.safe_load(text)
     if (config["head_learning_rate_multiplier"] != multiplier
-            or any(config["model_config"][key] != weight for key in SWEEP[method][0])):
+            or any(config["model_config"][key] != weight for key in sweep_keys(method))):
         raise ValueError(f"{path}: rewriting the sweep's choice did not give multiplier {multiplier} and weight {weight}")
     path.write_text(text)
     return path
@@ -239,7 +230,7 @@ def write_choice(method: str, multiplier: float, weight: float, config_dir: Path
 def chosen_setting(method: str) -> tuple[str, float, float]:
     """``(label, multiplier, weight)`` the method's synthetic config holds now."""
     config = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
-    keys = SWEEP[method][0]
+    keys = sweep_keys(method)
     weights = {config["model_config"].get(key) for key in keys}
     if len(weights) != 1 or None in weights:
         raise ValueError(f"configs/{method}_synthetic.yaml: the sweep's keys {keys} must all be set to one value")
@@ -325,12 +316,12 @@ def comparison_jobs(methods, seeds) -> list[tuple]:
 
 
 def ablation_jobs(methods, seed: int) -> list[tuple]:
-    """The jobs of ``ablate``: per method, its chosen setting, then one job per ``ABLATIONS`` row."""
+    """The jobs of ``ablate``: per method, its chosen setting, then one job per row of its ``ablations``."""
     jobs = []
     for method in methods:
         label, multiplier, weight = chosen_setting(method)
         jobs.append(setting_job(method, seed, label, multiplier, weight))
-        jobs += [setting_job(method, seed, variant, multiplier, weight, overrides) for variant, overrides in ABLATIONS[method].items()]
+        jobs += [setting_job(method, seed, variant, multiplier, weight, overrides) for variant, overrides in ablations(method).items()]
     return jobs
 
 
@@ -393,7 +384,7 @@ def sweep_table(result: dict) -> str:
         cells = [(f"**{c}**" if row == chosen else c) for row in result["rows"][method]
                  for c in [f"head x{row['head_learning_rate_multiplier']:g}, weight {row['weight']:g}: "
                            f"{row['validation_R1']:.2f} / {row['validation_mAP']:.2f}"]]
-        lines.append(f"| {method} | {', '.join(f'`{key}`' for key in SWEEP[method][0])} | " + " | ".join(cells)
+        lines.append(f"| {method} | {', '.join(f'`{key}`' for key in sweep_keys(method))} | " + " | ".join(cells)
                      + f" | head x{chosen['head_learning_rate_multiplier']:g}, weight {chosen['weight']:g} |")
     return "\n".join(lines)
 

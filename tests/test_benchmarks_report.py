@@ -83,23 +83,21 @@ def test_the_readme_and_results_carry_the_report_markers():
 
 
 def test_readme_table_puts_the_papers_figures_and_each_gpu_config_beside_ours():
-    papers = yaml.safe_load((REPO / "benchmarks" / "papers.yaml").read_text())
-    assert set(papers) == set(zoo.METHODS)
     row = {key: (20.0, 1.0) for key in zoo.KEYS} | {"train_minutes": 1.0, "runs": 3}
     comparison = {"rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {"cada (re-ranked)": dict(row)},
                   "differences": {"uit": {"R1": "+10.00 [+8.00, +12.00]", "mAP": "+5.00 [+4.00, +6.00]"}}}
     comparison["rows"]["uit"]["R1"], comparison["rows"]["uit"]["mAP"] = (30.0, 2.0), (25.0, 1.5)
-    lines = report.readme_table(comparison, papers).splitlines()
+    lines = report.readme_table(comparison).splitlines()
     assert len(lines) == 2 + len(zoo.METHODS)
     uit = next(line for line in lines if line.startswith("| `uit`"))
     assert "| **30.00 ± 2.00** | **25.00 ± 1.50** | +10.00 [+8.00, +12.00] |" in uit  # the best in bold
-    assert papers["uit"]["cuhk-pedes"] in uit
+    assert "| SEN version, ViT-B/16 | 75.00 / 67.23 · [yaml](configs/uit_cuhk-pedes.yaml) |" in uit  # UITConfig.zoo_reported
     assert "| `lgur` | 20.00 ± 1.00 | 20.00 ± 1.00 | — |" in lines[-2]
     assert lines[0].startswith("| method | synthetic R1 (here) | synthetic mAP (here) | ΔR1 vs clip_reid [95% CI] |")
     assert "(re-ranked 20.00)" in next(line for line in lines if line.startswith("| `cada`"))
     for method in zoo.METHODS:
         for dataset in report.DATASETS:
-            assert f"(configs/{method}_{dataset}.yaml)" in report.readme_table(comparison, papers)
+            assert f"(configs/{method}_{dataset}.yaml)" in report.readme_table(comparison)
             assert (REPO / "configs" / f"{method}_{dataset}.yaml").is_file()
 
 
@@ -146,7 +144,7 @@ def test_write_choice_sets_the_two_knobs_and_keeps_every_other_line(tmp_path, me
     _copy_configs(tmp_path)
     path = tmp_path / f"{method}_synthetic.yaml"
     before = path.read_text()
-    keys, weights = zoo.SWEEP[method]
+    keys, weights = zoo.sweep_keys(method), zoo.sweep_weights(method)
     _, multiplier_now, weight_now = zoo.chosen_setting(method)  # write the other setting: every knob changes
     multiplier = next(m for m in zoo.HEAD_MULTIPLIERS if m != multiplier_now)
     weight = next(w for w in weights if w != weight_now)
@@ -200,7 +198,7 @@ def test_the_sweep_chooses_on_validation_r1_alone(tmp_path, monkeypatch):
         outcomes = []
         for job in jobs:
             method, _, label, overrides, arguments = job
-            key = (float(arguments[1]), overrides[zoo.SWEEP[method][0][0]] / zoo.SWEEP[method][1][0])
+            key = (float(arguments[1]), overrides[zoo.sweep_keys(method)[0]] / zoo.sweep_weights(method)[0])
             r1 = validation[key]
             outcomes.append((job, {"best_validation": {"metrics": {"t2i/R1": r1, "t2i/mAP": r1 / 2}},
                                    "test": {"t2i/R1": 100 - r1}}))

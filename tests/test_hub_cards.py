@@ -5,13 +5,13 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 from huggingface_hub import ModelCard
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from tester import IMAGE_SIZE, ModelTester
 from tireid_hf.cli import main
 from tireid_hf.hub.catalogue import DEFAULT_ORG, RELEASED, render_catalogue, zoo_names
+from tireid_hf.modeling import METHODS
 from tireid_hf.processing import TIReIDProcessor
 
 REPO = Path(__file__).resolve().parents[1]
@@ -20,7 +20,7 @@ REGENERATE = "tireid cards --out hub_cards   (or: make cards), from the reposito
 
 
 def render_into(folder: Path, **options) -> Path:
-    render_catalogue(folder, configs_dir=REPO / "configs", papers_file=REPO / "benchmarks" / "papers.yaml", **options)
+    render_catalogue(folder, configs_dir=REPO / "configs", **options)
     return folder
 
 
@@ -65,7 +65,7 @@ def test_every_card_has_complete_hub_metadata(name):
         assert "Not trained yet" in card.text
         config_text = (REPO / "configs" / f"{method}_{dataset}.yaml").read_text()
         assert config_text in card.text
-        reported = yaml.safe_load((REPO / "benchmarks" / "papers.yaml").read_text())[method]
+        reported = METHODS[method][0].zoo_reported
         assert f"What the seed paper reports (not this model; its own backbone: {reported['backbone']})" in card.text
         assert (reported.get(dataset) or "not reported") in card.text
 

@@ -413,13 +413,12 @@ def add_cards_parser(subparsers) -> None:
     """Adds `tireid cards`: the model card of every checkpoint the zoo publishes, into hub_cards/."""
     cards = subparsers.add_parser(
         "cards", help="render the model card of every checkpoint the zoo publishes (hub_cards/<name>/README.md)",
-        description="Render hub_cards/ from the package's card templates, configs/*.yaml and benchmarks/papers.yaml "
+        description="Render hub_cards/ from the package's card templates and configs/*.yaml "
         "(run from the repository root); the folder is replaced whole. A zoo checkpoint whose run folder is in "
         "--runs (RUNS/<method>-<dataset>/results.json) gets the card of its results.",
     )
     cards.add_argument("--out", default="hub_cards", help="output folder (default: hub_cards)")
     cards.add_argument("--configs", default="configs", help="training configurations (default: configs)")
-    cards.add_argument("--papers", default="benchmarks/papers.yaml", help="figures the papers report")
     cards.add_argument("--org", default=None, help="Hub organisation of the repositories (default: tireid-hf)")
     cards.add_argument("--runs", default=None, help="folder of trained runs, one per <method>-<dataset>")
     cards.set_defaults(run=run_cards)
@@ -429,7 +428,7 @@ def run_cards(args: argparse.Namespace) -> int:
     from .hub.catalogue import DEFAULT_ORG, render_catalogue
 
     try:
-        names = render_catalogue(args.out, configs_dir=args.configs, papers_file=args.papers,
+        names = render_catalogue(args.out, configs_dir=args.configs,
                                  org=args.org or DEFAULT_ORG, runs_dir=args.runs)
     except FileNotFoundError as error:
         raise SystemExit(f"tireid cards: {error}") from None

@@ -3,7 +3,7 @@
 * ``<method>-<dataset>`` for every method and real benchmark (15): trained by
   ``configs/<method>_<dataset>.yaml``. Until a run's ``results.json`` is given (``--runs``), the card
   says the checkpoint is not trained yet, shows that configuration and the seed paper's reported
-  figures (``benchmarks/papers.yaml``) labelled as reported, and has no ``model-index``.
+  figures (the method's config class's ``zoo_reported``) labelled as reported, and has no ``model-index``.
 * ``irra-<dataset>`` (3): IRRA's released checkpoints converted by ``tireid convert irra``; their
   ``model-index`` carries the figures IRRA's authors report for those very weights, with the source.
 
@@ -85,14 +85,15 @@ def _read_config(configs_dir: Path, method: str, dataset: str) -> tuple[str, str
     return f"configs/{path.name}", text, yaml.safe_load(text)
 
 
-def untrained_card(method: str, dataset: str, *, org: str, configs_dir: Path, papers: dict) -> ModelCard:
+def untrained_card(method: str, dataset: str, *, org: str, configs_dir: Path) -> ModelCard:
     """The card of a zoo checkpoint that has not been trained: its configuration and the paper's
-    reported figures (labelled), no results and no `model-index`."""
+    reported figures (``zoo_reported``, labelled), no results and no `model-index`."""
     config_file, config_text, config = _read_config(configs_dir, method, dataset)
     repo_id = f"{org}/{method}-{dataset}"
     data = card_data(method, dataset, repo_id=repo_id, base_model=config.get("clip_name_or_path"),
                      dataset_repo=f"{org}/{dataset}")
-    reported = {"backbone": papers.get(method, {}).get("backbone", "unknown"), "figures": papers.get(method, {}).get(dataset)}
+    paper = METHODS[method][0].zoo_reported
+    reported = {"backbone": paper.get("backbone", "unknown"), "figures": paper.get(dataset)}
     return card_from_template(
         data, repo_id=repo_id, method=method, dataset=dataset, status="untrained", config_file=config_file,
         image_size=config.get("model_config", {}).get("image_size", (384, 128)), config_yaml=config_text,
@@ -134,19 +135,18 @@ def trained_card(run_dir: Path, *, org: str, name: str, dataset: str) -> ModelCa
 
 
 def render_catalogue(out: str | os.PathLike = "hub_cards", *, configs_dir: str | os.PathLike = "configs",
-                     papers_file: str | os.PathLike = "benchmarks/papers.yaml", org: str = DEFAULT_ORG,
-                     runs_dir: str | os.PathLike | None = None) -> list[str]:
+                     org: str = DEFAULT_ORG, runs_dir: str | os.PathLike | None = None) -> list[str]:
     """Writes ``out/<name>/README.md`` for every published checkpoint (the whole folder is replaced at
     once) and returns the names. A zoo checkpoint with a run folder ``runs_dir/<name>/`` (holding
     ``results.json``) gets the card of its results."""
-    configs_dir, papers = Path(configs_dir), yaml.safe_load(Path(papers_file).read_text())
+    configs_dir = Path(configs_dir)
     cards = {}
     for name, method, dataset in zoo_names():
         run_dir = Path(runs_dir) / name if runs_dir else None
         if run_dir is not None and (run_dir / "results.json").is_file():
             cards[name] = trained_card(run_dir, org=org, name=name, dataset=dataset)
         else:
-            cards[name] = untrained_card(method, dataset, org=org, configs_dir=configs_dir, papers=papers)
+            cards[name] = untrained_card(method, dataset, org=org, configs_dir=configs_dir)
     for checkpoint in RELEASED:
         cards[checkpoint.name] = released_card(checkpoint, org=org, configs_dir=configs_dir)
     with atomic_directory(out, overwrite=True) as folder:

@@ -26,6 +26,11 @@ class ClipReIDConfig(TIReIDConfig):
     """
 
     model_type = "tireid-clip_reid"
+    # the zoo's facts (see TIReIDConfig): ablation rows, sweep knobs, the paper's reported figures
+    zoo_ablations = {"no ID loss": {"id_loss_weight": 0.0}}
+    zoo_sweep = ("id_loss_weight",)
+    zoo_reported = {"backbone": "IRRA, CLIP ViT-B/16, with MLM", "cuhk-pedes": "73.38 / 66.13",
+                    "icfg-pedes": "63.46 / 38.06", "rstpreid": "60.20 / 47.17"}
 
     sdm_loss_weight: float = 1.0
     id_loss_weight: float = 1.0

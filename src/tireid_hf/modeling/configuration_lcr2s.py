@@ -69,6 +69,16 @@ class LCR2SConfig(TIReIDConfig):
     """
 
     model_type = "tireid-lcr2s"
+    # the zoo's facts (see TIReIDConfig): ablation rows, sweep knobs, the paper's reported figures
+    zoo_ablations = {
+        "no teacher (student alone)": {"use_teacher": False},
+        "no support set": {"support_size": 0},
+        "no feature distillation": {"distill_feature_loss_weight": 0.0},
+        "no relation distillation": {"distill_relation_loss_weight": 0.0},
+    }
+    zoo_sweep = ("distill_feature_loss_weight", "distill_relation_loss_weight")
+    zoo_reported = {"backbone": "ResNet-50, third-party table", "cuhk-pedes": "67.36 / 59.20",
+                    "icfg-pedes": "57.93 / 38.21", "rstpreid": "54.95 / 40.92"}
 
     support_size: int = 3
     use_teacher: bool = True

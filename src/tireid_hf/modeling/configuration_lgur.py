@@ -82,6 +82,16 @@ class LGURConfig(TIReIDConfig):
     """
 
     model_type = "tireid-lgur"
+    # the zoo's facts (see TIReIDConfig): ablation rows, sweep knobs, the paper's reported figures
+    zoo_ablations = {
+        "no dictionary": {"use_dictionary": False, "rank_text_dict_loss_weight": 0.0},
+        "no foreground weighting": {"use_foreground_weighting": False},
+        "no cross-modality guidance": {"use_cross_modality_guidance": False},
+        "one prototype": {"num_prototypes": 1},
+    }
+    zoo_sweep = ("id_dict_loss_weight", "rank_dict_loss_weight", "rank_text_dict_loss_weight",
+                 "rank_image_dict_loss_weight")
+    zoo_reported = {"backbone": "DeiT-Small", "cuhk-pedes": "65.25 / —", "icfg-pedes": "59.02 / —"}
 
     hidden_size: int | None = None
     num_attention_heads: int = 8

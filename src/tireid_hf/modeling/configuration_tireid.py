@@ -6,6 +6,8 @@ are fields named ``<loss name>_loss_weight``.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from transformers import CLIPConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
@@ -13,6 +15,13 @@ from .pipeline_tireid import custom_pipelines
 
 # CLIP ViT-B/16 (openai/clip-vit-base-patch16); CLIPConfig's own default is the patch-32 model.
 DEFAULT_CLIP_ARCHITECTURE = {"vision_config": {"patch_size": 16}}
+# How attribute words are masked for masked attribute prediction: each word alone, or adjective+noun
+# chunks together (`tireid_hf.processing.mask_attribute_tokens`'s ``unit``, CADA's ``attribute_mask_unit``).
+ATTRIBUTE_MASK_UNITS = ("word", "phrase")
+# The mask token of the IRRA family of CLIP ReID code: its tokenizer keeps one merge fewer than CLIP
+# and puts "<|mask|>" at 49405. Our tokenizer keeps that last (very rare) merge, so masking replaces
+# tokens by 49405 the same way; no vocabulary change to the pretrained CLIP text encoder is needed.
+CLIP_MASK_TOKEN_ID = 49405
 
 
 class TIReIDConfig(PreTrainedConfig):
@@ -41,6 +50,20 @@ class TIReIDConfig(PreTrainedConfig):
 
     Loss weights are fields named ``<loss name>_loss_weight``; a weight of 0 switches the term off.
 
+    The zoo's facts about a method are class attributes of its config (not fields: ``config.json``
+    does not hold them), read by ``benchmarks/zoo.py``, ``benchmarks/report.py`` and the model cards;
+    ``tests/test_method_registry.py`` checks that every registered method declares them:
+
+    * ``zoo_ablations`` (`dict[str, dict]`): one row per component, its label -> the field overrides
+      that switch the component off (e.g. ``{"no triplet": {"triplet_loss_weight": 0.0}}``).
+    * ``zoo_sweep`` (`tuple[str, ...]`): the loss-weight fields of the method's main auxiliary loss,
+      set together by the zoo's tuning sweep to their default (the paper's value, the same for all of
+      them) and to half of it.
+    * ``zoo_reported`` (`dict[str, str]`): what the seed paper (or a third-party retrain) reports:
+      ``"backbone"`` (the reported model's backbone) and, per real benchmark it reports
+      (``"cuhk-pedes"``, ``"icfg-pedes"``, ``"rstpreid"``), ``"R@1 / mAP"`` (``"—"`` for a figure not
+      reported). Not reproduced here; the sources and caveats are in the method's model-card section.
+
     Example:
 
     ```python
@@ -53,6 +76,9 @@ class TIReIDConfig(PreTrainedConfig):
 
     model_type = "tireid"
     sub_configs_defaults = {"clip_config": SubConfigSpec(CLIPConfig, init_kwargs=DEFAULT_CLIP_ARCHITECTURE)}
+    zoo_ablations: ClassVar[dict[str, dict]] = {}
+    zoo_sweep: ClassVar[tuple[str, ...]] = ()
+    zoo_reported: ClassVar[dict[str, str]] = {}
 
     clip_config: dict | CLIPConfig | None = None
     image_size: list[int] | tuple[int, int] = (384, 128)

@@ -68,6 +68,15 @@ class UITConfig(TIReIDConfig):
     """
 
     model_type = "tireid-uit"
+    # the zoo's facts (see TIReIDConfig): ablation rows, sweep knobs, the paper's reported figures
+    zoo_ablations = {
+        "no restoration (TIR)": {"use_tir": False, "tir_loss_weight": 0.0},
+        "no triplet": {"triplet_loss_weight": 0.0},
+        "no key-word augmentation": {"key_word_augmentation_probability": 0.0},
+    }
+    zoo_sweep = ("tir_loss_weight",)
+    zoo_reported = {"backbone": "SEN version, ViT-B/16", "cuhk-pedes": "75.00 / 67.23",
+                    "icfg-pedes": "64.56 / 40.80", "rstpreid": "61.60 / 48.62"}
 
     sdm_loss_weight: float = 1.0
     id_loss_weight: float = 1.0

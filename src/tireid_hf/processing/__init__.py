@@ -4,7 +4,7 @@ training image augmentation (:mod:`.augmentation`), caption part-of-speech spans
 CADA's attribute masking (:mod:`.masking`) and the registry of text transforms the training batches
 of a method need (:mod:`.text_transforms`)."""
 
-from ..modeling.configuration_cada import ATTRIBUTE_MASK_UNITS, CLIP_MASK_TOKEN_ID
+from ..modeling.configuration_tireid import ATTRIBUTE_MASK_UNITS, CLIP_MASK_TOKEN_ID
 from ..modeling.losses import IGNORE_INDEX
 from ..modeling.processing_tireid import (
     CLIP_TEXT_LENGTH,

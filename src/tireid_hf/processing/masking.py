@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..modeling.configuration_cada import ATTRIBUTE_MASK_UNITS
+from ..modeling.configuration_tireid import ATTRIBUTE_MASK_UNITS
 from ..modeling.losses import IGNORE_INDEX
 
 
