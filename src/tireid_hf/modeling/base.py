@@ -1,14 +1,6 @@
-"""The shared CLIP base of every TIReID method.
-
-Every method of the zoo is ``XConfig(TIReIDConfig)`` + ``XModel(TIReIDPreTrainedModel)``. This file
-holds what they all share: the CLIP backbone with a RECTANGULAR position table (24 x 8 patches for
-384 x 128 images at patch 16), the encoders returning global and token features, the retrieval API
-(``get_image_features`` / ``get_text_features``), THE ``forward`` (encode, then the method's
-``compute_losses`` hook, returning ``TIReIDOutput``), the capabilities a method declares
-(re-ranking, image restoration, learning-rate roles, text transforms), ``from_clip`` and
-``export_for_inference``. The config fields live in ``configuration_tireid.py``.
-
-This file is remote code: it imports only torch, transformers and siblings of this folder.
+"""The shared CLIP base of every TIReID method (``XModel(TIReIDPreTrainedModel)``): the CLIP backbone
+with a rectangular position table, the encoders, the retrieval API, the training ``forward`` and the
+capabilities a method declares. Remote code: imports only torch, transformers and siblings.
 """
 
 from __future__ import annotations
@@ -171,16 +163,14 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     # Whether the method has a second retrieval stage (``rerank_scores``); an instance may still lack it
     # (``can_rerank``). Shown in the method's model cards.
     has_rerank_stage: bool = False
-    # Named text transforms the training collator applies for this method (parameters in the config):
-    # "key_word_augmentation" (UIT) and "attribute_masking" (CADA): the registry of
-    # tireid_hf.processing.text_transforms (the batch inputs they add reach compute_losses).
+    # Names in tireid_hf.processing.text_transforms that the training collator applies for this method
+    # (parameters in the config); the batch inputs they add reach compute_losses.
     text_transforms: tuple[str, ...] = ()
     # Learning-rate roles (learning_rate_roles, used by tireid_hf.training.optim), by submodule (dotted
     # attribute paths), never by parameter-name prefix. The pretrained backbone(s), at learning_rate:
     backbone_modules: tuple[str, ...] = ("clip",)
     # The new modules trained at learning_rate x head_learning_rate_multiplier; None: every module
-    # outside the backbones. A method names them where its reference code boosts only some (SEN/IRRA:
-    # the cross-modal modules and the classifier; LGUR: the part projections and classifiers).
+    # outside the backbones (UIT and LGUR name some, as their reference code).
     head_multiplier_modules: tuple[str, ...] | None = None
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
@@ -268,12 +258,10 @@ class TIReIDPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, *args, **kwargs):
         """``PreTrainedModel.from_pretrained`` that refuses tensors of the wrong shape.
 
-        As in `transformers`, tensors missing from the checkpoint are initialised (CLIP's own init inside
-        the backbone, the method's for its heads: :meth:`_init_weights`), tensors the model does not have
-        are dropped; both are listed in ``output_loading_info`` and warned about. So an
-        ``export_for_inference()`` folder loads into a training model (its training-only heads start
-        fresh). A tensor whose shape does not fit raises a ``ValueError`` naming it instead of being
-        silently re-initialised (``ignore_mismatched_sizes=True`` allows that, as in `transformers`).
+        As in `transformers`, tensors missing from the checkpoint are initialised (:meth:`_init_weights`)
+        and tensors the model does not have are dropped, both listed in ``output_loading_info`` and
+        warned about (so an ``export_for_inference()`` folder loads into a training model). A tensor of
+        the wrong shape raises a ``ValueError`` naming it, unless ``ignore_mismatched_sizes=True``.
         """
         return_info = kwargs.pop("output_loading_info", False)
         allow_mismatch = kwargs.pop("ignore_mismatched_sizes", False)

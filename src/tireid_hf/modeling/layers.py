@@ -88,10 +88,6 @@ class DecoderLayer(nn.Module):
         x = x + CrossAttn(LN(x), LN_m(memory))        (cross_attention=True)
         x = x + MLP(LN(x))                            (MLP: Linear(w, r*w) -> GELU -> Linear(r*w, w))
 
-    Used as LGUR's dictionary reconstruction (cross-attention only, the dictionary as memory),
-    PGU's prototype decoder and CADA's cross-modal decoder (both), UIT's text-guided restoration
-    (cross-attention, then self-attention-only layers) and LCR2S's attentional fusion.
-
     Args:
         width: feature width of queries and memory.
         num_heads: attention heads (``width`` must divide by it).

@@ -124,8 +124,8 @@ def feature_distillation_loss(student_features: torch.Tensor, teacher_features: 
 
         L = 1/N sum_i (1 - cos(s_i, t_i))
 
-    Equal to ``MSE / 2`` between the L2-normalised embeddings; scale-free like the cosine retrieval.
-    The caller detaches ``teacher_features`` when the teacher must not learn from it.
+    Equal to ``MSE / 2`` between the L2-normalised embeddings. The caller detaches ``teacher_features``
+    when the teacher must not learn from it.
 
     Args:
         student_features, teacher_features: [N, D] (not necessarily normalised).
@@ -161,8 +161,8 @@ def relation_kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor)
 
 
 def relation_frobenius_loss(student_similarity: torch.Tensor, teacher_similarity: torch.Tensor) -> torch.Tensor:
-    """Inter-modal relation distillation with a (squared, size-normalised) Frobenius distance between
-    the in-batch cosine similarity matrices (the alternative the public descriptions of LCR2S mention)::
+    """Inter-modal relation distillation (LCR2S) with a squared, size-normalised Frobenius distance
+    between the in-batch cosine similarity matrices::
 
         L = 1/N^2 ||S_student - S_teacher||_F^2 = mean_ij (S_student_ij - S_teacher_ij)^2
 
@@ -191,9 +191,8 @@ def ndf_loss(logits_per_text: torch.Tensor, pids: torch.Tensor, epsilon: float =
         H(q, p)    = - sum_j q_j log p_j                              (soft-label cross-entropy)
         L = ( 1/N sum_i l_i [text->image rows] + 1/N sum_i l_i [image->text columns] ) / 2
 
-    The reference code averages its two KL terms over all N x N matrix ENTRIES (``.mean()`` of the
-    element-wise matrix), i.e. with an extra 1/N that makes them vanish at large batches; here every
-    term is a per-row sum averaged over rows, as the formula is written.
+    Every term is a per-row sum averaged over rows, as written (the reference code averages its two KL
+    terms over all N x N entries instead, an extra 1/N).
 
     Args:
         logits_per_text: [N, N] scaled similarities ``cos / tau`` (tau = 0.02), text rows x image columns.
@@ -252,9 +251,8 @@ def masked_token_loss(token_logits: torch.Tensor, targets: torch.Tensor) -> torc
     Args:
         token_logits: [M, vocab] predictions at the M masked positions only.
         targets: [M] the original token ids there.
-    Returns: a scalar; an exact 0 still attached to the graph when nothing was masked in the batch
-    (a caption can lose all its attribute draws), instead of the NaN of an empty mean. Computed as the
-    summed cross-entropy over max(M, 1), with no branch on M (so a traced forward needs no value of M).
+    Returns: a scalar, the summed cross-entropy over max(M, 1): an exact 0 still attached to the graph
+    when M = 0, with no branch on M (a traced forward needs no value of M).
     """
     total = F.cross_entropy(token_logits.float(), targets, reduction="sum")
     return total / torch.ones_like(targets, dtype=total.dtype).sum().clamp(min=1.0)
@@ -282,11 +280,9 @@ def semi_hard_ranking_loss(
 
         L = sum_i [margin + s_i,n(i) - s_ii]_+  (row anchors)  +  sum_j [margin + s_m(j),j - s_jj]_+  (columns)
 
-    SUMMED over anchors, as the reference code (ZhiyinShao-H/LGUR, RankingLoss) does. The reference
-    draws only from S_i and drops an anchor whose S_i is empty; the H_i fallback keeps a gradient on
-    anchors whose every violating negative already ranks above the positive (common early in training).
-    With ``expected=True`` the draw is replaced by its expectation, each anchor's hinge averaged over
-    C_i: a deterministic value (used for evaluation-mode losses).
+    SUMMED over anchors, as the reference code (ZhiyinShao-H/LGUR, RankingLoss), which draws from S_i
+    only (no H_i fallback). With ``expected=True`` the draw is replaced by its expectation, each
+    anchor's hinge averaged over C_i: a deterministic value.
 
     Args:
         anchor_embeds, paired_embeds: [N, D] embeddings (normalised here), row i paired with row i.

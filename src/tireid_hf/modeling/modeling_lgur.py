@@ -92,35 +92,22 @@ class LGURModel(TIReIDPreTrainedModel):
     ``normalize(t^d)`` (the concatenation of the prototype parts, 6 x 512 = 3072-d by default).
 
     Losses (``output.losses``, unweighted; RANK = :func:`~.losses.semi_hard_ranking_loss` on the
-    concatenated embeddings with margin ``ranking_margin``, a random semi-hard negative in training mode
-    and the expectation over that draw in evaluation mode, so validation losses are deterministic;
-    ID = identity classification per prototype)::
+    concatenated embeddings, margin ``ranking_margin``: a random semi-hard negative in training mode,
+    the expectation over that draw in evaluation mode)::
 
         id_guided = ID(v, t)        rank_guided = RANK(v, t)
         id_dict = ID(v^d, t^d)      rank_dict = RANK(v^d, t^d)
         rank_text_dict = RANK(t, t^d)        rank_image_dict = RANK(v, v^d)
         sdm = SDM(t^d @ v^d^T / tau)         (optional, weight 0 by default)
 
-    ID: prototype k has its own classifier ``C_k`` (shared by both modalities and by both branches, as
-    in the reference code) over its un-normalised part; ``ID(a, b) = 1/P sum_k (CE(C_k a_k) + CE(C_k b_k)) / 2``.
-    The reference averages over prototypes too but sums the two modalities' CE; the zoo's
-    :func:`~.losses.id_loss` averages them, so its ID term is half the reference's at the same weight.
+    ID: prototype k has its own classifier ``C_k``, shared by both modalities and both branches (as the
+    reference), over its un-normalised part: ``ID(a, b) = 1/P sum_k (CE(C_k a_k) + CE(C_k b_k)) / 2``.
 
-    Initialisation: the part projections ``W_k`` Kaiming-normal, fan-out (``std = sqrt(2 / out_dim)``) and
-    the ID classifiers N(0, 0.001) with zero bias, as the reference code. Atoms and prototypes
-    N(0, 0.02) where the reference uses N(0, 1): the atoms only enter through a LayerNorm, and small
-    prototypes let the sample-dependent attention output dominate the embeddings from the first step
-    instead of a constant shared by every sample (the zoo's choice, kept from before; one 3-epoch
-    synthetic run with N(0, 1) prototypes moved the ID terms no faster, see benchmarks/RESULTS.md).
-
-    Learning rates (``head_multiplier_modules``): as in the reference, where the part projections and
-    classifiers train at 10x the rate of the decoder and the image backbone, only ``W_k`` and the ID
-    classifiers take ``head_learning_rate_multiplier``; the dictionary, foreground scorer, guidance
-    and prototype decoder train at the backbone's rate. With every new module at the base rate the two
-    ID terms stayed at chance (ln 200 = 5.30: 5.25 after 30 epochs, issue 15); see the model card.
-
-    Decoder layers are the zoo's pre-norm :class:`~.layers.DecoderLayer` (GELU feed-forward; the
-    reference uses ReLU, one LayerNorm for queries and memory alike and no input-projection bias).
+    Initialisation: part projections ``W_k`` Kaiming-normal fan-out (``std = sqrt(2 / out_dim)``) and ID
+    classifiers N(0, 0.001), zero bias, as the reference; atoms and prototypes N(0, 0.02). Only ``W_k``
+    and the ID classifiers train at ``head_learning_rate_multiplier`` (``head_multiplier_modules``, as
+    the reference); the dictionary, foreground scorer, guidance and prototype decoder at the backbone's
+    rate. Decoder layers are the zoo's pre-norm :class:`~.layers.DecoderLayer`.
     """
 
     config_class = LGURConfig

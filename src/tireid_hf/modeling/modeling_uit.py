@@ -58,9 +58,8 @@ class TextBottleneck(nn.Module):
 
         x' = LN_out(CrossAttn(LN_q(x), text))          [N, 1 + P, W]    (no residual, no MLP)
 
-    The queries (kept patches, mask tokens, positions) only choose WHICH caption tokens each position
-    reads: everything the later layers restore passes through the text. ``text`` arrives already
-    normalised and projected (the decoder's ``text_embed``).
+    The queries (kept patches, mask tokens, positions) only choose which caption tokens each position
+    reads. ``text`` arrives normalised and projected (the decoder's ``text_embed``).
     """
 
     def __init__(self, width: int, num_heads: int):
@@ -160,38 +159,23 @@ class UITModel(TIReIDPreTrainedModel):
       encoded (after their position embeddings, class token always kept) by the SAME CLIP image
       encoder; :class:`RestorationDecoder` fills the dropped positions with a learned mask token and
       predicts every patch's colour pixels attending to the caption's tokens;
-      ``tir = `` :func:`~.losses.masked_patch_mse` ``(prediction, patchify(x), dropped)`` — only the
-      dropped patches count, so the text must supply the colour the grey, partial image lacks.
+      ``tir = `` :func:`~.losses.masked_patch_mse` ``(prediction, patchify(x), dropped)``: only the
+      dropped patches count.
 
     The patch mask comes from ``generator`` when one is given, else from the global RNG in training
-    mode and from a fixed seed (0) in eval mode (reproducible validation losses).
+    mode and from a fixed seed (``EVAL_MASK_SEED``) in eval mode.
 
     Text augmentation: ``text_transforms = ("key_word_augmentation",)``; the training collator keeps
     only a caption's nouns, adjectives and pronouns with probability ``key_word_augmentation_probability``.
 
-    Choices where the reference code (Delong-liu-bupt/SEN) differs or is silent:
-
-    * Grey image: SEN weights the channels of the already NORMALISED tensor, which is not the grey
-      of the photo (each channel has its own mean/std); we undo CLIP's normalisation first, take the
-      BT.601 luma and normalise it again, so the encoder sees a real grey photo.
-    * Text features for the decoder: SEN encodes the caption a second time next to the grey image;
-      CLIP's text tower has no dropout and does not see the image, so we reuse the tokens of the
-      main pass (identical values, one text forward saved). Padding tokens are masked out of the
-      cross-attention (SEN attends to them).
-    * Cross-attention block: as SEN, the image tokens are REPLACED by the attention output
-      (``x = LN(CrossAttn(LN(x), text))``, no residual, no MLP: :class:`TextBottleneck`), so the
-      restoration must pass through the caption. ``tir_text_bottleneck=False`` keeps the image tokens
-      through a residual (the zoo's shared pre-norm :class:`~.layers.DecoderLayer`, + MLP), an option
-      and an ablation row. Decoder text/image inputs get LayerNorm + Linear (SEN: LayerNorm, and a
-      Linear on the image side only, its widths being equal).
-    * Kept patches: ``round`` (SEN: ``int``) of ``(1 - ratio) P``, at least one kept and one dropped.
-    * The MAE-style restoration runs as a second image forward on the grey, partial image (as SEN).
+    Follows SEN (Delong-liu-bupt/SEN) except where the model card lists a choice: the grey image is
+    taken in pixel space, the decoder reuses the main pass's text tokens with padding masked, and
+    ``tir_text_bottleneck=False`` replaces SEN's bottleneck by a residual cross-attention layer.
     """
 
     config_class = UITConfig
     text_transforms = ("key_word_augmentation",)
-    # SEN's optimiser boosts only its cross-modal modules ("cross" in the name: the text attention and
-    # the decoder transformer) and the classifier; the decoder's input/output layers train at the base rate
+    # as SEN's optimiser: the text attention, the decoder's layers and the classifier at the head rate
     head_multiplier_modules = ("restoration_decoder.text_attention", "restoration_decoder.layers", "id_classifier")
 
     def __init__(self, config: UITConfig):
