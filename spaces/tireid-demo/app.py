@@ -32,10 +32,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
-from tireid_hf.cli import load_model_and_processor
 from tireid_hf.data import load_tireid_dataset
-from tireid_hf.files import atomic_file
 from tireid_hf.data.prepare import load_prepared
+from tireid_hf.errors import TIReIDError
+from tireid_hf.files import atomic_file
+from tireid_hf.loading import load_model_and_processor
 from tireid_hf.metrics import rank_metrics
 from tireid_hf.retrieval import GalleryIndex, embed_texts, model_fingerprint
 from tireid_hf.visualize import ranked_result, restoration_figure
@@ -115,9 +116,9 @@ def load_gallery(source: str | None) -> Gallery:
 
 
 def load_model(name_or_path: str):
-    """A tireid model (eval mode) and its processor from a folder or a Hub id (a bad one ends the app with
-    a sentence naming it)."""
-    model, processor = load_model_and_processor(name_or_path, "app.py")
+    """A tireid model (eval mode) and its processor from a folder or a Hub id; a bad one raises
+    :class:`tireid_hf.errors.TIReIDInputError` naming it and the cause."""
+    model, processor = load_model_and_processor(name_or_path)
     return model.eval(), processor
 
 
@@ -161,8 +162,8 @@ class Demo:
     def result_file(self, position: int, relevant: bool | None) -> str:
         """Gallery image `position` drawn as a ranked result (framed by `relevant`), as a JPEG file written
         once. Files, not PIL images: Gradio re-encodes a PIL image on every answer and rewrites its cached
-        file in place, so a user fetching it while another's answer rewrites it gets a truncated file (seen
-        with 50 concurrent users); a file is copied into Gradio's cache once, under a temporary name."""
+        file in place, so a user fetching it while another's answer rewrites it gets a truncated file; a
+        file is copied into Gradio's cache once, under a temporary name."""
         path = Path(self._results_dir.name) / f"{position}-{RESULT_KINDS[relevant]}.jpg"
         if not path.exists():
             image = ranked_result(self.gallery.images[position], relevant)
@@ -349,12 +350,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="where gallery embeddings are cached (TIREID_CACHE)")
     parser.add_argument("--index", default=os.environ.get("TIREID_INDEX", settings.get("index")),
                         help="gallery index written by `tireid index build` for this model and gallery (TIREID_INDEX)")
-    # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT: an explicit launch() argument would override them
     parser.add_argument("--onnx", default=os.environ.get("TIREID_ONNX", settings.get("onnx")),
                         help="folder written by `tireid export onnx` from this model: queries run on onnxruntime (TIREID_ONNX)")
     parser.add_argument("--threads", type=int, default=int(os.environ.get("TIREID_THREADS", "1")),
-                        help="torch threads (TIREID_THREADS; default 1: on a busy 2-core machine 2 threads made the "
-                        "text encoder 23x slower, benchmarks/RESULTS.md)")
+                        help="torch threads (TIREID_THREADS; default 1: threads that compete for busy cores slow the "
+                        "text encoder down, benchmarks/bench_space.py)")
+    # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT: --host and --port default to them, since
+    # launch() is given both explicitly and that overrides the variables
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
     args = parser.parse_args(argv)
@@ -366,11 +368,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    model, processor = load_model(args.model)
     try:
+        model, processor = load_model(args.model)
         demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir, index_dir=args.index,
                           onnx_dir=args.onnx)
-    except (ValueError, FileNotFoundError) as error:
+    except (TIReIDError, ValueError, FileNotFoundError) as error:  # one line for a bad model, gallery, index or ONNX folder
         raise SystemExit(f"app.py: {error}") from None
     print(f"tireid-demo: serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     demo.launch(server_name=args.host, server_port=args.port)
