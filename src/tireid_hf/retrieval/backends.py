@@ -6,9 +6,9 @@ One interface, :class:`SearchBackend`, with two implementations:
   queries; ``"float16"`` and ``"int8"`` keep a compressed copy packed for fbgemm (PyTorch's x86
   quantised-linear kernels), which reads 2x / 4x fewer bytes per query. ``int8`` stores each row ``e``
   as ``codes = round(e / s)`` with one scale per row ``s = max_j |e_j| / 127``, and scores
-  ``q . e ~ s * (q' . codes)`` where fbgemm also quantises the query ``q`` to 8 bits on the fly; the
-  error of a score is below about 2% of the largest score (measured), so exact float32 re-scoring of a
-  short candidate list (``GalleryIndex(rescore=...)``) restores the exact order of the top-k.
+  ``q . e ~ s * (q' . codes)`` where fbgemm also quantises the query ``q`` to 8 bits on the fly; exact
+  float32 re-scoring of a candidate list (``GalleryIndex(rescore=...)``) restores the exact scores and
+  order of the candidates.
 * :class:`FaissBackend` is any FAISS ``index_factory`` string with inner-product metric.
 
 A backend writes its own files (``save``) and rebuilds itself from them (``load``) given the float32
@@ -81,8 +81,7 @@ def _pack_int8(embeddings: torch.Tensor):
 
 def _pack_int8_codes(codes: torch.Tensor, scales: torch.Tensor):
     with warnings.catch_warnings():
-        # PyTorch deprecates creating quantized tensors, yet fbgemm's int8 linear (3-7x faster than a
-        # float32 matmul on one query, measured in benchmarks/bench_gallery.py) is only reachable through one.
+        # PyTorch deprecates creating quantized tensors, yet fbgemm's int8 linear is only reachable through one.
         warnings.filterwarnings("ignore", message=".*quantized tensor creation.*")
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         weight = torch._make_per_channel_quantized_tensor(

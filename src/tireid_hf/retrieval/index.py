@@ -30,12 +30,10 @@ _RESCORE_CHUNK_ELEMENTS = 2**24
 
 
 def default_faiss_settings(num_items: int) -> tuple[str, str]:
-    """FAISS ``(factory, params)`` for ``num_items`` gallery vectors, chosen by benchmarks/bench_gallery.py
-    on clustered CLIP-like embeddings (RESULTS.md): an inverted file of ``nlist = 4 sqrt(G)`` lists
-    (at most ``G / 39``, the fewest training points per list FAISS accepts without a warning) searched
-    in ``nprobe = ceil(nlist / 16)`` of them, i.e. about 6% of the gallery per query (recall@10 0.98
-    at 100,000 items). HNSW needs efSearch >= 1024 for recall@10 0.95 on such data: queries (captions)
-    lie off the image manifold, which a graph walk handles badly.
+    """FAISS ``(factory, params)`` for ``num_items`` = G gallery vectors: an inverted file of
+    ``nlist = max(1, min(round(4 sqrt(G)), G // 39))`` lists (39: the fewest training points per list
+    FAISS accepts without a warning), searched in ``nprobe = ceil(nlist / 16)`` of them. Chosen with
+    benchmarks/bench_gallery.py (figures in benchmarks/RESULTS.md).
     """
     nlist = max(1, min(round(4 * math.sqrt(num_items)), num_items // 39))
     return f"IVF{nlist},Flat", f"nprobe={math.ceil(nlist / 16)}"
@@ -103,8 +101,8 @@ class GalleryIndex:
         backend (`str`, *optional*, defaults to ``"exact"``): ``"exact"`` (every item scored) or
             ``"faiss"`` (approximate; needs the ``faiss-cpu`` extra: ``pip install tireid-hf[faiss]``).
         precision (`str`, *optional*, defaults to ``"float32"``): exact backend only: ``"float32"``,
-            ``"float16"`` or ``"int8"`` (one scale per item), the copy every query reads; 2x / 4x less
-            memory traffic, scores off by up to ~2% of the top score for int8 (use ``rescore``).
+            ``"float16"`` or ``"int8"`` (one scale per item), the copy every query reads (2 or 1 bytes
+            per value instead of 4); compressed scores are approximate (see ``rescore``).
         rescore (`int`, *optional*, defaults to 0): re-score the ``rescore`` best candidates of the
             backend with exact float32 inner products and keep the top-k of those (``0``: no re-scoring).
         faiss_factory (`str`, *optional*): FAISS ``index_factory`` string (inner-product metric); ``"Flat"``
@@ -216,9 +214,8 @@ class GalleryIndex:
     def _rescored(self, queries: torch.Tensor, candidates: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Exact float32 scores ``queries[q] . embeddings[candidates[q, c]]`` [Q, C] and the top-``k`` of
         each row, in chunks of queries; candidates marked -1 (FAISS found fewer) score ``-inf``.
-
-        In NumPy, single-threaded: this is ~0.02 ms for one query and 100 candidates, where torch's
-        parallel gather waits 8-50 ms for a second thread on a loaded 2-core machine (measured).
+        Computed in NumPy, single-threaded (torch's threaded gather stalls on a loaded machine:
+        benchmarks/RESULTS.md).
         """
         rows = max(1, _RESCORE_CHUNK_ELEMENTS // (candidates.shape[1] * queries.shape[1]))
         vectors, scores, indices = self.embeddings.numpy(), [], []
@@ -391,7 +388,8 @@ class GalleryIndex:
 
 
 def _read_metadata(path: Path) -> dict:
-    """``index.json`` as a version-2 dict (version 1, written before compressed search, is converted)."""
+    """``index.json`` as a version-2 dict (a version-1 file, without ``backend_settings`` and
+    ``rescore``, is converted: float32 exact or its FAISS settings, no re-scoring)."""
     try:
         metadata = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
