@@ -1,8 +1,9 @@
-"""The errors tireid-hf raises when an input cannot be used.
+"""The errors tireid-hf raises when it cannot go on with what it was given.
 
-Each message is one sentence naming the file, folder, option or field at fault and, where there is
-one, what to do. Every such error is a :class:`TIReIDError`, so a front end (the ``tireid`` command,
-the demo Space, a notebook) can show it as one line and leave any other exception's traceback alone:
+Each message is one sentence naming the file, folder, option, field or missing package at fault and,
+where there is one, what to do. Every such error is a :class:`TIReIDError`, so a front end (the
+``tireid`` command, the demo Space, a notebook) can show it as one line and leave any other
+exception's traceback alone:
 
 * :class:`TIReIDInputError` (a ``ValueError``): a model folder, argument or option that cannot be
   used; ``DatasetFormatError`` (a dataset on disk), ``ConversionError`` (a reference checkpoint) and
@@ -12,7 +13,7 @@ the demo Space, a notebook) can show it as one line and leave any other exceptio
 
 
 class TIReIDError(Exception):
-    """An input tireid-hf cannot use; the message says which and why."""
+    """tireid-hf cannot go on: an input it cannot use, or an optional package that is missing."""
 
 
 class TIReIDInputError(TIReIDError, ValueError):
