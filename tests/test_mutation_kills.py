@@ -21,7 +21,7 @@ from tireid_hf.metrics.bootstrap import identity_resample_counts, paired_bootstr
 from tireid_hf.metrics.retrieval import per_query_metrics
 from tireid_hf.modeling import LCR2SModel
 from tireid_hf.training import checkpoints as checkpoints_module
-from tireid_hf.training import loop
+from tireid_hf.training import loop, output_folder
 from tireid_hf.training.checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint, write_manifest
 from test_data_readers import make_release
 from tester import ModelTester
@@ -649,36 +649,36 @@ def test_restore_state_loads_weights_optimizer_moments_and_the_schedule(tmp_path
 
 def _finished(output: Path, best: dict, history: list) -> None:
     output.mkdir(parents=True, exist_ok=True)
-    (output / loop.RESULTS_FILE).write_text(json.dumps({"best_validation": best, "history": history}), encoding="utf-8")
+    (output / output_folder.RESULTS_FILE).write_text(json.dumps({"best_validation": best, "history": history}), encoding="utf-8")
 
 
 def test_finished_results_are_this_runs_results_json_only(tmp_path):
     best = {"step": 6, "metrics": {"t2i/R1": 40.0}}
     progress = TrainingProgress(method="clip_reid", best=best, history=[{"kind": "validation"}])
-    assert loop._finished_results(tmp_path, progress) is None  # no results.json
+    assert output_folder.finished_results(tmp_path, progress) is None  # no results.json
     _finished(tmp_path, best, [])
-    assert loop._finished_results(tmp_path, progress) == {"best_validation": best, "history": []}
+    assert output_folder.finished_results(tmp_path, progress) == {"best_validation": best, "history": []}
     _finished(tmp_path, {"step": 6, "metrics": {"t2i/R1": 41.0}}, [])  # another run's
-    assert loop._finished_results(tmp_path, progress) is None
-    (tmp_path / loop.RESULTS_FILE).write_text("{not json", encoding="utf-8")
-    assert loop._finished_results(tmp_path, progress) is None
-    (tmp_path / loop.RESULTS_FILE).write_bytes(b'{"best_validation": "\xff"}')
-    assert loop._finished_results(tmp_path, progress) is None
+    assert output_folder.finished_results(tmp_path, progress) is None
+    (tmp_path / output_folder.RESULTS_FILE).write_text("{not json", encoding="utf-8")
+    assert output_folder.finished_results(tmp_path, progress) is None
+    (tmp_path / output_folder.RESULTS_FILE).write_bytes(b'{"best_validation": "\xff"}')
+    assert output_folder.finished_results(tmp_path, progress) is None
 
 
 def test_best_model_folder_is_best_else_the_finished_run_unless_nothing_was_trained(tmp_path):
     best, history = {"step": 6, "metrics": {"t2i/R1": 40.0}}, [{"kind": "validation", "step": 6}]
     progress = TrainingProgress(method="clip_reid", best=best, history=list(history))
     with pytest.raises(FileNotFoundError) as error:  # neither a best model nor this run's results
-        loop._best_model_folder(tmp_path, progress)
+        output_folder.best_model_folder(tmp_path, progress)
     assert str(error.value) == (f"{tmp_path / 'best'}: the best model of this run is missing, and {tmp_path} holds "
                                 "another model; start the run again with --overwrite_output_dir")
     _finished(tmp_path, best, history)
-    assert loop._best_model_folder(tmp_path, progress) is None  # finished, nothing trained since
+    assert output_folder.best_model_folder(tmp_path, progress) is None  # finished, nothing trained since
     progress.history.append({"kind": "train", "step": 8})
-    assert loop._best_model_folder(tmp_path, progress) == tmp_path  # trained on, no new best
+    assert output_folder.best_model_folder(tmp_path, progress) == tmp_path  # trained on, no new best
     (tmp_path / "best").mkdir()
-    assert loop._best_model_folder(tmp_path, progress) == tmp_path / "best"
+    assert output_folder.best_model_folder(tmp_path, progress) == tmp_path / "best"
 
 
 def _output_args(output: Path, resume=None, overwrite=False):
@@ -686,21 +686,21 @@ def _output_args(output: Path, resume=None, overwrite=False):
 
 
 def test_check_output_dir_refuses_a_file_and_another_run_unless_resumed_or_overwritten(tmp_path):
-    loop._check_output_dir(_output_args(tmp_path / "new"))  # does not exist yet
+    output_folder.check_output_dir(_output_args(tmp_path / "new"))  # does not exist yet
     (tmp_path / "empty").mkdir()
-    loop._check_output_dir(_output_args(tmp_path / "empty"))
+    output_folder.check_output_dir(_output_args(tmp_path / "empty"))
     (tmp_path / "file").write_text("x")
     with pytest.raises(NotADirectoryError) as error:
-        loop._check_output_dir(_output_args(tmp_path / "file", resume="latest", overwrite=True))
+        output_folder.check_output_dir(_output_args(tmp_path / "file", resume="latest", overwrite=True))
     assert str(error.value) == f"output_dir {tmp_path / 'file'} is a file, not a folder: choose another --output_dir"
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "results.json").write_text("{}")
     with pytest.raises(FileExistsError) as error:
-        loop._check_output_dir(_output_args(tmp_path / "run"))
+        output_folder.check_output_dir(_output_args(tmp_path / "run"))
     assert str(error.value) == (f"output_dir {tmp_path / 'run'} is not empty (another run?): pass --overwrite_output_dir "
                                 "to replace it or --resume_from_checkpoint latest to continue it")
-    loop._check_output_dir(_output_args(tmp_path / "run", resume="latest"))
-    loop._check_output_dir(_output_args(tmp_path / "run", overwrite=True))
+    output_folder.check_output_dir(_output_args(tmp_path / "run", resume="latest"))
+    output_folder.check_output_dir(_output_args(tmp_path / "run", overwrite=True))
 
 
 def _tree(folder: Path) -> dict:
@@ -715,11 +715,11 @@ def test_start_over_deletes_the_run_state_and_journals_the_previous_models_files
     for name, text in {"training_args.yaml": "a", "config.json": "old", "results.json": "old", "card/README.md": "x"}.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
-    (tmp_path / loop._PREVIOUS_RUN_FILES).write_text(json.dumps({"files": ["older.txt"], "finishing": False}))
-    loop._start_over(tmp_path)
+    (tmp_path / output_folder._PREVIOUS_RUN_FILES).write_text(json.dumps({"files": ["older.txt"], "finishing": False}))
+    output_folder.start_over(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
-        ["card", "config.json", "results.json", "training_args.yaml", loop._PREVIOUS_RUN_FILES])
-    assert json.loads((tmp_path / loop._PREVIOUS_RUN_FILES).read_text()) == {
+        ["card", "config.json", "results.json", "training_args.yaml", output_folder._PREVIOUS_RUN_FILES])
+    assert json.loads((tmp_path / output_folder._PREVIOUS_RUN_FILES).read_text()) == {
         "files": ["card", "config.json", "older.txt", "results.json"], "finishing": False}
     assert capsys.readouterr().out == (f"output_dir {tmp_path}: the previous run's model and results stay until this "
                                        "run replaces them\n")
@@ -727,8 +727,8 @@ def test_start_over_deletes_the_run_state_and_journals_the_previous_models_files
 
 def test_start_over_of_a_folder_without_a_journal_starts_one(tmp_path):
     (tmp_path / "model.safetensors").write_text("old")
-    loop._start_over(tmp_path)
-    assert json.loads((tmp_path / loop._PREVIOUS_RUN_FILES).read_text()) == {
+    output_folder.start_over(tmp_path)
+    assert json.loads((tmp_path / output_folder._PREVIOUS_RUN_FILES).read_text()) == {
         "files": ["model.safetensors"], "finishing": False}
 
 
@@ -736,14 +736,14 @@ def test_remove_interrupted_saves_deletes_only_best_temporaries(tmp_path):
     for name in (".best.tmp-abc1", ".best.old-x2y", "best", ".logs.tmp-abc", ".bestx", "checkpoints"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "f").write_text("x")
-    loop._remove_interrupted_saves(tmp_path)
+    output_folder.remove_interrupted_saves(tmp_path)
     assert sorted(path.name for path in tmp_path.iterdir()) == [".bestx", ".logs.tmp-abc", "best", "checkpoints"]
 
 
 def test_remove_interrupted_saves_goes_on_past_what_it_cannot_delete(tmp_path):
     (tmp_path / ".best.tmp-file").write_text("a file, not a save's folder")  # rmtree fails on it
     (tmp_path / ".best.tmp-folder").mkdir()
-    loop._remove_interrupted_saves(tmp_path)  # a clean-up failure must not stop the run
+    output_folder.remove_interrupted_saves(tmp_path)  # a clean-up failure must not stop the run
     assert not (tmp_path / ".best.tmp-folder").exists()
 
 
@@ -763,7 +763,7 @@ def _previous_run_with_a_finished_model(output: Path) -> dict:
     (output / "old_folder" / "f").write_text("old")
     (output / "old_link").symlink_to(output / "nowhere")  # a dangling link is a file to delete too
     (output / "checkpoints").mkdir()
-    (output / loop._PREVIOUS_RUN_FILES).write_text(json.dumps(
+    (output / output_folder._PREVIOUS_RUN_FILES).write_text(json.dumps(
         {"files": ["README.md", "config.json", "old.bin", "old_folder", "old_link", "results.json"], "finishing": False}))
     _finished_best(output, new)
     return new
@@ -772,9 +772,9 @@ def _previous_run_with_a_finished_model(output: Path) -> dict:
 def test_final_move_puts_the_new_model_in_place_results_last_and_deletes_the_previous_runs_files(tmp_path, monkeypatch):
     new = _previous_run_with_a_finished_model(tmp_path)
     seen = []  # output's model files after each move
-    monkeypatch.setattr(loop, "kill_point", lambda name: seen.append((name, {
+    monkeypatch.setattr(output_folder, "kill_point", lambda name: seen.append((name, {
         path.name: path.read_text() for path in tmp_path.iterdir() if path.is_file() and path.name in new})))
-    loop._complete_final_move(tmp_path)
+    output_folder.complete_final_move(tmp_path)
     assert _tree(tmp_path) == {"checkpoints/": "", **new}
     assert [name for name, _ in seen] == ["final_move"] * 4
     # the files the new model replaces are gone before the first move; results.json comes last
@@ -793,7 +793,7 @@ def test_final_move_deletes_the_replaced_results_json_before_the_replaced_model_
         unlink(path, missing_ok=missing_ok)
 
     monkeypatch.setattr(Path, "unlink", recording_unlink)
-    loop._complete_final_move(tmp_path)
+    output_folder.complete_final_move(tmp_path)
     assert unlinked[0] == "results.json" and sorted(unlinked[:4]) == [
         "config.json", "model.safetensors", "results.json", "zz.json"]
 
@@ -812,24 +812,24 @@ def test_final_move_cut_short_is_completed_by_the_next_call(tmp_path, monkeypatc
         if len(calls) == moves_done + 1:
             raise _Killed
 
-    monkeypatch.setattr(loop, "kill_point", kill_after)
+    monkeypatch.setattr(output_folder, "kill_point", kill_after)
     with pytest.raises(_Killed):
-        loop._complete_final_move(tmp_path)
+        output_folder.complete_final_move(tmp_path)
     assert not (tmp_path / "results.json").exists() or moves_done == 3  # the old one is gone at once
-    monkeypatch.setattr(loop, "kill_point", lambda name: None)
-    loop._complete_final_move(tmp_path)  # what the next run on output_dir does first
+    monkeypatch.setattr(output_folder, "kill_point", lambda name: None)
+    output_folder.complete_final_move(tmp_path)  # what the next run on output_dir does first
     assert _tree(tmp_path) == {"checkpoints/": "", **new}
 
 
 def test_final_move_waits_for_a_finished_model_and_a_finishing_journal(tmp_path):
     journal = {"files": ["old.bin"], "finishing": False}
     (tmp_path / "old.bin").write_text("old")
-    (tmp_path / loop._PREVIOUS_RUN_FILES).write_text(json.dumps(journal))
+    (tmp_path / output_folder._PREVIOUS_RUN_FILES).write_text(json.dumps(journal))
     _finished_best(tmp_path, {"config.json": "new"})  # no results.json yet: training goes on
     before = _tree(tmp_path)
-    loop._complete_final_move(tmp_path)
+    output_folder.complete_final_move(tmp_path)
     assert _tree(tmp_path) == before
-    (tmp_path / loop._PREVIOUS_RUN_FILES).write_text(json.dumps({**journal, "finishing": True}))
+    (tmp_path / output_folder._PREVIOUS_RUN_FILES).write_text(json.dumps({**journal, "finishing": True}))
     before = _tree(tmp_path)
-    loop._complete_final_move(tmp_path)  # finishing, but best/ is not moved yet: keep the previous model
+    output_folder.complete_final_move(tmp_path)  # finishing, but best/ is not moved yet: keep the previous model
     assert _tree(tmp_path) == before

@@ -314,7 +314,7 @@ def test_matching_accuracy_scores_own_image_against_the_hardest_other_identity()
 
 
 def test_rerank_refusal_needs_balanced_accuracy_two_standard_errors_above_chance():
-    from tireid_hf.training.loop import rerank_refusal
+    from tireid_hf.retrieval import rerank_refusal
 
     threshold = 0.5 + 2 * 0.5 / (2 * 200) ** 0.5  # 0.55 for 200 queries
     assert rerank_refusal({"itm/accuracy": threshold + 1e-3, "itm/num_queries": 200.0}) is None
@@ -324,7 +324,7 @@ def test_rerank_refusal_needs_balanced_accuracy_two_standard_errors_above_chance
 
 
 def test_rerank_gain_refusal_needs_re_ranking_to_raise_validation_r1():
-    from tireid_hf.training.loop import rerank_gain_refusal
+    from tireid_hf.retrieval import rerank_gain_refusal
 
     assert rerank_gain_refusal({"t2i/R1": 20.55}, {"t2i/R1": 20.60}, 16) is None
     assert rerank_gain_refusal({"t2i/R1": 20.55}, {"t2i/R1": 20.55}, 16) == (

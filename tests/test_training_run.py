@@ -16,10 +16,8 @@ from transformers import AutoModel
 from tireid_hf.data import load_tireid_dataset
 from tireid_hf.modeling import METHODS
 from tireid_hf.processing import TIReIDProcessor
-from tireid_hf.retrieval import evaluate_split
+from tireid_hf.retrieval import evaluate_split, rerank_policy, rerank_refusal
 from tireid_hf.training import main
-from tireid_hf.training import loop
-from tireid_hf.training.loop import rerank_refusal
 from tireid_hf.training.checkpoints import CheckpointManager
 
 REPO = Path(__file__).resolve().parents[1]
@@ -217,10 +215,10 @@ def test_cada_re_ranks_test_only_when_re_ranking_raises_validation_r1(tmp_path, 
     """The second gate: with the head's chance-level gate passed (forced here), the best model's validation
     split is re-ranked, and test is re-ranked only if that raised validation R@1 over the first stage's
     ("refused": the gate is told the first stage scored 100 more, so it must refuse)."""
-    monkeypatch.setattr(loop, "rerank_refusal", lambda metrics: None)
+    monkeypatch.setattr(rerank_policy, "rerank_refusal", lambda metrics: None)
     if gain == "refused":
-        gate = loop.rerank_gain_refusal
-        monkeypatch.setattr(loop, "rerank_gain_refusal",
+        gate = rerank_policy.rerank_gain_refusal
+        monkeypatch.setattr(rerank_policy, "rerank_gain_refusal",
                             lambda plain, reranked, k: gate({"t2i/R1": plain["t2i/R1"] + 100}, reranked, k))
     main(["--config", str(REPO / "configs" / "cada_synthetic.yaml"), "--dataset_options", json.dumps(DATA),
           "--output_dir", str(tmp_path / "out"), "--max_steps", "3", "--per_device_train_batch_size", "8",

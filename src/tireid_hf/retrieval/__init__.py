@@ -10,6 +10,9 @@
 * :mod:`.rerank`: a method's second stage (``supports_rerank``).
 * :mod:`.evaluation`: :func:`evaluate_split`, which training and ``tireid evaluate`` both call, and
   :func:`matching_accuracy`.
+* :mod:`.rerank_policy`: whether a trained second stage may re-rank test (:func:`rerank_refusal`,
+  :func:`rerank_gain_refusal`, both on validation) and :func:`second_stage_results`, what it adds to a
+  run's results.
 """
 
 from .backends import PRECISIONS
@@ -17,6 +20,8 @@ from .embedding import embed_images, embed_texts, model_fingerprint
 from .evaluation import evaluate_split, matching_accuracy, split_queries
 from .index import GalleryIndex, SearchResults
 from .rerank import supports_rerank
+from .rerank_policy import rerank_gain_refusal, rerank_refusal, second_stage_results
 
 __all__ = ["PRECISIONS", "GalleryIndex", "SearchResults", "embed_images", "embed_texts", "evaluate_split",
-           "matching_accuracy", "model_fingerprint", "split_queries", "supports_rerank"]
+           "matching_accuracy", "model_fingerprint", "rerank_gain_refusal", "rerank_refusal", "second_stage_results",
+           "split_queries", "supports_rerank"]
