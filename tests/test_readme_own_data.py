@@ -112,3 +112,26 @@ def test_the_pipeline_snippet_ranks_the_photos_without_tireid_hf(ran, workdir, t
     assert len(ranked) == 5 and set(ranked[0]) == {"index", "score"}
     assert [hit["score"] for hit in ranked] == sorted((hit["score"] for hit in ranked), reverse=True)
     assert len({hit["index"] for hit in ranked}) == 5 and all(0 <= hit["index"] < 16 for hit in ranked)
+
+
+def test_the_first_use_and_gallery_snippets_run_as_written(tmp_path, monkeypatch, tiny_processor):
+    """README's "First use" block, then the GalleryIndex block under "Using a model", on a tiny saved model in
+    ``out/demo-clip_reid``: the scores are the cosine of the two L2-normalised embeddings, and the index
+    ranks the same images."""
+    import torch
+
+    from helpers import processor_images
+    from tester import ModelTester
+
+    ModelTester("clip_reid").model().export_for_inference().save_pretrained(tmp_path / "out" / "demo-clip_reid")
+    tiny_processor.save_pretrained(tmp_path / "out" / "demo-clip_reid")
+    monkeypatch.chdir(tmp_path)
+    [first_use] = code_blocks(readme_section("First use"), "python")
+    gallery = code_blocks(readme_section("Using a model"), "python")[0]
+    namespace = {"pil_images": processor_images()}
+    exec(first_use + gallery, namespace)  # noqa: S102 (the README's own snippets)
+    text, images, scores = namespace["text"], namespace["images"], namespace["scores"]
+    assert scores.shape == (1, 2)
+    torch.testing.assert_close(torch.linalg.vector_norm(images, dim=-1), torch.ones(2))
+    hits = namespace["hits"]
+    assert list(hits.ids[0]) == scores[0].argsort(descending=True).tolist()
