@@ -73,10 +73,10 @@ LGUR_LOSS_PATH := $(foreach f,*forward *_to_head_width *_tokens *_foreground_wei
 CADA_LOSS_PATH := $(foreach f,x_ *decode *matching_losses *attribute_loss *encode_batch *compute_losses,\
 	"tireid_hf.modeling.modeling_cada.$(f)*")
 # The resume path of training/loop.py: where a run starts, which stages it starts or resumes, the stage's
-# budget and periodic events, restoring the state, the output folder's checks, journal and final move.
-LOOP_RESUME_PATH := $(foreach f,_EpochBatches _EpochKeys _stage_loader _check_output_dir _complete_final_move _start_over _remove_interrupted_saves \
-	_resume_point _stage_plan _stage_budget _due _epoch_complete _restore_state _best_model_folder _finished_results,\
-	"tireid_hf.training.loop.*$(f)*")
+# budget and periodic events, restoring the state; and of training/output_folder.py: the checks, journal and final move.
+LOOP_RESUME_PATH := $(foreach f,_EpochBatches _EpochKeys _stage_loader _resume_point _stage_plan _stage_budget _due _epoch_complete \
+	_restore_state,"tireid_hf.training.loop.*$(f)*") $(foreach f,check_output_dir complete_final_move start_over \
+	remove_interrupted_saves best_model_folder finished_results,"tireid_hf.training.output_folder.x_$(f)__*")
 MUTANTS ?= "tireid_hf.metrics.*" "tireid_hf.data.samplers.*" "tireid_hf.data.readers.*" "tireid_hf.modeling.losses.*" \
 	"tireid_hf.modeling.base.*TIReIDPreTrainedModel*forward*" "tireid_hf.modeling.base.*encode_batch*" \
 	"tireid_hf.modeling.base.*embed_pair*" "tireid_hf.modeling.base.*alignment_losses*" \
