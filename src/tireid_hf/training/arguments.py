@@ -189,7 +189,8 @@ def parse_training_arguments(argv: list[str] | None = None) -> tuple[ModelArgume
         path = Path(config_file)
         if not path.is_file():
             raise FileNotFoundError(f"--config: no such file {path}")
-        from_yaml = yaml.safe_load(path.read_text()) or {}
+        with path.open(encoding="utf-8") as stream:  # a YAML error then names the file
+            from_yaml = yaml.safe_load(stream) or {}
         if not isinstance(from_yaml, dict):
             raise ValueError(f"{path}: a config must be a mapping of argument names to values")
         known = {f.name for cls in ARGUMENT_CLASSES for f in dataclasses.fields(cls)}
