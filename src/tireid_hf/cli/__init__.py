@@ -8,8 +8,6 @@ several commands take.
 
 from __future__ import annotations
 
-import sys
-
 from .. import __version__
 from .data import add_data_parser
 from .evaluation import add_evaluate_parser, add_visualize_parser
@@ -42,6 +40,3 @@ def main(argv: list[str] | None = None) -> int:
     """Runs ``tireid ARGV``; returns its exit status (a refusal exits with 2, see :mod:`.shell`)."""
     return run_command(build_parser(), argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
