@@ -118,8 +118,8 @@ def read_hf_dataset(name_or_path: str | os.PathLike) -> tuple[DatasetDict, Sourc
             dataset = read()
         except Exception as error:  # anything datasets' parsers raise on a user's folder is about that folder
             first_line = (str(error).splitlines() or [""])[0]
-            raise DatasetFormatError(f"{path}: datasets.{loader} cannot read it ({type(error).__name__}: "
-                                     f"{first_line})") from error
+            raise DatasetFormatError(f"{path}: datasets.{loader} cannot read it: {first_line or type(error).__name__}"
+                                     ) from error
         source = Source(str(path), root, kind)
         return dataset, source
     try:
