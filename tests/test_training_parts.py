@@ -247,9 +247,10 @@ def test_learning_rate_roles_follow_the_modules_a_method_declares_not_parameter_
 
 
 def test_library_schedules_fall_short_of_irras_warm_up():
-    """Why training/optim.py keeps its own schedule: transformers' warm-up starts from 0 (``step / warmup``)
-    and torch's LinearLR from ``start_factor`` at step 0; IRRA's starts at ``f + (1 - f) / warmup``.
-    After the warm-up, transformers' cosine and linear curves are ours."""
+    """Given IRRA's arguments as they are, transformers' warm-up starts from 0 (``step / warmup``) and torch's
+    LinearLR from ``start_factor`` at step 0; IRRA's starts at ``f + (1 - f) / warmup`` (torch's chained form
+    with a shifted start factor: tests/test_lr_schedule.py). After the warm-up, transformers' cosine and
+    linear curves are ours."""
     from transformers import get_scheduler
 
     total, warmup = 10, 4

@@ -74,13 +74,12 @@ def lr_multiplier(step: int, total_steps: int, warmup_steps: int, scheduler: str
 
 
 def build_scheduler(optimizer, args: TrainingArguments, total_steps: int, steps_per_epoch: int):
-    """A per-step ``LambdaLR`` of :func:`lr_multiplier` with epochs converted to steps.
+    """A per-step ``LambdaLR`` of :func:`lr_multiplier`, epochs converted to steps (warm-up
+    ``min(total_steps, round(warmup_epochs x steps_per_epoch))``, milestones ``round(epoch x steps_per_epoch)``):
+    every rate is ``base rate x multiplier``, computed from the step alone.
 
-    Ours rather than transformers' ``get_scheduler`` (or torch's ``LinearLR`` + ``MultiStepLR``): their
-    warm-ups start at ``step / warmup`` (0 at step 0) or ``start_factor`` at step 0, never IRRA's
-    ``f + (1 - f) (step + 1) / warmup``, so every run's learning rates would change; after the
-    warm-up the curves are the same (tests/test_training_parts.py::test_library_schedules_fall_short_of_irras_warm_up).
-    The schedule's state is one step counter, saved in the checkpoint's ``progress.json``."""
+    The schedule's state is its step counter (saved in the checkpoint's ``progress.json``): a run resumed
+    with another budget goes on from that step on the new budget's curve (tests/test_lr_schedule.py)."""
     warmup_steps = min(total_steps, round(args.warmup_epochs * steps_per_epoch))
     milestones = [round(epoch * steps_per_epoch) for epoch in args.lr_milestones_epochs]
     return torch.optim.lr_scheduler.LambdaLR(
