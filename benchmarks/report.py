@@ -200,7 +200,7 @@ learning-rate multiplier (x{" / x".join(f"{m:g}" for m in zoo.HEAD_MULTIPLIERS)}
 declares new) and the weight of its main auxiliary loss (the paper's value at each multiplier, half of
 it at x{zoo.HEAD_MULTIPLIERS[0]:g}; the fourth corner, never chosen in a full 2 x 2 grid, is left out to fit the
 report's 90 minutes) — and the
-setting with the best VALIDATION R@1 chosen and written into its config (`benchmarks/zoo.py::SWEEP`).
+setting with the best VALIDATION R@1 chosen and written into its config (each config class's `zoo_sweep`).
 The test split is not read to choose. Cells: best validation R@1 / mAP of the run.
 
 {zoo.sweep_table(sweep)}
@@ -237,7 +237,7 @@ method / clip_reid of the median time, the minimum time and the FLOPs.
 
 Each method's synthetic config (with the sweep's choice) at {ablations["budget"]:.0%} of its epochs, seed {ablations["seeds"][0]}:
 the reference row is the sweep's chosen run (the same run, reused), then one run per component
-switched off through `--model_config` (`benchmarks/zoo.py::ABLATIONS`). Δ columns: the ablated run
+switched off through `--model_config` (each config class's `zoo_ablations`). Δ columns: the ablated run
 minus its full method on the same test queries, paired identity-bootstrap 95 % interval; one seed, so
 the interval covers the test identities, not the seed-to-seed spread.
 
