@@ -75,7 +75,8 @@ class LCR2SModel(TIReIDPreTrainedModel):
       of the ``cos / tau`` matrices or :func:`~.losses.relation_frobenius_loss` of the cosines
       (``relation_distance``). Distillation targets (the enriched embeddings) are detached.
     * Stages: ``"teacher"`` (teacher terms), then ``"student"`` (student + distillation terms against a
-      frozen copy, see :meth:`start_stage`); or ``"joint"`` (all six, one backbone). ``config.stage`` records it.
+      frozen copy, see :meth:`start_stage`); or ``"joint"`` (all six, one backbone); ``use_teacher=False``:
+      ``"student"`` alone, without distillation. ``config.stage`` records the stage.
     """
 
     config_class = LCR2SConfig

@@ -290,7 +290,7 @@ class UITModel(TIReIDPreTrainedModel):
             masked_grey: [N, 3, H, W] the normalised grey image the encoder saw, dropped patches set to
                 0 (the normalisation mean).
             restored: [N, 3, H, W] normalised colour prediction on the dropped patches, the grey input on
-                the kept ones (the loss scores only the dropped patches, so that is where the text acts).
+                the kept ones.
         """
         text = self.encode_text(input_ids, attention_mask, return_tokens=True)
         grey, keep_patches, predicted = self._restore(pixel_values, text, generator)
