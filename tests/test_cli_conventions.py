@@ -49,7 +49,7 @@ def test_both_spellings_set_the_same_value():
     for spelling in ("--batch-size", "--batch_size"):
         args = parser.parse_args(["search", "--model", "m", "--images", "d", spelling, "7"])
         assert args.batch_size == 7
-    for spelling in ("--dry-run", "--dry_run"):
+    for spelling in ("--dry-run", "--dry_run", "--dry"):  # an abbreviation of both spellings is no ambiguity
         assert parser.parse_args(["push-space", spelling, "out"]).dry_run == "out"
 
 

@@ -64,6 +64,16 @@ class ArgumentParser(argparse.ArgumentParser):
                 spellings.append(twin(name))
         return super().add_argument(*spellings, **kwargs)
 
+    def _get_option_tuples(self, option_string: str) -> list:
+        """argparse's options that ``option_string`` abbreviates, one per option: an abbreviation of a
+        flag matches both its spellings, which is no ambiguity."""
+        matches, actions = [], set()
+        for match in super()._get_option_tuples(option_string):
+            if match[0] not in actions:
+                actions.add(match[0])
+                matches.append(match)
+        return matches
+
     def error(self, message: str) -> NoReturn:
         refuse(self.prog, message)
 
