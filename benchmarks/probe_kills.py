@@ -4,7 +4,7 @@ and a resume after each kill, and compare the final weights and results bit for 
 
     python benchmarks/probe_kills.py --kills 10 --seed 0      # prints one line per kill, then a summary
 
-The kills come from the ``TIREID_TEST_KILL_AT`` hook (``tireid_hf.training.faults``): the process sends
+The kills come from the ``TIREID_TEST_KILL_AT`` hook (``tireid_hf.faults``): the process sends
 itself SIGKILL at the state, so every kill lands where it is meant to. Figures: benchmarks/RESULTS.md,
 "Reliability".
 """

@@ -2,7 +2,7 @@
 nothing is lost or left half-written.
 
 The bad inputs are parametrised cases; the kills are real ``kill -9`` of ``train.py`` subprocesses at
-named STATES (the ``TIREID_TEST_KILL_AT`` hook of ``tireid_hf.training.faults``), never after a sleep.
+named STATES (the ``TIREID_TEST_KILL_AT`` hook of ``tireid_hf.faults``), never after a sleep.
 """
 
 import json
@@ -32,7 +32,7 @@ from tireid_hf.processing import TIReIDProcessor
 from tireid_hf.training import command_line_main
 from tireid_hf.training import main as train_main
 from tireid_hf.training.checkpoints import CheckpointError, TrainingProgress
-from tireid_hf.training.faults import KILL_AT_ENV
+from tireid_hf.faults import KILL_AT_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 

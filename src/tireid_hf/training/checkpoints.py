@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import TIReIDInputError
 from ..files import give_usual_permissions, sha256_of_file
-from .faults import kill_point
+from ..faults import kill_point
 
 PROGRESS_FILE = "progress.json"
 MANIFEST_FILE = "checkpoint_files.json"

@@ -37,7 +37,7 @@ from ..processing import TIReIDProcessor, TrainingImageAugmentation
 from ..retrieval import evaluate_split, matching_accuracy, second_stage_results
 from .arguments import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint
-from .faults import kill_point
+from ..faults import kill_point
 from .optim import build_optimizer, build_scheduler
 from .output_folder import (PER_QUERY_FILE, RESULTS_FILE, best_model_folder, check_output_dir, complete_final_move,
                             finished_results, remove_interrupted_saves, save_best_model, start_over)

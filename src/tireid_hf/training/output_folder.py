@@ -24,7 +24,7 @@ from pathlib import Path
 from ..files import atomic_directory, atomic_text
 from .arguments import TrainingArguments
 from .checkpoints import TrainingProgress
-from .faults import kill_point
+from ..faults import kill_point
 
 BEST = "best"  # the best model so far, moved into output_dir at the end
 RESULTS_FILE = "results.json"

@@ -1,9 +1,10 @@
-"""A test hook that kills the training process at a named point, so that tests can check what a kill
-there leaves behind (``kill -9`` at a STATE, not after a sleep).
+"""A test hook that kills the process at a named point, so that tests can check what a kill there
+leaves behind (``kill -9`` at a STATE, not after a sleep).
 
-Set ``TIREID_TEST_KILL_AT`` to a point name, or ``name:step`` for one global step, e.g.
+Set ``TIREID_TEST_KILL_AT`` to a point name, or ``name:step`` for one global step of a training, e.g.
 ``checkpoint_written:4`` (a checkpoint folder is complete but not renamed yet), ``checkpoint_pruning``,
-``final_move``, ``training_started``. Unset (always, outside tests) it does nothing.
+``final_move``, ``training_step:3``, or one of the steps of an output folder's replacement
+(:data:`tireid_hf.files.REPLACE_STEPS`). Unset (always, outside tests) it does nothing.
 """
 
 from __future__ import annotations
