@@ -173,7 +173,7 @@ def test_undecodable_image_names_the_decoder_error(tmp_path):
 
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG this is not an image")
-    assert image_problem(bad, verify=True).startswith("not decodable (UnidentifiedImageError: ")
+    assert image_problem(bad, verify=True).startswith("not decodable (not an image Pillow can read")
     assert image_problem(bad, verify=False) is None and image_problem(tmp_path / "none.png", verify=True) == "missing"
 
 

@@ -29,13 +29,12 @@ from pathlib import Path
 
 import gradio as gr
 import torch
-from PIL import Image, UnidentifiedImageError
 
 import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
 from tireid_hf.data import load_tireid_dataset
-from tireid_hf.data.prepare import load_prepared
-from tireid_hf.errors import TIReIDError
+from tireid_hf.errors import TIReIDInputError, refused_as_one_line, refusing
 from tireid_hf.files import atomic_file
+from tireid_hf.images import ImageFileError, read_image
 from tireid_hf.loading import load_model_and_processor
 from tireid_hf.metrics import rank_metrics
 from tireid_hf.retrieval import GalleryIndex, embed_texts, model_fingerprint
@@ -85,16 +84,17 @@ class Gallery:
 
     @classmethod
     def from_folder(cls, folder: Path) -> "Gallery":
-        """Every image file of `folder` (sorted by name); no identities."""
+        """Every image file of `folder` (sorted by name); no identities. A file that is not a readable
+        image (:func:`~tireid_hf.images.read_image`) raises :class:`TIReIDInputError` naming it."""
         files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
-            raise ValueError(f"--gallery {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
+            raise TIReIDInputError(f"--gallery {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         images = []
         for path in files:
             try:
-                images.append(Image.open(path).convert("RGB"))
-            except (UnidentifiedImageError, OSError) as error:
-                raise ValueError(f"--gallery {folder}: {path.name} is not a readable image ({error})") from None
+                images.append(read_image(path))
+            except ImageFileError as error:
+                raise TIReIDInputError(f"--gallery {folder}: {path.name}: {error.reason}") from None
         ids = [f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files]
         return cls(images, ids, str(folder.resolve()), [path.name for path in files])
 
@@ -104,14 +104,17 @@ class Gallery:
 
 
 def load_gallery(source: str | None) -> Gallery:
-    """`source`: a folder of images, a `tireid data prepare` folder, or None / "synthetic"."""
+    """`source`: a folder of images, a `tireid data prepare` folder (read and checked row by row by
+    `load_tireid_dataset`: a missing column, a column of the wrong type, a damaged Parquet shard or image
+    raises its `DatasetFormatError` naming the file and column), or None / "synthetic"."""
     if source in (None, "", "synthetic"):
         return Gallery.from_split(load_tireid_dataset("synthetic")["test"], "synthetic:test")
     folder = Path(source)
     if not folder.is_dir():
-        raise ValueError(f"--gallery {source}: not a folder (give a folder of images, a prepared dataset, or 'synthetic')")
+        raise TIReIDInputError(f"--gallery {source}: not a folder (give a folder of images, a prepared dataset, or "
+                               "'synthetic')")
     if (folder / "data").is_dir():
-        return Gallery.from_split(load_prepared(folder)["test"], f"{folder.resolve()}:test")
+        return Gallery.from_split(load_tireid_dataset(folder)["test"], f"{folder.resolve()}:test")
     return Gallery.from_folder(folder)
 
 
@@ -127,18 +130,20 @@ def cached_index(model, processor, gallery: Gallery, cache_dir: str | os.PathLik
     (with a progress bar) and saved there."""
     folder = Path(cache_dir) / gallery.cache_key(model_fingerprint(model))
     if (folder / "index.json").is_file():
-        return GalleryIndex.load(folder, model=model, processor=processor, images=gallery.images)
+        with refusing(ValueError):  # GalleryIndex.load's answer to a damaged index
+            return GalleryIndex.load(folder, model=model, processor=processor, images=gallery.images)
     index = GalleryIndex.build(model, processor, gallery.images, ids=list(range(len(gallery.images))), show_progress=True)
     index.save(folder)
     return index
 
 
 def prebuilt_index(model, processor, gallery: Gallery, folder: str | os.PathLike) -> GalleryIndex:
-    """The index `tireid index build` wrote in `folder` for this model and gallery (ValueError naming the
-    folder when it was built by another model or over other images)."""
-    index = GalleryIndex.load(folder, model=model, processor=processor)
+    """The index `tireid index build` wrote in `folder` for this model and gallery (TIReIDInputError naming
+    the folder when it was built by another model or over other images)."""
+    with refusing(ValueError):  # GalleryIndex.load's answer to a damaged index or another model's
+        index = GalleryIndex.load(folder, model=model, processor=processor)
     if index.ids != gallery.names:
-        raise ValueError(f"--index {folder}: its {len(index)} image ids are not the {len(gallery.names)} images of the "
+        raise TIReIDInputError(f"--index {folder}: its {len(index)} image ids are not the {len(gallery.names)} images of the "
                          f"gallery {gallery.source} (first: {index.ids[:2]} vs {gallery.names[:2]}); build it from this gallery")
     index.images = gallery.images
     return index
@@ -259,9 +264,9 @@ class Demo:
             if upload is not None:
                 path = upload if isinstance(upload, str) else upload.name
                 try:
-                    image = Image.open(path).convert("RGB")
-                except (UnidentifiedImageError, OSError):
-                    raise ValueError(f"The uploaded file {Path(path).name} is not an image.") from None
+                    image = read_image(path)
+                except ImageFileError as error:
+                    raise ValueError(f"The uploaded file {Path(path).name}: {error.reason}.") from None
             else:
                 if position is None or int(position) != position or not 0 <= position < len(self.gallery.images):
                     raise ValueError(f"Gallery image must be a number from 0 to {len(self.gallery.images) - 1}.")
@@ -284,7 +289,8 @@ def build_demo(model, processor, gallery: Gallery, cache_dir: str | os.PathLike 
     if onnx_dir:
         from tireid_hf.onnx_export import OnnxEncoders
 
-        encoder = OnnxEncoders(onnx_dir, expected_fingerprint=model_fingerprint(model), threads=torch.get_num_threads())
+        with refusing(ValueError):  # OnnxEncoders' answer to a folder of another model or a damaged one
+            encoder = OnnxEncoders(onnx_dir, expected_fingerprint=model_fingerprint(model), threads=torch.get_num_threads())
     return make_app(Demo(model, processor, gallery, index, encoder), search_batch, search_workers)
 
 
@@ -332,7 +338,15 @@ def space_settings() -> dict:
     path = SETTINGS_FILE
     if not path.is_file():
         return {}
-    settings = json.loads(path.read_text())
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise TIReIDInputError(f"{path}: not a JSON object of settings ({error}); write it again with "
+                               "`tireid push-space`") from None
+    if not isinstance(settings, dict) or not all(isinstance(settings.get(key), (str, type(None)))
+                                                 for key in ("model", "gallery", "index", "onnx")):
+        raise TIReIDInputError(f"{path}: must be a JSON object whose model, gallery, index and onnx are "
+                               "strings; write it again with `tireid push-space`")
     for key in ("model", "gallery", "index", "onnx"):
         if settings.get(key) and (path.parent / settings[key]).exists():
             settings[key] = str(path.parent / settings[key])
@@ -366,16 +380,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> None:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    try:
+    """Serves the demo. A bad model, gallery, index, ONNX folder or settings file (any
+    :class:`~tireid_hf.errors.TIReIDError`) or an ``OSError`` (an unreadable or read-only path, a port in use) ends it with
+    one line ``app.py: ...`` and exit status 2 (:func:`~tireid_hf.errors.refused_as_one_line`); any other
+    exception keeps its traceback."""
+    with refused_as_one_line("app.py"):
+        args = parse_args(argv)
+        torch.set_num_threads(args.threads)
         model, processor = load_model(args.model)
         demo = build_demo(model, processor, load_gallery(args.gallery), cache_dir=args.cache_dir, index_dir=args.index,
                           onnx_dir=args.onnx)
-    except (TIReIDError, ValueError, FileNotFoundError) as error:  # one line for a bad model, gallery, index or ONNX folder
-        raise SystemExit(f"app.py: {error}") from None
-    print(f"tireid-demo: serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port)
+        print(f"tireid-demo: serving {args.model} on http://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
+        demo.launch(server_name=args.host, server_port=args.port)
 
 
 if __name__ == "__main__":

@@ -104,16 +104,12 @@ def run_search(args: argparse.Namespace) -> int:
 
 def ranked_photos_figure(folder: Path, queries: list[str], ranked: list, title: str):
     """One row per query: its ranked photos (paths relative to ``folder``) with their scores, unframed."""
-    from PIL import Image
-
+    from ..images import read_image
     from ..visualize import RankedQuery, ranked_results_figure
 
     rows = []
     for text, hits in zip(queries, ranked):
-        images = []
-        for path, _ in hits:
-            with Image.open(folder / path) as image:
-                images.append(image.convert("RGB"))
+        images = [read_image(folder / path) for path, _ in hits]
         rows.append(RankedQuery(text, None, images, [None] * len(hits), [score for _, score in hits]))
     return ranked_results_figure(rows, title=title)
 

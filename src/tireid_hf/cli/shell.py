@@ -3,8 +3,9 @@
 * Every multi-word flag takes both spellings, ``--batch-size`` and ``--batch_size``, as ``train.py``'s
   do: :class:`ArgumentParser` adds the twin of each option it is given.
 * Every refusal is one line ``tireid <command>: <message>`` on stderr and exit status 2: a bad argument
-  (argparse's own errors included, without the usage text: ``--help`` shows it) and any
-  :class:`~tireid_hf.errors.TIReIDError` a command raises. :func:`refusing` turns the standard
+  (argparse's own errors included, without the usage text: ``--help`` shows it), any
+  :class:`~tireid_hf.errors.TIReIDError` a command raises and any ``OSError`` (a full disk, a read-only
+  or missing path: the path and the cause; :func:`~tireid_hf.errors.one_line`). :func:`~tireid_hf.errors.refusing` turns the standard
   exceptions a library call raises on bad input (an existing output folder, a missing file) into one.
   Any other exception shows its traceback.
 """
@@ -12,39 +13,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from contextlib import contextmanager
-from typing import Iterator, NoReturn
+from typing import NoReturn
 
-from ..errors import TIReIDError, TIReIDInputError
-
-
-class CommandRefused(SystemExit):
-    """The exit of a refused command: status 2; ``str()`` is the line printed on stderr."""
-
-    def __init__(self, line: str):
-        super().__init__(2)
-        self.line = line
-
-    def __str__(self) -> str:
-        return self.line
-
-
-def refuse(command: str, message: str) -> NoReturn:
-    """Prints ``<command>: <message>`` (the message's lines joined into one) on stderr and exits with 2."""
-    line = f"{command}: " + " ".join(part.strip() for part in message.splitlines() if part.strip())
-    print(line, file=sys.stderr)
-    raise CommandRefused(line)
-
-
-@contextmanager
-def refusing(*exceptions: type[Exception]) -> Iterator[None]:
-    """Re-raises ``exceptions`` raised in the block (a library's answer to bad input) as a
-    :class:`~tireid_hf.errors.TIReIDInputError` with the same message."""
-    try:
-        yield
-    except exceptions as error:
-        raise TIReIDInputError(str(error)) from error
+from ..errors import refuse, refused_as_one_line, refusing  # noqa: F401  (refusing: the commands' modules import it from here)
 
 
 def twin(option: str) -> str:
@@ -86,12 +57,10 @@ def add_command(subparsers, name: str, run, **kwargs) -> ArgumentParser:
 
 
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
-    """Parses ``argv`` and runs the chosen command; a :class:`~tireid_hf.errors.TIReIDError` it raises is
-    refused as one line (exit status 2)."""
+    """Parses ``argv`` and runs the chosen command; a :class:`~tireid_hf.errors.TIReIDError` or an
+    ``OSError`` it raises is refused as one line (exit status 2), any other exception keeps its traceback."""
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         refuse(args.command_name, f"unrecognized arguments: {' '.join(unknown)}")
-    try:
+    with refused_as_one_line(args.command_name):
         return int(args.run(args) or 0)
-    except TIReIDError as error:
-        refuse(args.command_name, str(error))

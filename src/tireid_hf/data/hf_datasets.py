@@ -15,6 +15,7 @@ or with its splits in subfolders, as `imagefolder` reads them: ``photos/train/me
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import pyarrow as pa
 from datasets import Dataset, DatasetDict, Image, LargeList, List, Value, load_dataset
 
 from ..files import OutsideRootError, resolve_inside
+from ..images import ImageFileError, read_image
 from ..processing import has_visible_text
 from .readers import carve_validation_ids
 from .schema import FEATURES, SPLITS, DatasetFormatError
@@ -316,11 +318,11 @@ def _image_problem(image: dict | None, source: Source, verify: bool) -> str | No
         except OutsideRootError as error:
             return f"image {error}"
     if verify:
+        name = image.get("path") or "embedded bytes"
         try:
-            Image().decode_example(image)
-        except Exception as error:  # PIL and the file system raise many types for a bad image
-            name = image.get("path") or "embedded bytes"
-            return f"image {name} does not decode ({type(error).__name__}: {error})"
+            read_image(image["path"] if image.get("bytes") is None else io.BytesIO(image["bytes"]), name)
+        except ImageFileError as error:
+            return f"image {name} does not decode ({error.reason})"
     return None
 
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict
-from PIL import Image as PILImage
 from tqdm.auto import tqdm
 
 from ..files import OutsideRootError, resolve_inside
+from ..images import ImageFileError, read_image
 from ..processing import has_visible_text
 from .schema import FEATURES, DatasetFormatError, summarize
 
@@ -90,6 +90,9 @@ def read_json_records(path: Path) -> list:
             raise DatasetFormatError(
                 f"{path}: malformed JSON in record {len(records)} (line {err.lineno}, column {err.colno}): {err.msg}"
             ) from None
+        except RecursionError:
+            raise DatasetFormatError(f"{path}: record {len(records)} nests lists or objects too deeply to be a record"
+                                     ) from None
         records.append(record)
         pos = _skip_ws(text, pos)
         if text.startswith("]", pos):
@@ -120,7 +123,7 @@ def parse_record(record: object, index: int, path: Path, fmt: RawFormat) -> RawR
         if field not in record:
             raise DatasetFormatError(f"{where}: missing field '{field}'")
     split = record["split"]
-    if split not in _SPLIT_NAMES:
+    if not isinstance(split, str) or split not in _SPLIT_NAMES:
         raise DatasetFormatError(f"{where}: field 'split' is {split!r}, expected one of {sorted(_SPLIT_NAMES)}")
     captions = record["captions"]
     if not isinstance(captions, list) or not captions:
@@ -152,7 +155,10 @@ def _parse_id(value: object, where: str) -> int:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
+        try:
+            return int(value)
+        except ValueError:  # digits int() does not read ("²"), or more than one sign
+            pass
     raise DatasetFormatError(
         f"{where}: field 'id' is {value!r}, which is not an integer, so pids cannot be made contiguous"
     )
@@ -180,10 +186,9 @@ def image_problem(path: Path, verify: bool) -> str | None:
         return "missing"
     if verify:
         try:
-            with PILImage.open(path) as image:
-                image.load()
-        except Exception as err:  # PIL raises many types for corrupt files
-            return f"not decodable ({type(err).__name__}: {err})"
+            read_image(path)
+        except ImageFileError as error:
+            return f"not decodable ({error.reason})"
     return None
 
 

@@ -7,7 +7,8 @@ letter case; no annotation). Its embeddings are kept in a GalleryIndex folder (b
 files that are new or whose size or modification time changed, drops the deleted ones and reuses the
 rest; the index folder is replaced as a whole (:func:`~tireid_hf.files.atomic_directory`), so a kill
 leaves the previous index or the new one. An index built by another model is rebuilt. A file that does
-not decode as an image is reported (a ``warnings.warn`` naming it, and in ``FolderIndex.skipped``) and
+not decode as an image (:func:`~tireid_hf.images.read_image`: damaged, or a decompression bomb) is reported (a
+``warnings.warn`` naming it, and in ``FolderIndex.skipped``) and
 left out, and tried again on the next call.
 
 >>> folder = update_folder_index(model, processor, "photos/")                     # doctest: +SKIP
@@ -23,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..files import atomic_directory
+from ..images import ImageFileError, read_image
 from .embedding import embed_images, model_fingerprint
 from .index import METADATA_FILE, GalleryIndex
 
@@ -71,17 +72,6 @@ def image_files(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:
             stat = path.stat()
             found[path.relative_to(folder).as_posix()] = (stat.st_size, stat.st_mtime_ns)
     return found
-
-
-def _read_image(path: Path) -> Image.Image:
-    """The decoded RGB image at ``path``; ``ValueError`` with the reason where it is not one."""
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except UnidentifiedImageError:
-        raise ValueError("not a JPEG, PNG or WebP image Pillow can decode") from None
-    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
-        raise ValueError(str(error) or type(error).__name__) from None
 
 
 def _stored(location: Path, model, processor) -> tuple[GalleryIndex | None, dict]:
@@ -130,11 +120,11 @@ def update_folder_index(model, processor, folder: str | os.PathLike, index_dir: 
         chunk, images, names = fresh[start:start + batch_size], [], []
         for name in chunk:
             try:
-                images.append(_read_image(folder / name))
+                images.append(read_image(folder / name))
                 names.append(name)
-            except ValueError as error:
-                result.skipped.append((name, str(error)))
-                warnings.warn(f"{folder / name}: not a readable image, skipped ({error})", stacklevel=2)
+            except ImageFileError as error:
+                result.skipped.append((name, error.reason))
+                warnings.warn(f"{folder / name}: not a readable image, skipped ({error.reason})", stacklevel=2)
         if images:
             embeds = embed_images(model, processor, images, batch_size=batch_size, show_progress=False)
             new_embeds.update(zip(names, embeds))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 
+import yaml
+
+from ..errors import refused_as_one_line, refusing
 from .arguments import DataArguments, ModelArguments, TrainingArguments, parse_training_arguments
 
 
@@ -17,21 +20,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def command_line_main(argv: list[str] | None = None) -> int:
     """:func:`main` for ``train.py``: a mistake of the user (an argument, a config, the dataset, the
-    output folder, a checkpoint) ends the process with one sentence on stderr, printed by rank 0 only,
-    instead of a traceback per process."""
-    from ..data import DatasetFormatError
-    from .checkpoints import CheckpointError
-
-    try:
-        arguments = parse_training_arguments(argv)
-    except (OSError, ValueError) as error:
-        raise SystemExit(f"train.py: {error}") from None
+    output folder, a checkpoint: any :class:`~tireid_hf.errors.TIReIDError`) or an ``OSError`` (a full
+    disk, a read-only output) ends the process with one line ``train.py: ...`` on stderr (printed by
+    rank 0 only) and exit status 2 instead of a traceback per process; any other exception keeps its
+    traceback."""
     from .loop import train
 
-    try:
+    with refused_as_one_line("train.py", speak=int(os.environ.get("RANK", "0")) == 0):
+        with refusing(ValueError, yaml.YAMLError):  # the argument dataclasses' and the config file's checks
+            arguments = parse_training_arguments(argv)
         train(*arguments)
-    except (DatasetFormatError, CheckpointError, FileExistsError, FileNotFoundError, NotADirectoryError) as error:
-        raise SystemExit(f"train.py: {error}" if int(os.environ.get("RANK", "0")) == 0 else 1) from None
     return 0
 
 
