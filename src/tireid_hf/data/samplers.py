@@ -7,6 +7,20 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from ..errors import TIReIDInputError
+
+
+def identities_per_batch(batch_size: int, instances_per_identity: int) -> int:
+    """P of a P x K batch: ``batch_size / instances_per_identity``. A
+    :class:`~tireid_hf.errors.TIReIDInputError` names ``per_device_train_batch_size`` and
+    ``instances_per_identity`` unless K >= 1 divides a batch size >= 1."""
+    if instances_per_identity < 1 or batch_size < 1 or batch_size % instances_per_identity:
+        raise TIReIDInputError(
+            f"per_device_train_batch_size ({batch_size}) must be a positive multiple of instances_per_identity "
+            f"({instances_per_identity}, itself >= 1)"
+        )
+    return batch_size // instances_per_identity
+
 
 class IdentityBatchSampler:
     """Batches of ``batch_size = P x K`` sample indices: P distinct identities, K samples each.
@@ -35,22 +49,20 @@ class IdentityBatchSampler:
 
     def __init__(self, pids: Sequence[int], batch_size: int, instances_per_identity: int, seed: int = 0,
                  num_replicas: int = 1, rank: int = 0):
-        if instances_per_identity < 1 or batch_size % instances_per_identity:
-            raise ValueError(
-                f"per_device_train_batch_size ({batch_size}) must be a positive multiple of "
-                f"instances_per_identity ({instances_per_identity})"
-            )
+        self.identities_per_batch = identities_per_batch(batch_size, instances_per_identity)
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         self.samples_by_pid: dict[int, list[int]] = defaultdict(list)
         for index, pid in enumerate(pids):
             self.samples_by_pid[int(pid)].append(index)
         self.instances = instances_per_identity
-        self.identities_per_batch = batch_size // instances_per_identity
         if len(self.samples_by_pid) < self.identities_per_batch:
-            raise ValueError(
-                f"a batch needs {self.identities_per_batch} distinct identities "
-                f"(batch {batch_size} / K {instances_per_identity}) but the data has {len(self.samples_by_pid)}"
+            most = len(self.samples_by_pid) * instances_per_identity
+            raise TIReIDInputError(
+                f"a batch needs {self.identities_per_batch} distinct identities (per_device_train_batch_size "
+                f"{batch_size} / instances_per_identity {instances_per_identity}) but the training data has "
+                f"{len(self.samples_by_pid)}: lower --per_device_train_batch_size to {most} or below (a multiple of "
+                f"{instances_per_identity}), or add identities"
             )
         self.seed, self.num_replicas, self.rank = seed, num_replicas, rank
         self.epoch = 0
