@@ -52,6 +52,7 @@ class TrainingProgress:
     scheduler_state: dict | None = None
     train_runtime_seconds: float = 0.0  # training time of every process up to this checkpoint
     loss_window: dict = field(default_factory=dict)  # losses of the batches since the last train log
+    model_config: dict | None = None  # the model's config as the run built it (see check_model_config)
 
     def __post_init__(self):
         self.start_clock()
@@ -100,13 +101,112 @@ class TrainingProgress:
 
     @classmethod
     def load(cls, folder: Path) -> "TrainingProgress":
+        """The progress saved in ``folder``; :class:`CheckpointError` naming the file (and the field) where
+        it is not JSON, or a field is missing, unknown, of the wrong type or out of range."""
         path = Path(folder) / PROGRESS_FILE
         try:
             fields = json.loads(path.read_text(encoding="utf-8"))
-            return cls(**fields)
-        except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as error:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
             raise CheckpointError(f"{path} is truncated or corrupt ({type(error).__name__}: {error}); "
                                   f"resume from an earlier checkpoint (--resume_from_checkpoint FOLDER)") from None
+        _check_progress_fields(fields, path)
+        return cls(**fields)
+
+
+def _is_int(value, minimum: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_record(value) -> bool:
+    """A history record: an object whose ``kind`` is train or validation; a validation's ``metrics`` an
+    object of finite numbers, a train log's ``train/loss`` a number (NaN included: a diverged step's log)."""
+    if not isinstance(value, dict) or value.get("kind") not in ("train", "validation"):
+        return False
+    if value["kind"] == "train":
+        return isinstance(value.get("train/loss"), (int, float)) and not isinstance(value.get("train/loss"), bool)
+    metrics = value.get("metrics")
+    return isinstance(metrics, dict) and all(_is_number(number) for number in metrics.values())
+
+
+def _is_scheduler_state(value) -> bool:
+    """A ``LambdaLR`` state: ``last_epoch`` an int >= -1, ``base_lrs`` a list of finite numbers."""
+    return (isinstance(value, dict) and _is_int(value.get("last_epoch"), -1) and isinstance(value.get("base_lrs"), list)
+            and all(_is_number(rate) for rate in value["base_lrs"]))
+
+
+# each field of progress.json: (accepts its value, what it must be)
+_PROGRESS_FIELDS = {
+    "method": (lambda value: isinstance(value, str) and bool(value), "a method name"),
+    **{name: (_is_int, "an integer >= 0") for name in ("stage_index", "epoch", "batch_in_epoch", "stage_step", "global_step")},
+    "best": (lambda value: value is None or _is_record(value) and value["kind"] == "validation",
+             "null or a validation record (kind, metrics: an object of finite numbers)"),
+    "history": (lambda value: isinstance(value, list) and all(_is_record(entry) for entry in value),
+                "a list of train and validation records"),
+    "scheduler_state": (lambda value: value is None or _is_scheduler_state(value),
+                        "null or a learning-rate schedule's state (last_epoch, base_lrs)"),
+    "train_runtime_seconds": (lambda value: _is_number(value) and value >= 0, "a finite number >= 0"),
+    "loss_window": (lambda value: isinstance(value, dict) and all(
+        isinstance(losses, list) and all(isinstance(loss, (int, float)) and not isinstance(loss, bool) for loss in losses)
+        for losses in value.values()), "an object of lists of losses"),
+    "model_config": (lambda value: value is None or isinstance(value, dict), "null or an object"),
+}
+
+
+def _check_progress_fields(fields, path: Path) -> None:
+    """Raises :class:`CheckpointError` naming ``path`` and the field that is missing, unknown or invalid."""
+    again = "resume from an earlier checkpoint (--resume_from_checkpoint FOLDER)"
+    if not isinstance(fields, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of the run's progress, got {type(fields).__name__}; {again}")
+    unknown = sorted(set(fields) - set(_PROGRESS_FIELDS))
+    if unknown:
+        raise CheckpointError(f"{path}: unknown field(s) {unknown}; {again}")
+    if "method" not in fields:
+        raise CheckpointError(f"{path}: missing field 'method'; {again}")
+    for name, value in fields.items():
+        accepts, expected = _PROGRESS_FIELDS[name]
+        if not accepts(value):
+            shown = repr(value) if len(repr(value)) <= 80 else repr(value)[:77] + "..."
+            raise CheckpointError(f"{path}: field '{name}' must be {expected}, got {shown}; {again}")
+
+
+# config fields that differ between two builds of the same model (versions, where it was loaded from)
+_UNCOMPARED_CONFIG_FIELDS = {"transformers_version", "_name_or_path", "architectures", "auto_map", "dtype", "torch_dtype"}
+
+
+def _flat_config(config: dict, prefix: str = "") -> dict:
+    """``config`` (``PretrainedConfig.to_dict()``, JSON types) as ``{dotted field: value}``, nested configs
+    flattened, the fields of :data:`_UNCOMPARED_CONFIG_FIELDS` left out."""
+    flat = {}
+    for name, value in config.items():
+        if name in _UNCOMPARED_CONFIG_FIELDS:
+            continue
+        if isinstance(value, dict):
+            flat.update(_flat_config(value, f"{prefix}{name}."))
+        else:
+            flat[f"{prefix}{name}"] = value
+    return flat
+
+
+def check_model_config(progress: TrainingProgress, config, resume_dir: Path | None) -> None:
+    """Records the run's freshly built model ``config`` in ``progress`` (saved with every checkpoint). When
+    resuming from ``resume_dir``, whose progress recorded the config of its run, a model built differently
+    (another method's config, another dataset's ``num_ids``, other loss weights or sizes) raises
+    :class:`CheckpointError` naming the checkpoint's progress file and every differing field with both values."""
+    current = json.loads(json.dumps(config.to_dict(), default=str))
+    saved = progress.model_config
+    if resume_dir is not None and saved is not None:
+        old, new = _flat_config(saved), _flat_config(current)
+        differing = [f"{name}: {old.get(name, '(absent)')!r} in the checkpoint, {new.get(name, '(absent)')!r} now"
+                     for name in sorted(set(old) | set(new)) if old.get(name, "(absent)") != new.get(name, "(absent)")]
+        if differing:
+            raise CheckpointError(f"{Path(resume_dir) / PROGRESS_FILE}: the checkpoint was written by a model of another "
+                                  f"configuration ({'; '.join(differing)}); resume with the run's own arguments or start "
+                                  "a new run in another --output_dir")
+    progress.model_config = current
 
 
 def write_manifest(folder: Path) -> None:
@@ -126,8 +226,9 @@ def verify_checkpoint(folder: Path) -> None:
         return
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as error:
         raise CheckpointError(f"{manifest_path} is corrupt ({error}); resume from an earlier checkpoint") from None
+    _check_manifest(manifest, manifest_path)
     for name, expected in manifest.items():
         path = folder / name
         if not path.is_file():
@@ -140,6 +241,27 @@ def verify_checkpoint(folder: Path) -> None:
             continue
         raise CheckpointError(f"checkpoint {folder}: {path} {problem}; resume from an earlier checkpoint "
                               "(--resume_from_checkpoint FOLDER) or start again")
+
+
+def _check_manifest(manifest, path: Path) -> None:
+    """Raises :class:`CheckpointError` naming ``path`` and the entry where ``manifest`` is not an object of
+    ``{relative file name inside the folder: {"bytes": int >= 0, "sha256": 64 hex digits}}``."""
+    again = "resume from an earlier checkpoint (--resume_from_checkpoint FOLDER)"
+    if not isinstance(manifest, dict):
+        raise CheckpointError(f"{path}: expected a JSON object of file names, got {type(manifest).__name__}; {again}")
+    for name, entry in manifest.items():
+        parts = Path(name).parts
+        if not name or Path(name).is_absolute() or ".." in parts or "\0" in name:
+            raise CheckpointError(f"{path}: entry {name!r} is not a file name inside the checkpoint folder; {again}")
+        if not isinstance(entry, dict) or set(entry) != {"bytes", "sha256"}:
+            raise CheckpointError(f"{path}: entry {name!r} must be an object with exactly 'bytes' and 'sha256', got "
+                                  f"{entry!r}; {again}")
+        if not _is_int(entry["bytes"]):
+            raise CheckpointError(f"{path}: entry {name!r}: field 'bytes' must be an integer >= 0, got "
+                                  f"{entry['bytes']!r}; {again}")
+        if not (isinstance(entry["sha256"], str) and re.fullmatch(r"[0-9a-f]{64}", entry["sha256"])):
+            raise CheckpointError(f"{path}: entry {name!r}: field 'sha256' must be 64 lowercase hex digits, got "
+                                  f"{entry['sha256']!r}; {again}")
 
 
 class CheckpointManager:
