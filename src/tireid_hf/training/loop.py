@@ -36,7 +36,7 @@ from ..modeling import METHODS
 from ..processing import TIReIDProcessor, TrainingImageAugmentation
 from ..retrieval import evaluate_split, matching_accuracy, second_stage_results
 from .arguments import DataArguments, ModelArguments, TrainingArguments
-from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, verify_checkpoint
+from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, check_model_config, verify_checkpoint
 from ..faults import kill_point
 from .optim import build_optimizer, build_scheduler
 from .output_folder import (PER_QUERY_FILE, RESULTS_FILE, best_model_folder, check_output_dir, complete_final_move,
@@ -107,6 +107,7 @@ def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingAr
     train_split = dataset["train"]
     num_ids = len(set(train_split["pid"]))
     model = build_model(model_args, num_ids)
+    check_model_config(progress, model.config, resume_dir)
     processor = TIReIDProcessor.for_image_size(model.config.image_size)
     if model.text_transforms:
         with accelerator.main_process_first():
