@@ -83,7 +83,7 @@ def bad_inputs(tmp: Path) -> dict[tuple, tuple[list[str], str]]:
         ("visualize",): (["--model", missing_model, "--dataset", "synthetic"], "no such folder"),
         ("index", "build"): (["--model", missing_model, "--dataset", "synthetic", "--out", str(tmp / "i")], "no such folder"),
         ("export", "onnx"): (["--model", missing_model, "--out", str(tmp / "onnx")], "no such folder"),
-        ("search",): (["--model", missing_model, "--images", str(tmp), "--k", "0"], "--k must be >= 1, got 0"),
+        ("search",): (["--model", missing_model, "--images", str(tmp), "--k", "0"], "argument --k: must be >= 1, got 0"),
         ("push",): (["--model", missing_model, "--repo", "a/b/c"], "--repo 'a/b/c' is not a valid Hub repo id"),
         ("push-metric",): ([], "--repo org/name is required unless --dry-run OUT is given"),
         ("push-space",): ([], "--repo org/name is required unless --dry-run OUT is given"),
@@ -107,7 +107,7 @@ def test_a_refusal_from_the_console_script_exits_2_with_one_line_and_no_tracebac
     result = subprocess.run([sys.executable, "-m", "tireid_hf.cli", "search", "--model", str(tmp_path), "--images",
                              str(tmp_path), "--k", "0"], capture_output=True, text=True, cwd=tmp_path,
                             env={"PYTHONPATH": str(SRC), "HF_HUB_OFFLINE": "1", "PATH": ""})
-    assert (result.returncode, result.stdout, result.stderr) == (2, "", "tireid search: --k must be >= 1, got 0\n")
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", "tireid search: argument --k: must be >= 1, got 0\n")
 
 
 def test_an_unexpected_exception_keeps_its_traceback(monkeypatch, tmp_path):

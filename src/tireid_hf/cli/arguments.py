@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from ..data import DATASET_NAMES, parse_column_mapping
+from ..ranges import FINITE, POSITIVE_INTEGER
 
 SAVED_MODEL_HELP = "directory (or Hub id) of a saved tireid model and processor"
 
@@ -34,11 +35,14 @@ def add_dry_run(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument("--device", type=device_argument, default=None,
+                        help="torch device: cpu, cuda, cuda:N or mps, one this machine has (default: cuda if available, "
+                        "else cpu)")
 
 
 def add_batch_size(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--batch-size", type=int, default=64, help="images or texts embedded at once (default: 64)")
+    parser.add_argument("--batch-size", type=POSITIVE_INTEGER, default=64,
+                        help="images or texts embedded at once (default: 64)")
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:
@@ -77,13 +81,31 @@ def column_mapping_argument(value: str) -> dict:
 
 
 def min_score_argument(value: str):
-    """``--min-score``: ``auto``, ``model``, ``none`` or a number."""
+    """``--min-score``: ``auto``, ``model``, ``none`` or a finite number."""
     if value in ("auto", "model", "none"):
         return value
     try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, 'model', 'none' or 'auto', got {value!r}") from None
+        return FINITE(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a finite number, 'model', 'none' or 'auto', got {value!r}") from None
+
+
+def device_argument(value: str) -> str:
+    """``--device``: a torch device this machine has: ``cpu``, ``cuda`` / ``cuda:N`` (N below
+    ``torch.cuda.device_count()``) where ``torch.cuda.is_available()``, ``mps`` where
+    ``torch.backends.mps.is_available()``; anything else names the devices there are."""
+    import torch
+
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available += ["cuda", *(f"cuda:{index}" for index in range(torch.cuda.device_count()))]
+    if torch.backends.mps.is_available():
+        available.append("mps")
+    if value not in available:
+        cause = ("CUDA is not available here (torch.cuda.is_available() is False)"
+                 if value.startswith("cuda") and not torch.cuda.is_available() else "not a device of this machine")
+        raise argparse.ArgumentTypeError(f"{value!r}: {cause}; expected one of {', '.join(available)}")
+    return value
 
 
 def default_output(model: str, name: str) -> Path:

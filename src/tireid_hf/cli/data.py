@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data import DATASET_NAMES, load_tireid_dataset
 from ..errors import TIReIDInputError
+from ..ranges import POSITIVE_INTEGER
 from .arguments import add_dry_run, add_options, add_overwrite, add_token
 from .shell import add_command, refusing
 
@@ -68,7 +69,8 @@ def add_data_parser(subparsers) -> None:
     prepare.add_argument("--out", required=True, help="output folder (must not exist unless --overwrite)")
     prepare.add_argument("--skip-bad-images", action="store_true", help="drop records whose image is missing or undecodable")
     prepare.add_argument("--no-verify-images", action="store_true", help="only check that images exist, do not decode-check them")
-    prepare.add_argument("--max-rows-per-shard", type=int, default=5000)
+    prepare.add_argument("--max-rows-per-shard", type=POSITIVE_INTEGER, default=5000,
+                         help="rows per Parquet shard (default: 5000)")
     add_overwrite(prepare)
     add_options(prepare)
 

@@ -10,6 +10,7 @@ from ..data import load_tireid_dataset
 from ..errors import TIReIDInputError
 from ..files import atomic_file
 from ..loading import load_model_and_processor
+from ..ranges import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER
 from .arguments import add_batch_size, add_dataset_split, add_device, add_model, default_output, file_label
 from .shell import add_command, refusing
 
@@ -39,7 +40,7 @@ def add_model_and_split(parser: argparse.ArgumentParser, what: str) -> None:
     add_dataset_split(parser, what)
     add_batch_size(parser)
     parser.add_argument("--rerank", action="store_true", help="re-rank each query's top-k with the model's second stage")
-    parser.add_argument("--rerank-k", type=int, default=10, help="candidates re-ranked per query (default: 10)")
+    parser.add_argument("--rerank-k", type=POSITIVE_INTEGER, default=10, help="candidates re-ranked per query (default: 10)")
     add_device(parser)
 
 
@@ -114,11 +115,11 @@ def add_visualize_parser(subparsers) -> None:
     )
     add_model_and_split(parser, "the queries and the gallery")
     parser.add_argument("--output", default=None, help="PNG file (default: MODEL/ranked_results_DATASET_SPLIT.png)")
-    parser.add_argument("--k", type=int, default=10, help="results shown per query (default: 10)")
-    parser.add_argument("--num-queries", type=int, default=4,
+    parser.add_argument("--k", type=POSITIVE_INTEGER, default=10, help="results shown per query (default: 10)")
+    parser.add_argument("--num-queries", type=POSITIVE_INTEGER, default=4,
                         help="captions of this many distinct identities, drawn with --seed (default: 4), "
                         "unless --query-index or --text is given")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--query-index", type=int, action="append", default=[], metavar="I",
+    parser.add_argument("--seed", type=NON_NEGATIVE_INTEGER, default=0, help="seed of the drawn queries (default: 0)")
+    parser.add_argument("--query-index", type=NON_NEGATIVE_INTEGER, action="append", default=[], metavar="I",
                         help="caption I of the split (row order, captions of a row in order), repeatable")
     parser.add_argument("--text", action="append", default=[], help="a free-text query, repeatable")

@@ -6,6 +6,7 @@ import argparse
 
 from ..errors import TIReIDError
 from ..loading import load_model_and_processor
+from ..ranges import POSITIVE_INTEGER
 from .arguments import add_model, add_overwrite
 from .shell import add_command, refusing
 
@@ -42,7 +43,7 @@ def add_convert_parser(subparsers) -> None:
     irra.add_argument("checkpoint", help="the checkpoint file (.pth / .pt / .safetensors)")
     irra.add_argument("--variant", choices=("irra", "rde", "sen"), default="irra",
                       help="the reference method that wrote it (default: irra); sen converts into uit")
-    irra.add_argument("--image-size", type=int, nargs=2, default=(384, 128), metavar=("HEIGHT", "WIDTH"),
+    irra.add_argument("--image-size", type=POSITIVE_INTEGER, nargs=2, default=(384, 128), metavar=("HEIGHT", "WIDTH"),
                       help="img_size it was trained at (default: 384 128)")
     openai = add_command(
         formats, "openai-clip", run_convert, help="OpenAI CLIP ViT file (ViT-B-16.pt, ...) -> a transformers CLIPModel folder",

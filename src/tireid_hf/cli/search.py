@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import TIReIDInputError
 from ..files import atomic_file
 from ..loading import load_model_and_processor
+from ..ranges import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER
 from .arguments import add_batch_size, add_dataset_split, add_device, add_model, add_overwrite, min_score_argument
 from .evaluation import model_and_split, resolve_device
 from .shell import add_command, refusing
@@ -47,7 +48,7 @@ def add_index_parser(subparsers) -> None:
     build.add_argument("--backend", choices=("exact", "faiss"), default="exact")
     build.add_argument("--precision", choices=("float32", "float16", "int8"), default="float32",
                        help="exact backend: precision of the scored copy (default: float32)")
-    build.add_argument("--rescore", type=int, default=0,
+    build.add_argument("--rescore", type=NON_NEGATIVE_INTEGER, default=0,
                        help="re-score this many candidates with exact float32 scores (default: 0, none)")
     add_batch_size(build)
     add_device(build)
@@ -59,8 +60,6 @@ def run_search(args: argparse.Namespace) -> int:
 
     from ..retrieval.folder_search import read_queries, search_folder, search_report, update_folder_index
 
-    if args.k < 1:
-        raise TIReIDInputError(f"--k must be >= 1, got {args.k}")
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".json", ".png"):
         raise TIReIDInputError(f"--out {out}: expected a .json or .png file name")
@@ -127,7 +126,7 @@ def add_search_parser(subparsers) -> None:
     parser.add_argument("--images", required=True, help="the photo folder")
     parser.add_argument("--text", action="append", default=[], help="a query, repeatable")
     parser.add_argument("--queries", default=None, metavar="FILE", help="a text file of queries, one per line")
-    parser.add_argument("--k", type=int, default=10, help="results per query (default: 10)")
+    parser.add_argument("--k", type=POSITIVE_INTEGER, default=10, help="results per query (default: 10)")
     parser.add_argument("--min-score", type=min_score_argument, default="auto",
                         metavar="FLOAT|model|none", help="leave out photos scoring below this: a number, 'model' (the "
                         "threshold training picked on validation, in the model's config.json) or 'none' (default: "
