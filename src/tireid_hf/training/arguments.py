@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
@@ -38,13 +39,14 @@ def check_fields(arguments, ranges: dict[str, NumberRange]) -> None:
     config or a direct construction): a ``bool`` field holds true or false, a ``str`` field a string
     (``None`` too where the field allows it), a field in ``ranges`` a number in its range. A bad value is
     a :class:`~tireid_hf.errors.TIReIDInputError` naming the field and what it takes."""
+    hints = typing.get_type_hints(type(arguments))
     for item in dataclasses.fields(arguments):
-        value = getattr(arguments, item.name)
+        value, kind = getattr(arguments, item.name), hints[item.name]
         if item.name in ranges:
             ranges[item.name].check(item.name, value)
-        elif item.type == "bool" and not isinstance(value, bool):
+        elif kind is bool and not isinstance(value, bool):
             raise TIReIDInputError(f"{item.name} must be true or false, got {value!r}")
-        elif item.type in ("str", "str | None") and not (isinstance(value, str) or (value is None and item.type != "str")):
+        elif kind in (str, str | None) and not (isinstance(value, str) or (value is None and kind is not str)):
             raise TIReIDInputError(f"{item.name} must be a string, got {value!r}")
 
 

@@ -27,8 +27,10 @@ import yaml
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
+from transformers import CLIPConfig
 
 from ..data import load_tireid_dataset
+from ..errors import TIReIDInputError
 from ..files import atomic_text
 from ..data.collators import TrainingCollator, add_word_spans, caption_pairs, epoch_generator_seed
 from ..data.samplers import IdentityBatchSampler
@@ -38,6 +40,7 @@ from ..retrieval import evaluate_split, matching_accuracy, second_stage_results
 from .arguments import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, check_model_config, verify_checkpoint
 from ..faults import kill_point
+from .numerics import check_finite_loss
 from .optim import build_optimizer, build_scheduler
 from .output_folder import (PER_QUERY_FILE, RESULTS_FILE, best_model_folder, check_output_dir, complete_final_move,
                             finished_results, remove_interrupted_saves, save_best_model, start_over)
@@ -147,9 +150,12 @@ def build_model(model_args: ModelArguments, num_ids: int):
     from ``model_config`` (e.g. the tiny CLIP of the synthetic configs)."""
     config_class, model_class = METHODS[model_args.method]
     fields = {**model_args.model_config, "num_ids": num_ids}
-    if model_args.clip_name_or_path:
-        return model_class.from_clip(model_args.clip_name_or_path, **fields)
-    return model_class(config_class(**fields))
+    path = model_args.clip_name_or_path
+    try:  # the method's config checks model_config's values (image_size against the CLIP's patch size, ...)
+        config = config_class(**({"clip_config": CLIPConfig.from_pretrained(path).to_dict()} if path else {}), **fields)
+    except (TypeError, ValueError) as error:
+        raise TIReIDInputError(f"model_config: {error}") from error
+    return model_class.from_clip(path, **fields) if path else model_class(config)
 
 
 def _trackers(args: TrainingArguments) -> list[str]:
@@ -229,6 +235,8 @@ def _train_stage(run: TrainingRun, model, resume_dir: Path | None):
             batch = {key: value.to(accelerator.device, non_blocking=True) for key, value in batch.items()}
             with accelerator.accumulate(model):
                 outputs = model(**batch)
+                check_finite_loss(outputs, accelerator, args, step=progress.global_step + 1, stage=stage,
+                                  stage_step=progress.stage_step + 1)
                 accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
