@@ -252,17 +252,21 @@ def _checked_split(ds: Dataset, split: str, source: Source, mapping: dict, verif
     columns = ["image", "pid", caption_column] + (["image_path"] if has_paths else [])
     view = ds.select_columns(columns).cast_column("image", Image(decode=False))
     pids, captions, image_paths = [], [], []
-    for batch in view.iter(batch_size=256):
-        for k, image in enumerate(batch["image"]):
-            row = len(pids)
-            texts = batch[caption_column][k]
-            texts = [texts] if caption_column == "caption" else texts
-            problem = _row_problem(image, batch["pid"][k], texts, caption_column, mapping, source, verify_images)
-            if problem:
-                raise DatasetFormatError(f"{source.where(image)}: split '{split}', row {row}: {problem}")
-            pids.append(int(batch["pid"][k]))
-            captions.append([text.strip() for text in texts])
-            image_paths.append(batch["image_path"][k] if has_paths else _image_path(image, source, split, row))
+    try:  # Parquet does not check that its string cells are UTF-8: reading them does
+        for batch in view.iter(batch_size=256):
+            for k, image in enumerate(batch["image"]):
+                row = len(pids)
+                texts = batch[caption_column][k]
+                texts = [texts] if caption_column == "caption" else texts
+                problem = _row_problem(image, batch["pid"][k], texts, caption_column, mapping, source, verify_images)
+                if problem:
+                    raise DatasetFormatError(f"{source.where(image)}: split '{split}', row {row}: {problem}")
+                pids.append(int(batch["pid"][k]))
+                captions.append([text.strip() for text in texts])
+                image_paths.append(batch["image_path"][k] if has_paths else _image_path(image, source, split, row))
+    except UnicodeDecodeError as error:
+        raise DatasetFormatError(f"{where}: split '{split}', at row {len(pids)}: a text column holds bytes that are "
+                                 f"not UTF-8 ({error.reason}); the file is damaged") from None
     if not pids:
         raise DatasetFormatError(f"{where}: split '{split}' has no rows")
     return ds, pids, captions, image_paths

@@ -255,7 +255,10 @@ def read_raw_dataset(
 
     by_split = _group_by_split(kept, path)
     if fmt.carves_validation and not by_split["validation"]:
-        moved = carve_validation_ids([r.source_id for r in by_split["train"]], validation_ids, split_seed)
+        try:
+            moved = carve_validation_ids([r.source_id for r in by_split["train"]], validation_ids, split_seed)
+        except ValueError as error:  # too few train identities in the file to carve a validation split from
+            raise DatasetFormatError(f"{path}: no 'val' split, and {error}") from None
         by_split["validation"] = [r for r in by_split["train"] if r.source_id in moved]
         by_split["train"] = [r for r in by_split["train"] if r.source_id not in moved]
     for split, split_records in by_split.items():
