@@ -266,7 +266,8 @@ class Demo:
                 try:
                     image = read_image(path)
                 except ImageFileError as error:
-                    raise ValueError(f"The uploaded file {Path(path).name}: {error.reason}.") from None
+                    raise ValueError(f"The uploaded file {Path(path).name} is not an image the demo can use "
+                                     f"({error.reason}).") from None
             else:
                 if position is None or int(position) != position or not 0 <= position < len(self.gallery.images):
                     raise ValueError(f"Gallery image must be a number from 0 to {len(self.gallery.images) - 1}.")
