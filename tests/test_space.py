@@ -320,3 +320,21 @@ def _counting(function):
 
     counted.calls = 0
     return counted
+
+
+@pytest.mark.parametrize("variable, flag, value", [("TIREID_THREADS", "--threads", "abc"), ("TIREID_THREADS", "--threads", "0"),
+                                                   ("GRADIO_SERVER_PORT", "--port", "70000"),
+                                                   ("GRADIO_SERVER_PORT", "--port", "-1")])
+def test_numeric_flags_and_their_variables_are_refused_naming_the_flag(monkeypatch, capsys, variable, flag, value):
+    """The Space's numbers, from the command line or from their environment variable, are checked by the
+    range type the `tireid` flags use: argparse's one refusal naming the flag, never a traceback."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as exit_info:
+        app.parse_args(["--model", "any"])
+    assert exit_info.value.code == 2 and f"argument {flag}: must be " in capsys.readouterr().err
+    monkeypatch.delenv(variable)
+    with pytest.raises(SystemExit):
+        app.parse_args(["--model", "any", flag, value])
+    assert f"argument {flag}: must be " in capsys.readouterr().err
+    args = app.parse_args(["--model", "any", "--threads", "2", "--port", "7861"])
+    assert (args.threads, args.port) == (2, 7861)

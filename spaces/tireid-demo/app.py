@@ -37,6 +37,7 @@ from tireid_hf.files import atomic_file
 from tireid_hf.images import ImageFileError, read_image
 from tireid_hf.loading import load_model_and_processor
 from tireid_hf.metrics import rank_metrics
+from tireid_hf.ranges import NumberRange
 from tireid_hf.retrieval import GalleryIndex, embed_texts, model_fingerprint
 from tireid_hf.visualize import ranked_result, restoration_figure
 
@@ -367,13 +368,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="gallery index written by `tireid index build` for this model and gallery (TIREID_INDEX)")
     parser.add_argument("--onnx", default=os.environ.get("TIREID_ONNX", settings.get("onnx")),
                         help="folder written by `tireid export onnx` from this model: queries run on onnxruntime (TIREID_ONNX)")
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("TIREID_THREADS", "1")),
+    parser.add_argument("--threads", type=NumberRange(integer=True, low=1), default=os.environ.get("TIREID_THREADS", "1"),
                         help="torch threads (TIREID_THREADS; default 1: threads that compete for busy cores slow the "
                         "text encoder down, benchmarks/bench_space.py)")
     # a Space sets GRADIO_SERVER_NAME=0.0.0.0 and GRADIO_SERVER_PORT: --host and --port default to them, since
     # launch() is given both explicitly and that overrides the variables
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    parser.add_argument("--port", type=NumberRange(integer=True, low=1, high=65535),
+                        default=os.environ.get("GRADIO_SERVER_PORT", "7860"))
     args = parser.parse_args(argv)
     if not args.model:
         parser.error("give the model with --model DIR_OR_HUB_ID, the TIREID_MODEL environment variable or space_settings.json")
