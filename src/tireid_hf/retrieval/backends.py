@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..files import atomic_file
+from ..validation import IndexFormatError
 
 __all__ = ["BACKENDS", "PRECISIONS", "ExactBackend", "FaissBackend", "SearchBackend", "make_backend", "load_backend"]
 
@@ -57,7 +58,8 @@ class SearchBackend(ABC):
     @classmethod
     @abstractmethod
     def load(cls, directory: Path, embeddings: torch.Tensor, settings: dict) -> SearchBackend:
-        """Rebuild from ``save``'s files and ``settings()``; ``ValueError`` naming a corrupt file."""
+        """Rebuild from ``save``'s files and ``settings()``; :class:`~tireid_hf.validation.IndexFormatError`
+        (a ``ValueError``) naming a corrupt file."""
 
     @abstractmethod
     def memory_bytes(self) -> int:
@@ -156,7 +158,7 @@ class ExactBackend(SearchBackend):
         try:
             tensors = load_file(str(path))
         except (FileNotFoundError, SafetensorError, OSError) as error:
-            raise ValueError(f"{path}: the {precision} copy of the gallery cannot be read ({error}); rebuild the index") from None
+            raise IndexFormatError(f"{path}: the {precision} copy of the gallery cannot be read ({error}); rebuild the index") from None
         expected = {"codes": (torch.float16 if precision == "float16" else torch.int8, [len(embeddings), embeddings.shape[1]])}
         if precision == "int8":
             expected["scales"] = (torch.float32, [len(embeddings)])
@@ -164,7 +166,7 @@ class ExactBackend(SearchBackend):
             tensor = tensors.get(key)
             if tensor is None or tensor.dtype != dtype or list(tensor.shape) != shape:
                 got = "missing" if tensor is None else f"{tensor.dtype} {list(tensor.shape)}"
-                raise ValueError(f"{path}: expected `{key}` of {dtype} {shape}, got {got}; rebuild the index")
+                raise IndexFormatError(f"{path}: expected `{key}` of {dtype} {shape}, got {got}; rebuild the index")
         if precision == "float16":
             packed = torch.ops.quantized.linear_prepack_fp16(tensors["codes"].float(), None)
         else:
@@ -232,9 +234,9 @@ class FaissBackend(SearchBackend):
             index = faiss.read_index(str(path))
         except RuntimeError as error:
             reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-            raise ValueError(f"{path}: not a readable FAISS index ({reason}); rebuild the index") from None
+            raise IndexFormatError(f"{path}: not a readable FAISS index ({reason}); rebuild the index") from None
         if index.ntotal != len(embeddings) or index.d != embeddings.shape[1]:
-            raise ValueError(f"{path}: holds {index.ntotal} vectors of dimension {index.d}, the index has "
+            raise IndexFormatError(f"{path}: holds {index.ntotal} vectors of dimension {index.d}, the index has "
                              f"{len(embeddings)} of dimension {embeddings.shape[1]}; rebuild the index")
         return cls(None, settings["faiss_factory"], settings["faiss_params"], index=index)
 

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from ..files import atomic_directory
 from ..images import ImageFileError, read_image
+from ..validation import IndexFormatError, read_json
 from .embedding import embed_images, model_fingerprint
 from .index import METADATA_FILE, GalleryIndex
 
@@ -75,15 +76,19 @@ def image_files(folder: str | os.PathLike) -> dict[str, tuple[int, int]]:
 
 
 def _stored(location: Path, model, processor) -> tuple[GalleryIndex | None, dict]:
-    """The index stored in ``location`` and its ``files.json``; ``(None, {})`` where there is none, or
-    it was built by another model, or it cannot be read (a warning says which)."""
+    """The index stored in ``location`` and its ``files.json`` (a JSON object mapping each of the index's
+    ids to ``[size, mtime_ns]``, two whole numbers >= 0); ``(None, {})`` where there is none, or it was
+    built by another model, or either cannot be read (a warning says which)."""
     if not (location / METADATA_FILE).is_file():
         return None, {}
     try:
         index = GalleryIndex.load(location, model=model, processor=processor)
-        keys = json.loads((location / FILES_FILE).read_text(encoding="utf-8"))
-        if not isinstance(keys, dict) or sorted(keys) != sorted(index.ids):
-            raise ValueError(f"{FILES_FILE} does not list the index's {len(index)} files")
+        keys = read_json(location / FILES_FILE, IndexFormatError, what=None)
+        if not isinstance(keys, dict) or set(keys) != set(index.ids):
+            raise IndexFormatError(f"{location / FILES_FILE} does not list the index's {len(index)} files")
+        if not all(isinstance(key, list) and len(key) == 2 and all(type(number) is int and number >= 0 for number in key)
+                   for key in keys.values()):
+            raise IndexFormatError(f"{location / FILES_FILE}: each file must map to [size, mtime_ns], two whole numbers >= 0")
     except (OSError, ValueError) as error:
         warnings.warn(f"{location}: the stored index is not reused, every image is embedded again ({error})", stacklevel=3)
         return None, {}

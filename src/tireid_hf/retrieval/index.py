@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +15,8 @@ import torch
 from safetensors.torch import save_file
 
 from ..files import atomic_file
-from .backends import PRECISIONS, FaissBackend, load_backend, make_backend
+from ..validation import IndexFormatError, IndexMissingError, check_safetensors, read_json
+from .backends import BACKENDS, PRECISIONS, FaissBackend, load_backend, make_backend
 from .embedding import embed_images, embed_texts, model_fingerprint
 from .rerank import check_rerank, rerank_one
 
@@ -71,24 +71,16 @@ def _above(scores: torch.Tensor, indices: torch.Tensor, min_score: float | None)
     return scores.masked_fill(below, float("-inf")), indices.masked_fill(below, -1)
 
 
-def _map_embeddings(path: Path) -> torch.Tensor:
-    """The float32 [G, D] tensor ``embeddings`` of a safetensors file, memory-mapped copy-on-write (pages
-    are read when touched: a compressed or FAISS search touches only its re-scored candidates)."""
-    try:
-        with open(path, "rb") as handle:
-            (header_size,) = struct.unpack("<Q", handle.read(8))
-            header = json.loads(handle.read(header_size))
-        entry = header["embeddings"]
-        (begin, end), shape = entry["data_offsets"], entry["shape"]
-        if entry["dtype"] != "F32" or len(shape) != 2 or end - begin != 4 * shape[0] * shape[1]:
-            raise ValueError(f"`embeddings` is {entry['dtype']} {shape} over {end - begin} bytes, not float32 [G, D]")
-        if os.path.getsize(path) < 8 + header_size + end:
-            raise ValueError("the file is shorter than its header says (truncated)")
-        array = np.memmap(path, dtype=np.float32, mode="c", offset=8 + header_size + begin, shape=tuple(shape))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing: the index is incomplete, rebuild it") from None
-    except (ValueError, KeyError, TypeError, struct.error, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not a readable embeddings file ({error}); rebuild the index") from None
+def _map_embeddings(path: Path, num_items: int, dim: int) -> torch.Tensor:
+    """The float32 [num_items, dim] tensor ``embeddings`` of a safetensors file, memory-mapped
+    copy-on-write (pages are read when touched: a compressed or FAISS search touches only its re-scored
+    candidates); :class:`IndexFormatError` naming the file when its header (checked by
+    :func:`~tireid_hf.validation.check_safetensors`) holds anything else."""
+    if not path.is_file():
+        raise IndexMissingError(f"{path} is missing: the index is incomplete, rebuild it")
+    header_length, header = check_safetensors(path, IndexFormatError, expected={"embeddings": ("F32", [num_items, dim])})
+    begin = header["embeddings"]["data_offsets"][0]
+    array = np.memmap(path, dtype=np.float32, mode="c", offset=8 + header_length + begin, shape=(num_items, dim))
     return torch.from_numpy(array)
 
 
@@ -357,26 +349,21 @@ class GalleryIndex:
         directory = Path(directory)
         metadata_path = directory / METADATA_FILE
         if not metadata_path.is_file():
-            raise FileNotFoundError(f"no gallery index in {directory}: {METADATA_FILE} is missing")
+            raise IndexMissingError(f"no gallery index in {directory}: {METADATA_FILE} is missing")
         metadata = _read_metadata(metadata_path)
         if model is not None:
             fingerprint = model_fingerprint(model)
             if fingerprint != metadata["fingerprint"]:
-                raise ValueError(
+                raise IndexFormatError(
                     f"the index in {directory} was built by another model: stored fingerprint "
                     f"{metadata['fingerprint']} ({metadata['model_name_or_path']}), given model {fingerprint} "
                     f"({getattr(model, 'name_or_path', None)}); rebuild it with GalleryIndex.build"
                 )
         stored_precision = metadata["backend_settings"].get("precision", "float32")
         if precision is not None and precision != stored_precision:
-            raise ValueError(f"{metadata_path}: the index was built with precision {stored_precision!r}, not "
+            raise IndexFormatError(f"{metadata_path}: the index was built with precision {stored_precision!r}, not "
                              f"{precision!r}; rebuild it with GalleryIndex(index.embeddings, precision={precision!r})")
-        embeddings = _map_embeddings(directory / EMBEDDINGS_FILE)
-        if list(embeddings.shape) != [metadata["num_items"], metadata["dim"]]:
-            raise ValueError(
-                f"{directory / EMBEDDINGS_FILE}: expected embeddings of shape [{metadata['num_items']}, "
-                f"{metadata['dim']}] (from {METADATA_FILE}), got {list(embeddings.shape)}"
-            )
+        embeddings = _map_embeddings(directory / EMBEDDINGS_FILE, metadata["num_items"], metadata["dim"])
         backend = load_backend(metadata["backend"], directory, embeddings, metadata["backend_settings"])
         index = cls(embeddings, metadata["ids"], backend=metadata["backend"], precision=stored_precision,
                     rescore=metadata["rescore"], fingerprint=metadata["fingerprint"],
@@ -387,24 +374,58 @@ class GalleryIndex:
         return index
 
 
+# The fields of index.json: (whether a value is allowed, the values allowed in words).
+_METADATA_FIELDS = {
+    "fingerprint": (lambda value: value is None or isinstance(value, str), "a string or null"),
+    "model_name_or_path": (lambda value: value is None or isinstance(value, str), "a string or null"),
+    "num_items": (lambda value: type(value) is int and value >= 1, "a whole number >= 1"),
+    "dim": (lambda value: type(value) is int and value >= 1, "a whole number >= 1"),
+    "backend": (lambda value: isinstance(value, str) and value in BACKENDS, f"one of {sorted(BACKENDS)}"),
+    "rescore": (lambda value: type(value) is int and value >= 0, "a whole number >= 0"),
+    "ids": (lambda value: isinstance(value, list) and all(isinstance(item, str) or type(item) is int for item in value),
+            "a list of strings or whole numbers"),
+}
+# The backend_settings of each backend: {setting: (whether a value is allowed, the values allowed in words)}.
+_BACKEND_SETTINGS = {
+    "exact": {"precision": (lambda value: isinstance(value, str) and value in PRECISIONS, f"one of {list(PRECISIONS)}")},
+    "faiss": {"faiss_factory": (lambda value: isinstance(value, str) and value != "", "a non-empty FAISS factory string"),
+              "faiss_params": (lambda value: isinstance(value, str), "a FAISS parameter string")},
+}
+
+
 def _read_metadata(path: Path) -> dict:
     """``index.json`` as a version-2 dict (a version-1 file, without ``backend_settings`` and
-    ``rescore``, is converted: float32 exact or its FAISS settings, no re-scoring)."""
-    try:
-        metadata = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not valid JSON ({error}); rebuild the index") from None
-    version = metadata.get("format_version") if isinstance(metadata, dict) else None
-    if version == 1:
-        metadata["backend_settings"] = ({"precision": "float32"} if metadata["backend"] == "exact" else
-                                        {"faiss_factory": metadata["faiss_factory"], "faiss_params": metadata["faiss_params"]})
+    ``rescore``, is converted: float32 exact or its FAISS settings, no re-scoring), every field of the
+    type and in the range :data:`_METADATA_FIELDS` and :data:`_BACKEND_SETTINGS` allow, ``ids`` holding
+    ``num_items`` ids; :class:`IndexFormatError` naming the file and field otherwise."""
+    metadata = read_json(path, IndexFormatError)
+    version = metadata.get("format_version")
+    if type(version) is int and version == 1:
+        backend = metadata.get("backend")
+        metadata["backend_settings"] = ({"precision": "float32"} if backend == "exact" else
+                                        {key: metadata.get(key) for key in ("faiss_factory", "faiss_params")})
         metadata["rescore"] = 0
-    elif version != INDEX_FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {version!r} is not supported (expected {INDEX_FORMAT_VERSION})")
-    required = {"fingerprint", "model_name_or_path", "num_items", "dim", "backend", "backend_settings", "rescore", "ids"}
-    missing = sorted(required - set(metadata))
+    elif not (type(version) is int and version == INDEX_FORMAT_VERSION):
+        raise IndexFormatError(f"{path}: format_version {version!r} is not supported (expected {INDEX_FORMAT_VERSION})")
+    missing = sorted(({"backend_settings"} | set(_METADATA_FIELDS)) - set(metadata))
     if missing:
-        raise ValueError(f"{path}: missing field(s) {missing}; rebuild the index")
+        raise IndexFormatError(f"{path}: missing field(s) {missing}; rebuild the index")
+    for name, (allowed, words) in _METADATA_FIELDS.items():
+        if not allowed(metadata[name]):
+            raise IndexFormatError(f"{path}: `{name}` must be {words}, got {_shown(metadata[name])}; rebuild the index")
+    settings = metadata["backend_settings"]
+    if not isinstance(settings, dict):
+        raise IndexFormatError(f"{path}: `backend_settings` must be a JSON object, got {_shown(settings)}")
+    for name, (allowed, words) in _BACKEND_SETTINGS[metadata["backend"]].items():
+        if name in settings or name != "precision":  # an exact index without a precision is float32
+            if not allowed(settings.get(name)):
+                raise IndexFormatError(f"{path}: `backend_settings.{name}` must be {words}, got {_shown(settings.get(name))}")
     if len(metadata["ids"]) != metadata["num_items"]:
-        raise ValueError(f"{path}: `ids` holds {len(metadata['ids'])} ids for num_items={metadata['num_items']}")
+        raise IndexFormatError(f"{path}: `ids` holds {len(metadata['ids'])} ids for num_items={metadata['num_items']}")
     return metadata
+
+
+def _shown(value) -> str:
+    """``repr(value)``, cut to 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
