@@ -92,8 +92,9 @@ def test_push_refuses_bad_folders_with_the_file_named(tmp_path):
     (folder / "results.json").unlink()
     with pytest.raises(SystemExit, match="results.json is missing"):
         main(["push", "--model", str(folder), "--repo", "org/x", "--dry-run", str(tmp_path / "out")])
+    (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit, match="no config.json"):
-        main(["push", "--model", str(tmp_path), "--repo", "org/x", "--dry-run", str(tmp_path / "out")])
+        main(["push", "--model", str(tmp_path / "empty"), "--repo", "org/x", "--dry-run", str(tmp_path / "out")])
     (tmp_path / "taken").mkdir()
     (folder / "results.json").write_text(json.dumps(fake_results("clip_reid")))
     with pytest.raises(SystemExit, match="taken already exists"):

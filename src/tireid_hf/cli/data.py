@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..data import DATASET_NAMES, load_tireid_dataset
 from ..errors import TIReIDInputError
+from ..files import refuse_overlap
 from ..ranges import POSITIVE_INTEGER
 from .arguments import add_dry_run, add_options, add_overwrite, add_token
 from .shell import add_command, refusing
@@ -19,6 +20,7 @@ def run_data_prepare(args: argparse.Namespace) -> int:
     from ..hub.dataset_card import render_dataset_card
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    refuse_overlap(args.out, "--out", {"--root": args.root})
     if Path(args.out).exists() and not args.overwrite:
         raise TIReIDInputError(f"{args.out} already exists (pass --overwrite to replace it)")
     options = dict(args.option)
@@ -41,6 +43,7 @@ def run_data_push(args: argparse.Namespace) -> int:
     with refusing(OSError, ValueError):
         check_repo_id(args.repo, "--repo")
         if args.dry_run:
+            refuse_overlap(args.dry_run, "--dry-run", {"--data": args.data})
             print(f"wrote {write_dataset_folder(args.data, args.dry_run, overwrite=args.overwrite)}")
         else:
             print(push_dataset(args.data, args.repo, private=not args.public, token=args.token))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import TIReIDInputError
+from ..files import refuse_overlap
 from .arguments import add_dry_run, add_model, add_token
 from .shell import add_command, refusing
 
@@ -17,6 +18,7 @@ def run_push(args: argparse.Namespace) -> int:
     with refusing(OSError, ValueError):
         check_repo_id(args.repo, "--repo")
         if args.dry_run:
+            refuse_overlap(args.dry_run, "--dry-run", {"--model": args.model, "--card": args.card})
             print(f"wrote {write_model_folder(args.model, args.dry_run, args.repo, license=args.license, dataset_repo=args.dataset_repo, card=args.card, overwrite=args.overwrite)}")
         else:
             print(push_model(args.model, args.repo, private=args.private, license=args.license,
@@ -43,11 +45,13 @@ def run_push_metric(args: argparse.Namespace) -> int:
 
 def run_push_space(args: argparse.Namespace) -> int:
     """`tireid push-space`: the demo Space over a model and gallery."""
-    from ..hub.demo_space import push_space, write_space
+    from ..hub.demo_space import demo_source, push_space, write_space
 
     options = dict(model=args.model, gallery=args.gallery, space_dir=args.space_dir)
     with refusing(FileNotFoundError, FileExistsError):
         if args.dry_run:
+            refuse_overlap(args.dry_run, "--dry-run", {"--model": args.model, "--gallery": args.gallery,
+                                                       "--space-dir": args.space_dir or demo_source()})
             print(f"wrote {write_space(args.dry_run, overwrite=args.overwrite, **options)}")
         elif not args.repo:
             raise TIReIDInputError("--repo org/name is required unless --dry-run OUT is given")
@@ -102,6 +106,7 @@ def run_cards(args: argparse.Namespace) -> int:
     """`tireid cards`: the model card of every checkpoint the zoo publishes."""
     from ..hub.catalogue import DEFAULT_ORG, render_catalogue
 
+    refuse_overlap(args.out, "--out", {"--configs": args.configs, "--runs": args.runs})
     with refusing(FileNotFoundError):
         names = render_catalogue(args.out, configs_dir=args.configs, org=args.org or DEFAULT_ORG, runs_dir=args.runs)
     print(f"wrote {len(names)} model cards to {args.out}/")

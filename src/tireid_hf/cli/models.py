@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import TIReIDError
+from ..files import refuse_overlap
 from ..loading import load_model_and_processor
 from ..ranges import POSITIVE_INTEGER
 from .arguments import add_model, add_overwrite
@@ -15,6 +16,7 @@ def run_convert(args: argparse.Namespace) -> int:
     """`tireid convert {irra,openai-clip}`: a reference checkpoint -> a model folder and conversion.json."""
     from ..convert import convert_irra, convert_openai_clip
 
+    refuse_overlap(args.out, "--out", {"the checkpoint": args.checkpoint})
     with refusing(FileExistsError):
         if args.format == "irra":
             report = convert_irra(args.checkpoint, args.out, variant=args.variant, image_size=args.image_size,
@@ -63,6 +65,7 @@ def run_export_onnx(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise TIReIDError(f"needs onnx, onnxscript and onnxruntime: pip install 'tireid-hf[onnx]' ({error})") from error
 
+    refuse_overlap(args.out, "--out", {"--model": args.model})
     model, processor = load_model_and_processor(args.model)
     with refusing(FileExistsError):
         export_onnx(model, processor, args.out, int8=args.int8, overwrite=args.overwrite)

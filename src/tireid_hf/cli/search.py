@@ -18,9 +18,10 @@ from .shell import add_command, refusing
 
 def run_index_build(args: argparse.Namespace) -> int:
     """`tireid index build`: embed a split's gallery once and save the GalleryIndex (ids: image paths)."""
-    from ..files import atomic_directory
+    from ..files import atomic_directory, refuse_overlap
     from ..retrieval import GalleryIndex
 
+    refuse_overlap(args.out, "--out", {"--model": args.model, "--dataset": args.dataset, "--root": args.root})
     model, processor, split = model_and_split(args)
     with refusing(FileExistsError, ValueError), atomic_directory(args.out, overwrite=args.overwrite) as folder:
         index = GalleryIndex.build(model.eval(), processor, split["image"], ids=list(split["image_path"]),

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..files import atomic_directory
+from ..files import atomic_directory, finish_replacement, refuse_overlap, writer_lock
 from ..images import ImageFileError, read_image
 from ..validation import IndexFormatError, read_json
 from .embedding import embed_images, model_fingerprint
@@ -107,7 +107,11 @@ def update_folder_index(model, processor, folder: str | os.PathLike, index_dir: 
         show_progress: a tqdm bar over the images being embedded.
 
     The index's rows are the readable files in path order; ``FolderIndex.index`` is None when the folder
-    holds no readable image (nothing is written then).
+    holds no readable image (nothing is written then). The whole update, from reading the stored index to
+    writing the new one, holds the index folder's writer lock: another process updating it is refused
+    (:class:`~tireid_hf.files.FolderInUseError`). An index folder that is or contains the photo folder, or
+    is, contains or lies inside the model's folder, is refused before anything is read
+    (:func:`~tireid_hf.files.refuse_overlap`).
     """
     folder = Path(folder)
     if not folder.exists():
@@ -115,6 +119,15 @@ def update_folder_index(model, processor, folder: str | os.PathLike, index_dir: 
     if not folder.is_dir():
         raise NotADirectoryError(f"--images {folder}: not a folder")
     location = Path(index_dir) if index_dir is not None else folder / INDEX_FOLDER_NAME
+    refuse_overlap(location, "--index", {"--images": folder, "--model": getattr(model, "name_or_path", None)},
+                   may_lie_inside=("--images",))
+    with writer_lock(location):
+        finish_replacement(location)
+        return _update_folder_index(model, processor, folder, location, batch_size, show_progress)
+
+
+def _update_folder_index(model, processor, folder: Path, location: Path, batch_size: int,
+                         show_progress: bool) -> FolderIndex:
     files = image_files(folder)
     stored, stored_keys = _stored(location, model, processor)
     result = FolderIndex(None, folder, location, removed=sorted(set(stored_keys) - set(files)))

@@ -43,7 +43,8 @@ from ..faults import kill_point
 from .numerics import check_finite_loss
 from .optim import build_optimizer, build_scheduler
 from .output_folder import (PER_QUERY_FILE, RESULTS_FILE, best_model_folder, check_output_dir, complete_final_move,
-                            finished_results, remove_interrupted_saves, save_best_model, start_over)
+                            finished_results, remove_interrupted_saves, save_best_model, start_over,
+                            writing_output_dir)
 from .results import summary_table, training_results
 
 
@@ -77,7 +78,13 @@ class TrainingRun:
 
 
 def train(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> dict:
-    """Run a whole training job; returns the content of ``results.json``."""
+    """Run a whole training job; returns the content of ``results.json``. The run holds output_dir's
+    writer lock from its first check to its end (:func:`.output_folder.writing_output_dir`)."""
+    with writing_output_dir(model_args, data_args, args):
+        return _run(model_args, data_args, args)
+
+
+def _run(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> dict:
     check_output_dir(args)
     output = Path(args.output_dir)
     accelerator = Accelerator(

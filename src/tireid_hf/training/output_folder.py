@@ -4,6 +4,9 @@
 transformers' ``Trainer``) and, while the run lasts, also holds its state: ``checkpoints/``, ``logs/``,
 ``best/`` (the best model so far) and ``training_args.yaml``. Its lifecycle:
 
+* :func:`writing_output_dir`: the whole run holds the folder's writer lock (a second run writing it at the
+  same time, resumed or ``--overwrite_output_dir``, is refused naming the first's pid), after refusing an
+  output_dir that is, contains or lies inside one of the run's inputs;
 * :func:`check_output_dir`: refuse, before any compute, a folder that holds another run;
 * :func:`complete_final_move` and :func:`remove_interrupted_saves`: finish what a killed run left
   (at the start of any run on the folder);
@@ -16,13 +19,15 @@ transformers' ``Trainer``) and, while the run lasts, also holds its state: ``che
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Iterator
 
-from ..files import atomic_directory, atomic_text
-from .arguments import TrainingArguments
+from ..files import atomic_directory, atomic_text, finish_replacement, refuse_overlap, writer_lock
+from .arguments import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import TrainingProgress
 from ..faults import kill_point
 
@@ -34,6 +39,18 @@ _RUN_STATE = ("checkpoints", "logs", BEST, "training_args.yaml")
 # Names of a previous run's files, written when --overwrite_output_dir starts a new run over it; they are
 # deleted only once the new run's model and results.json are in place.
 _PREVIOUS_RUN_FILES = ".previous_run_files.json"
+
+
+@contextlib.contextmanager
+def writing_output_dir(model_args: ModelArguments, data_args: DataArguments, args: TrainingArguments) -> Iterator[None]:
+    """Holds ``output_dir``'s :func:`~tireid_hf.files.writer_lock` for the block (the whole run): in a
+    distributed run rank 0 holds it for every rank of the run (``RANK`` of the launcher). Refuses first,
+    on every rank, an output_dir that is, contains or lies inside ``--data_root``, a ``--dataset`` folder or
+    a ``--clip_name_or_path`` folder (:func:`~tireid_hf.files.refuse_overlap`)."""
+    refuse_overlap(args.output_dir, "--output_dir", {"--data_root": data_args.data_root, "--dataset": data_args.dataset,
+                                                     "--clip_name_or_path": model_args.clip_name_or_path})
+    with writer_lock(args.output_dir) if int(os.environ.get("RANK", "0")) == 0 else contextlib.nullcontext():
+        yield
 
 
 def check_output_dir(args: TrainingArguments) -> None:
@@ -93,9 +110,9 @@ def start_over(output: Path) -> None:
 
 
 def remove_interrupted_saves(output: Path) -> None:
-    """Deletes the temporary folders of best-model saves a kill cut short."""
-    for path in output.glob(f".{BEST}.*-*"):
-        shutil.rmtree(path, ignore_errors=True)
+    """Completes a replacement of ``best/`` a kill cut short and deletes the temporary folders of a save
+    cut short before it (:func:`~tireid_hf.files.finish_replacement`)."""
+    finish_replacement(output / BEST)
 
 
 def save_best_model(model, processor, output: Path) -> None:
