@@ -214,3 +214,17 @@ def test_tireid_search_bad_arguments_name_what_is_wrong(saved_model, photos, tmp
         tireid([*search, str(photos), "--text", "a man", "--out", str(tmp_path / "ranked.txt")])
     with pytest.raises(SystemExit, match="no query"):
         tireid([*search, str(photos)])
+
+
+def test_a_photo_linked_from_outside_the_folder_is_skipped_and_listed(saved_model, tiny_processor, photos, tmp_path):
+    """A symbolic link under the folder to a photo outside it is not read (where it resolves is checked, as
+    the dataset readers check their image paths); a link to a photo inside the folder is."""
+    model, _ = saved_model
+    outside = tmp_path / "elsewhere.jpg"
+    shutil.copy(photos / "a.jpg", outside)
+    (photos / "link-out.jpg").symlink_to(outside)
+    (photos / "link-in.jpg").symlink_to(photos / "a.jpg")
+    with pytest.warns(UserWarning, match=r"link-out\.jpg: not a readable image, skipped \(.*outside the photo folder"):
+        result = update_folder_index(model, tiny_processor, photos, show_progress=False)
+    assert [path for path, _ in result.skipped] == ["broken.jpg", "link-out.jpg"]
+    assert "link-in.jpg" in result.index.ids and "link-out.jpg" not in result.index.ids

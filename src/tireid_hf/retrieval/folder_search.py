@@ -7,7 +7,8 @@ letter case; no annotation). Its embeddings are kept in a GalleryIndex folder (b
 files that are new or whose size or modification time changed, drops the deleted ones and reuses the
 rest; the index folder is replaced as a whole (:func:`~tireid_hf.files.atomic_directory`), so a kill
 leaves the previous index or the new one. An index built by another model is rebuilt. A file that does
-not decode as an image (:func:`~tireid_hf.images.read_image`: damaged, or a decompression bomb) is reported (a
+not decode as an image (:func:`~tireid_hf.images.read_image`: damaged, or a decompression bomb), or that is a
+link resolving outside the folder (:func:`~tireid_hf.files.resolve_inside`), is reported (a
 ``warnings.warn`` naming it, and in ``FolderIndex.skipped``) and
 left out, and tried again on the next call.
 
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..files import atomic_directory, finish_replacement, refuse_overlap, writer_lock
+from ..files import OutsideRootError, atomic_directory, finish_replacement, refuse_overlap, resolve_inside, writer_lock
 from ..images import ImageFileError, read_image
 from ..validation import IndexFormatError, read_json
 from .embedding import embed_images, model_fingerprint
@@ -138,11 +139,12 @@ def _update_folder_index(model, processor, folder: Path, location: Path, batch_s
         chunk, images, names = fresh[start:start + batch_size], [], []
         for name in chunk:
             try:
-                images.append(read_image(folder / name))
+                images.append(read_image(resolve_inside(folder, name, "the photo folder")))
                 names.append(name)
-            except ImageFileError as error:
-                result.skipped.append((name, error.reason))
-                warnings.warn(f"{folder / name}: not a readable image, skipped ({error.reason})", stacklevel=2)
+            except (ImageFileError, OutsideRootError) as error:
+                reason = error.reason if isinstance(error, ImageFileError) else str(error)
+                result.skipped.append((name, reason))
+                warnings.warn(f"{folder / name}: not a readable image, skipped ({reason})", stacklevel=2)
         if images:
             embeds = embed_images(model, processor, images, batch_size=batch_size, show_progress=False)
             new_embeds.update(zip(names, embeds))
