@@ -338,3 +338,17 @@ def test_numeric_flags_and_their_variables_are_refused_naming_the_flag(monkeypat
     assert f"argument {flag}: must be " in capsys.readouterr().err
     args = app.parse_args(["--model", "any", "--threads", "2", "--port", "7861"])
     assert (args.threads, args.port) == (2, 7861)
+
+
+def test_a_gallery_image_linked_from_outside_the_folder_is_refused_naming_it(tmp_path):
+    """--gallery DIR reads the images under DIR only: a link to a picture elsewhere is refused (where it
+    resolves is checked, as for every dataset path); a link inside the folder is read."""
+    folder, outside = tmp_path / "gallery", tmp_path / "elsewhere.png"
+    folder.mkdir()
+    Image.new("RGB", (32, 96), (200, 30, 40)).save(outside)
+    Image.new("RGB", (32, 96), (20, 30, 200)).save(folder / "a.png")
+    (folder / "b.png").symlink_to(folder / "a.png")
+    assert app.load_gallery(str(folder)).names == ["a.png", "b.png"]
+    (folder / "c.png").symlink_to(outside)
+    with pytest.raises(app.TIReIDInputError, match=r"c\.png resolves to .*elsewhere\.png, outside the --gallery folder"):
+        app.load_gallery(str(folder))

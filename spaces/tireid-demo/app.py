@@ -33,7 +33,7 @@ import torch
 import tireid_hf  # noqa: F401  (registers the tireid model classes with the Auto classes)
 from tireid_hf.data import load_tireid_dataset
 from tireid_hf.errors import TIReIDInputError, refused_as_one_line, refusing
-from tireid_hf.files import atomic_file
+from tireid_hf.files import atomic_file, resolve_inside
 from tireid_hf.images import ImageFileError, read_image
 from tireid_hf.loading import load_model_and_processor
 from tireid_hf.metrics import rank_metrics
@@ -86,14 +86,15 @@ class Gallery:
     @classmethod
     def from_folder(cls, folder: Path) -> "Gallery":
         """Every image file of `folder` (sorted by name); no identities. A file that is not a readable
-        image (:func:`~tireid_hf.images.read_image`) raises :class:`TIReIDInputError` naming it."""
+        image (:func:`~tireid_hf.images.read_image`), or a link resolving outside `folder`, raises
+        :class:`TIReIDInputError` naming it."""
         files = sorted(path for path in folder.iterdir() if path.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise TIReIDInputError(f"--gallery {folder}: no image files ({', '.join(IMAGE_SUFFIXES)}) in this folder")
         images = []
         for path in files:
             try:
-                images.append(read_image(path))
+                images.append(read_image(resolve_inside(folder, path.name, "the --gallery folder")))
             except ImageFileError as error:
                 raise TIReIDInputError(f"--gallery {folder}: {path.name}: {error.reason}") from None
         ids = [f"{path.name}:{path.stat().st_size}:{path.stat().st_mtime_ns}" for path in files]
