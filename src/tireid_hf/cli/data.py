@@ -11,7 +11,7 @@ from ..errors import TIReIDInputError
 from ..files import refuse_overlap
 from ..ranges import POSITIVE_INTEGER
 from .arguments import add_dry_run, add_options, add_overwrite, add_token
-from .shell import add_command, refusing
+from .shell import add_command, add_command_group, refusing
 
 
 def run_data_prepare(args: argparse.Namespace) -> int:
@@ -61,9 +61,8 @@ def run_data_export_synthetic(args: argparse.Namespace) -> int:
 
 def add_data_parser(subparsers) -> None:
     """Adds `tireid data {prepare,push,export-synthetic}`."""
-    data = subparsers.add_parser("data", help="prepare, push or generate datasets")
-    commands = data.add_subparsers(dest="data_command", metavar="DATA_COMMAND")
-    commands.required = True
+    commands = add_command_group(subparsers, "data", "data_command", "DATA_COMMAND",
+                                 help="prepare, push or generate datasets")
 
     prepare = add_command(commands, "prepare", run_data_prepare,
                           help="write a dataset as Parquet shards with embedded images and a card")

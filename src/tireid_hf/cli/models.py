@@ -9,7 +9,7 @@ from ..files import refuse_overlap
 from ..loading import load_model_and_processor
 from ..ranges import POSITIVE_INTEGER
 from .arguments import add_model, add_overwrite
-from .shell import add_command, refusing
+from .shell import add_command, add_command_group, refusing
 
 
 def run_convert(args: argparse.Namespace) -> int:
@@ -33,9 +33,8 @@ def run_convert(args: argparse.Namespace) -> int:
 
 def add_convert_parser(subparsers) -> None:
     """Adds `tireid convert {irra,openai-clip}`: reference checkpoints -> save_pretrained folders."""
-    convert = subparsers.add_parser("convert", help="convert a reference checkpoint (IRRA layout, OpenAI CLIP) into a model folder")
-    formats = convert.add_subparsers(dest="format", metavar="FORMAT")
-    formats.required = True
+    formats = add_command_group(subparsers, "convert", "format", "FORMAT",
+                                help="convert a reference checkpoint (IRRA layout, OpenAI CLIP) into a model folder")
     irra = add_command(
         formats, "irra", run_convert, help="IRRA / RDE / SEN checkpoint (best.pth) -> clip_reid (uit for SEN)",
         description="Convert a checkpoint in IRRA's layout (base_model.* = OpenAI CLIP, rectangular position table) "
@@ -75,9 +74,8 @@ def run_export_onnx(args: argparse.Namespace) -> int:
 
 
 def add_export_parser(subparsers) -> None:
-    export = subparsers.add_parser("export", help="export a saved model's encoders (ONNX)")
-    formats = export.add_subparsers(dest="export_format", metavar="FORMAT")
-    formats.required = True
+    formats = add_command_group(subparsers, "export", "export_format", "FORMAT",
+                                help="export a saved model's encoders (ONNX)")
     onnx = add_command(formats, "onnx", run_export_onnx,
                        help="image and text encoders as ONNX (inference path, dynamic batch)",
                        description="Write image_encoder.onnx and text_encoder.onnx (torch.onnx dynamo exporter), "

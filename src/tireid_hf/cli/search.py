@@ -13,7 +13,7 @@ from ..loading import load_model_and_processor
 from ..ranges import NON_NEGATIVE_INTEGER, POSITIVE_INTEGER
 from .arguments import add_batch_size, add_dataset_split, add_device, add_model, add_overwrite, min_score_argument
 from .evaluation import model_and_split, resolve_device
-from .shell import add_command, refusing
+from .shell import add_command, add_command_group, refusing
 
 
 def run_index_build(args: argparse.Namespace) -> int:
@@ -35,9 +35,8 @@ def run_index_build(args: argparse.Namespace) -> int:
 
 
 def add_index_parser(subparsers) -> None:
-    index = subparsers.add_parser("index", help="gallery indexes: embed a gallery once, search it later (the Space loads them)")
-    commands = index.add_subparsers(dest="index_command", metavar="INDEX_COMMAND")
-    commands.required = True
+    commands = add_command_group(subparsers, "index", "index_command", "INDEX_COMMAND",
+                                 help="gallery indexes: embed a gallery once, search it later (the Space loads them)")
     build = add_command(commands, "build", run_index_build,
                         help="embed every image of a split and save the GalleryIndex to --out",
                         description="Embed every image of a dataset split with a saved model and write a "

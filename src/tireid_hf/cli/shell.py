@@ -56,6 +56,14 @@ def add_command(subparsers, name: str, run, **kwargs) -> ArgumentParser:
     return parser
 
 
+def add_command_group(subparsers, name: str, dest: str, metavar: str, **kwargs):
+    """A command whose subcommands do the work (``tireid data prepare``): returns the subparsers to add them
+    to with :func:`add_command`; naming one of them is required."""
+    group = subparsers.add_parser(name, **kwargs).add_subparsers(dest=dest, metavar=metavar)
+    group.required = True
+    return group
+
+
 def run_command(parser: argparse.ArgumentParser, argv: list[str] | None) -> int:
     """Parses ``argv`` and runs the chosen command; a :class:`~tireid_hf.errors.TIReIDError` or an
     ``OSError`` it raises is refused as one line (exit status 2), any other exception keeps its traceback."""
