@@ -306,3 +306,12 @@ def test_tireid_search_skips_a_decompression_bomb(tmp_path, tiny_processor):
     with pytest.warns(UserWarning, match=r"bomb\.png: not a readable image, skipped \(declares more pixels"):
         result = update_folder_index(model, tiny_processor, folder, show_progress=False)
     assert [name for name, _ in result.skipped] == ["bomb.png"] and result.index.ids == ["person.png"]
+
+
+def test_a_scheduler_state_with_base_rates_of_the_wrong_type_is_named(tmp_path):
+    """``base_lrs`` may be left out (the run's own rates stay), but where given it is a list of numbers."""
+    TrainingProgress(method="clip_reid", scheduler_state={"last_epoch": 3}).save(tmp_path)
+    assert TrainingProgress.load(tmp_path).scheduler_state == {"last_epoch": 3}
+    TrainingProgress(method="clip_reid", scheduler_state={"last_epoch": 3, "base_lrs": ["fast"]}).save(tmp_path)
+    with pytest.raises(CheckpointError, match=r"progress\.json: field 'scheduler_state' must be null or a learning-rate"):
+        TrainingProgress.load(tmp_path)

@@ -133,9 +133,11 @@ def _is_record(value) -> bool:
 
 
 def _is_scheduler_state(value) -> bool:
-    """A ``LambdaLR`` state: ``last_epoch`` an int >= -1, ``base_lrs`` a list of finite numbers."""
-    return (isinstance(value, dict) and _is_int(value.get("last_epoch"), -1) and isinstance(value.get("base_lrs"), list)
-            and all(_is_number(rate) for rate in value["base_lrs"]))
+    """A ``LambdaLR`` state: ``last_epoch`` an int >= -1 (what the schedule resumes from) and, where given,
+    ``base_lrs`` a list of finite numbers (``load_state_dict`` keeps the run's own rates without it)."""
+    return (isinstance(value, dict) and _is_int(value.get("last_epoch"), -1)
+            and ("base_lrs" not in value or isinstance(value["base_lrs"], list)
+                 and all(_is_number(rate) for rate in value["base_lrs"])))
 
 
 # each field of progress.json: (accepts its value, what it must be)
@@ -147,7 +149,7 @@ _PROGRESS_FIELDS = {
     "history": (lambda value: isinstance(value, list) and all(_is_record(entry) for entry in value),
                 "a list of train and validation records"),
     "scheduler_state": (lambda value: value is None or _is_scheduler_state(value),
-                        "null or a learning-rate schedule's state (last_epoch, base_lrs)"),
+                        "null or a learning-rate schedule's state (last_epoch; base_lrs a list of numbers)"),
     "train_runtime_seconds": (lambda value: _is_number(value) and value >= 0, "a finite number >= 0"),
     "loss_window": (lambda value: isinstance(value, dict) and all(
         isinstance(losses, list) and all(isinstance(loss, (int, float)) and not isinstance(loss, bool) for loss in losses)
