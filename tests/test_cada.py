@@ -14,34 +14,91 @@ EPS = 1e-8
 
 
 # ----------------------------------------------------------------------------- loss functions
-def test_ndf_loss_distinct_identities_matches_hand_computation():
+def _softmax(row):
+    total = sum(math.exp(v) for v in row)
+    return [math.exp(v) / total for v in row]
+
+
+def _reference_ndf(logits_per_text, pids):
+    """The reference code's ``ndf_loss`` (LinDixuan/CADA, models/cada.py) in plain python, line by line:
+    ``labels = eq(pids) / labels.sum(dim=1)`` (broadcast over the columns); per direction the element-wise
+    KL(p||q) + KL(q||p) matrix, plus the scalar ``F.cross_entropy(logits, labels)`` (mean over rows),
+    then ``.mean()`` over all N x N entries; ``(loss_i + loss_t) / 2``."""
+    n = len(pids)
+    same = [[1.0 if pids[i] == pids[j] else 0.0 for j in range(n)] for i in range(n)]
+    column_sums = [sum(same[j]) for j in range(n)]
+    labels = [[same[i][j] / column_sums[j] for j in range(n)] for i in range(n)]
+
+    def direction(logits):
+        p = [_softmax(row) for row in logits]
+        cross_entropy = sum(-labels[i][j] * math.log(p[i][j]) for i in range(n) for j in range(n)) / n
+        entries = [p[i][j] * (math.log(p[i][j]) - math.log(labels[i][j] + EPS))
+                   + labels[i][j] * (math.log(labels[i][j] + EPS) - math.log(p[i][j])) + cross_entropy
+                   for i in range(n) for j in range(n)]
+        return sum(entries) / (n * n)
+
+    logits_per_image = [[logits_per_text[j][i] for j in range(n)] for i in range(n)]
+    return (direction(logits_per_image) + direction(logits_per_text)) / 2
+
+
+def test_ndf_loss_default_is_the_reference_on_two_distinct_identities():
+    # every row and column is (1, 0) with target (1, 0): KL entries sum to kl per row, averaged over N^2 = 4
+    # entries (two rows) -> kl / 2; the soft cross-entropy is -log p_right per row, batch mean
+    logits = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    p_right, p_wrong = math.e / (math.e + 1), 1 / (math.e + 1)
+    forward_kl = p_right * (math.log(p_right) - math.log(1 + EPS)) + p_wrong * (math.log(p_wrong) - math.log(EPS))
+    reverse_kl = math.log(1 + EPS) - math.log(p_right)
+    expected = (forward_kl + reverse_kl) / 2 - math.log(p_right)
+    assert losses.ndf_loss(logits, torch.tensor([0, 1])).item() == pytest.approx(expected, rel=1e-5)
+    assert expected == pytest.approx(_reference_ndf(logits.tolist(), [0, 1]), rel=1e-12)
+
+
+@pytest.mark.parametrize("pids", [[0, 1, 2], [4, 4, 9], [0, 1, 0, 1], [3, 3, 3, 5, 7], [1, 2, 2, 1, 1, 6, 8]])
+def test_ndf_loss_default_equals_the_reference_formula_with_repeated_identities(pids):
+    n = len(pids)
+    logits = torch.randn(n, n, generator=torch.Generator().manual_seed(n)) * 3
+    expected = _reference_ndf(logits.tolist(), pids)
+    assert losses.ndf_loss(logits, torch.tensor(pids)).item() == pytest.approx(expected, rel=1e-5)
+    assert losses.ndf_loss(logits, torch.tensor(pids), reduction="reference").item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ndf_loss_per_row_distinct_identities_matches_hand_computation():
     logits = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     p_right, p_wrong = math.e / (math.e + 1), 1 / (math.e + 1)
     forward_kl = p_right * (math.log(p_right) - math.log(1 + EPS)) + p_wrong * (math.log(p_wrong) - math.log(EPS))
     reverse_kl = math.log(1 + EPS) - math.log(p_right)
     cross_entropy = -math.log(p_right)
     expected = forward_kl + reverse_kl + cross_entropy  # every row and column alike; (rows + columns) / 2
-    assert losses.ndf_loss(logits, torch.tensor([0, 1])).item() == pytest.approx(expected, rel=1e-5)
+    value = losses.ndf_loss(logits, torch.tensor([0, 1]), reduction="per_row").item()
+    assert value == pytest.approx(expected, rel=1e-5)
 
 
-def test_ndf_loss_of_a_perfect_shared_identity_prediction_is_the_entropy_of_the_targets():
+@pytest.mark.parametrize("reduction", ["reference", "per_row"])
+def test_ndf_loss_of_a_perfect_shared_identity_prediction_is_the_entropy_of_the_targets(reduction):
     # one identity: q = p = (1/2, 1/2): both KLs vanish, the soft cross-entropy is log 2
-    assert losses.ndf_loss(torch.zeros(2, 2), torch.tensor([7, 7])).item() == pytest.approx(math.log(2), abs=1e-6)
+    value = losses.ndf_loss(torch.zeros(2, 2), torch.tensor([7, 7]), reduction=reduction).item()
+    assert value == pytest.approx(math.log(2), abs=1e-6)
 
 
-def test_ndf_loss_averages_rows_and_columns():
+def test_ndf_loss_per_row_averages_rows_and_columns():
     logits = torch.tensor([[2.0, 0.0], [2.0, 0.0]])  # rows differ from columns
     pids = torch.tensor([0, 1])
 
     def term(row, target):
-        p = [math.exp(v) / sum(math.exp(u) for u in row) for v in row]
+        p = _softmax(row)
         q = [1.0 if j == target else 0.0 for j in range(len(row))]
         return sum(p[j] * (math.log(p[j]) - math.log(q[j] + EPS)) + q[j] * (math.log(q[j] + EPS) - math.log(p[j]))
                    - q[j] * math.log(p[j]) for j in range(len(row)))
 
     rows = (term([2.0, 0.0], 0) + term([2.0, 0.0], 1)) / 2
     columns = (term([2.0, 2.0], 0) + term([0.0, 0.0], 1)) / 2
-    assert losses.ndf_loss(logits, pids).item() == pytest.approx((rows + columns) / 2, rel=1e-5)
+    value = losses.ndf_loss(logits, pids, reduction="per_row").item()
+    assert value == pytest.approx((rows + columns) / 2, rel=1e-5)
+
+
+def test_ndf_loss_refuses_an_unknown_reduction():
+    with pytest.raises(ValueError, match=r"reduction must be one of \('reference', 'per_row'\), got 'sum'"):
+        losses.ndf_loss(torch.zeros(2, 2), torch.tensor([0, 1]), reduction="sum")
 
 
 def test_hardest_negatives_skip_same_identity_and_flag_pairs_without_negative():
@@ -323,3 +380,116 @@ def test_matching_head_learns_above_its_prior_over_the_pretrained_base():
         logits, labels = pairs(held_out, torch.arange(len(held_out[3])), generator)
     accuracy = (logits.argmax(dim=-1) == labels).float().mean().item()
     assert accuracy > 0.7, f"held-out matching accuracy {accuracy:.3f} (prior 0.5)"
+
+
+# ----------------------------------------------------------------------------- ablation rows and baseline terms
+def test_ndf_reduction_reaches_the_global_term_and_unknown_values_are_refused():
+    inputs = ModelTester("cada").inputs()
+    values = {}
+    for reduction in ("reference", "per_row"):
+        tester = ModelTester("cada", ndf_reduction=reduction, itm_global_loss_weight=0.0, itm_local_loss_weight=0.0,
+                             ara_loss_weight=0.0)
+        output = tester.model()(**inputs)
+        values[reduction] = output.losses["global"].item()
+        expected = _reference_ndf(output.logits_per_text.tolist(), inputs["pids"].tolist()) if reduction == "reference" \
+            else losses.ndf_loss(output.logits_per_text, inputs["pids"], reduction="per_row").item()
+        assert values[reduction] == pytest.approx(expected, rel=1e-5)
+    assert values["reference"] != pytest.approx(values["per_row"], rel=1e-3)
+    assert CADAConfig().ndf_reduction == "reference"
+    with pytest.raises(ValueError, match="ndf_reduction must be one of"):
+        CADAConfig(ndf_reduction="sum")
+
+
+def test_baseline_terms_on_cadas_embedding_equal_the_baselines_own():
+    from tireid_hf.modeling import ClipReIDModel
+
+    tester = ModelTester("cada", **CADAConfig.zoo_ablations["none of its additions"])
+    cada = tester.model()
+    baseline = ModelTester("clip_reid").model(seed=1)
+    baseline.load_state_dict(cada.state_dict(), strict=True)  # the same CLIP and ID classifier
+    assert isinstance(baseline, ClipReIDModel)
+    inputs = tester.inputs()
+    ours, theirs = cada(**inputs), baseline(**inputs)
+    assert set(ours.losses) == {"sdm", "id"}
+    for name in ("sdm", "id"):
+        torch.testing.assert_close(ours.losses[name], theirs.losses[name], rtol=0, atol=0)
+    torch.testing.assert_close(ours.loss, theirs.loss, rtol=0, atol=0)
+    assert CADAConfig().sdm_loss_weight == CADAConfig().id_loss_weight == 0.0
+    assert ModelTester("cada").model().id_classifier is None
+
+
+def test_none_of_its_additions_builds_no_cada_module_and_computes_no_ndf(monkeypatch):
+    import tireid_hf.modeling.modeling_cada as modeling_cada
+
+    def no_ndf(*args, **kwargs):
+        raise AssertionError("ndf_loss computed with global_loss_weight 0")
+
+    monkeypatch.setattr(modeling_cada, "ndf_loss", no_ndf)
+    tester = ModelTester("cada", **CADAConfig.zoo_ablations["none of its additions"])
+    model = tester.model()
+    assert all(getattr(model, name) is None
+               for name in ("decoder", "decoder_norm", "itm_head", "itm_local_head", "mlm_head"))
+    new_modules = {name.split(".")[0] for name, _ in model.named_parameters()} - {"clip"}
+    assert new_modules == {"id_classifier"}
+    inputs = tester.inputs()
+    inputs.pop("masked_input_ids"), inputs.pop("masked_labels")
+    assert set(model(**inputs).losses) == {"sdm", "id"}
+
+
+@pytest.mark.parametrize("row, expected_losses", [
+    ("none of its additions", {"sdm", "id"}),
+    ("no ATP and ARA", {"global"}),
+    ("no ATP and ARA, per-row NDF", {"global"}),
+])
+def test_ablation_rows_build_train_a_step_and_round_trip(tmp_path, row, expected_losses):
+    tester = ModelTester("cada", **CADAConfig.zoo_ablations[row])
+    model = tester.model()
+    inputs = tester.inputs()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    output = model(**inputs)
+    assert set(output.losses) == expected_losses
+    optimizer.zero_grad()
+    output.loss.backward()
+    optimizer.step()
+    model.eval()
+    model.save_pretrained(tmp_path)
+    loaded = CADAModel.from_pretrained(tmp_path).eval()
+    assert {field: getattr(loaded.config, field) for field in CADAConfig.zoo_ablations[row]} == \
+        CADAConfig.zoo_ablations[row]
+    assert loaded.state_dict().keys() == model.state_dict().keys()
+    with torch.no_grad():
+        before, after = model(**inputs), loaded(**inputs)
+    assert set(after.losses) == expected_losses
+    for name in expected_losses:
+        torch.testing.assert_close(after.losses[name], before.losses[name])
+
+
+def test_the_contribution_row_removes_matching_and_ara_and_keeps_the_reference_ndf():
+    row = CADAConfig.zoo_ablations[CADAConfig.zoo_contribution]
+    assert CADAConfig.zoo_contribution == "no ATP and ARA"
+    config = ModelTester("cada", **row).config()
+    assert (config.itm_global_loss_weight, config.itm_local_loss_weight, config.ara_loss_weight) == (0.0, 0.0, 0.0)
+    assert (config.global_loss_weight, config.ndf_reduction, config.sdm_loss_weight, config.id_loss_weight) == \
+        (1.0, "reference", 0.0, 0.0)
+    assert CADAConfig.zoo_ablations["no ATP and ARA, per-row NDF"] == {**row, "ndf_reduction": "per_row"}
+
+
+def test_hard_negatives_are_mined_from_the_unnormalised_global_features(monkeypatch):
+    import tireid_hf.modeling.modeling_cada as modeling_cada
+
+    seen = []
+
+    def recording(similarity, pids):
+        seen.append(similarity.detach().clone())
+        return losses.hardest_negatives(similarity, pids)
+
+    monkeypatch.setattr(modeling_cada, "hardest_negatives", recording)
+    tester = ModelTester("cada")
+    model = tester.model()
+    inputs = tester.inputs()
+    model(**inputs)
+    with torch.no_grad():
+        images = model.encode_image(inputs["pixel_values"]).global_features
+        texts = model.encode_text(inputs["input_ids"], inputs["attention_mask"]).global_features
+    assert images.norm(dim=-1).std() > 0  # the features are not unit vectors: dot product != cosine
+    torch.testing.assert_close(seen[0], texts @ images.t())

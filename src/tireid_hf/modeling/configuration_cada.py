@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .configuration_tireid import ATTRIBUTE_MASK_UNITS, CLIP_MASK_TOKEN_ID, TIReIDConfig
+from .losses import NDF_REDUCTIONS
 
 # Loss names reported in `output.losses` for logging only: their value is the sum of weighted parts.
 SUMMARY_LOSSES = {"itm": ("itm_global", "itm_local")}
@@ -27,7 +28,14 @@ class CADAConfig(TIReIDConfig):
             Contiguous parts the caption's word tokens are split into for the local matching term
             (the reference splits its token sequence in two halves).
         global_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of ``global``: SDM (tau = ``temperature`` = 0.02) + reverse KL + soft-label CE.
+            Weight of ``global``: SDM (tau = ``temperature`` = 0.02) + reverse KL + soft-label CE
+            (:func:`~.losses.ndf_loss`). 0 computes no NDF.
+        ndf_reduction (`str`, *optional*, defaults to `"reference"`):
+            How ``global`` reduces its terms over the N x N similarity matrix. ``"reference"`` (the
+            reference code): the two KL terms averaged over all N x N entries, plus the batch-mean
+            soft-label cross-entropy, ``1/N^2 sum_ij (KL entries) + 1/N sum_i H_i``. ``"per_row"`` (ours,
+            not the reference): every term a per-row sum averaged over rows,
+            ``1/N sum_i (sum_j (KL entries) + H_i)``, which weights the KL terms N times more.
         itm_global_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of ``itm_global``, matching of the whole caption. 0 removes the matching head (and
             with it re-ranking).
@@ -46,6 +54,12 @@ class CADAConfig(TIReIDConfig):
             Token that replaces masked attributes: IRRA's ``<|mask|>`` slot of the CLIP vocabulary
             (IRRA's tokenizer keeps one merge fewer than CLIP and puts ``<|mask|>`` at 49405, a very
             rare merge in ours), so the pretrained text encoder needs no new embedding row.
+        sdm_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of ``sdm``, the baseline's (`clip_reid`, IRRA's) similarity distribution matching on
+            CADA's retrieval embedding (not part of CADA; for ablation rows).
+        id_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of ``id``, the baseline's shared-classifier identity loss on the un-normalised global
+            features (needs ``num_ids`` > 0; not part of CADA; for ablation rows). 0 builds no classifier.
         rerank_k (`int`, *optional*, defaults to 16):
             How many first-stage (cosine) candidates `GalleryIndex.search(..., rerank=True)` re-scores
             with `rerank_scores` (16 in the reference's CUHK-PEDES script, 32 ICFG, 128 RSTPReid);
@@ -69,7 +83,14 @@ class CADAConfig(TIReIDConfig):
         "no local matching": {"itm_local_loss_weight": 0.0},
         "no matching (ATP)": {"itm_global_loss_weight": 0.0, "itm_local_loss_weight": 0.0},
         "no ARA": {"ara_loss_weight": 0.0},
+        "none of its additions": {"global_loss_weight": 0.0, "itm_global_loss_weight": 0.0,
+                                  "itm_local_loss_weight": 0.0, "ara_loss_weight": 0.0,
+                                  "sdm_loss_weight": 1.0, "id_loss_weight": 1.0},
+        "no ATP and ARA": {"itm_global_loss_weight": 0.0, "itm_local_loss_weight": 0.0, "ara_loss_weight": 0.0},
+        "no ATP and ARA, per-row NDF": {"itm_global_loss_weight": 0.0, "itm_local_loss_weight": 0.0,
+                                        "ara_loss_weight": 0.0, "ndf_reduction": "per_row"},
     }
+    zoo_contribution = "no ATP and ARA"
     zoo_sweep = ("itm_global_loss_weight", "itm_local_loss_weight")
     zoo_reported = {"backbone": "BLIP, third-party retrain; paper: R1 78.37", "cuhk-pedes": "77.20 / 68.45",
                     "icfg-pedes": "67.38 / 37.81", "rstpreid": "67.70 / 49.95"}
@@ -79,12 +100,15 @@ class CADAConfig(TIReIDConfig):
     decoder_mlp_ratio: float = 4.0
     num_local_parts: int = 2
     global_loss_weight: float = 1.0
+    ndf_reduction: str = "reference"
     itm_global_loss_weight: float = 1.0
     itm_local_loss_weight: float = 1.0
     ara_loss_weight: float = 0.1
     attribute_mask_probability: float = 0.4
     attribute_mask_unit: str = "word"
     mask_token_id: int = CLIP_MASK_TOKEN_ID
+    sdm_loss_weight: float = 0.0
+    id_loss_weight: float = 0.0
     rerank_k: int = 16
 
     def __post_init__(self, **kwargs):
@@ -105,6 +129,8 @@ class CADAConfig(TIReIDConfig):
         vocab_size = self.clip_config.text_config.vocab_size
         if not 0 <= self.mask_token_id < vocab_size:
             raise ValueError(f"mask_token_id must lie in [0, vocab_size={vocab_size}), got {self.mask_token_id}")
+        if self.ndf_reduction not in NDF_REDUCTIONS:
+            raise ValueError(f"ndf_reduction must be one of {NDF_REDUCTIONS}, got {self.ndf_reduction!r}")
         if self.rerank_k < 0:
             raise ValueError(f"rerank_k must be >= 0, got {self.rerank_k}")
 

@@ -178,36 +178,50 @@ def relation_frobenius_loss(student_similarity: torch.Tensor, teacher_similarity
     return (student_similarity.float() - teacher_similarity.float()).pow(2).mean()
 
 
-def ndf_loss(logits_per_text: torch.Tensor, pids: torch.Tensor, epsilon: float = 1e-8) -> torch.Tensor:
+NDF_REDUCTIONS = ("reference", "per_row")
+
+
+def ndf_loss(
+    logits_per_text: torch.Tensor, pids: torch.Tensor, reduction: str = "reference", epsilon: float = 1e-8
+) -> torch.Tensor:
     """CADA's global loss (the reference code's ``ndf_loss``): SDM, its reverse KL and a soft-label
     cross-entropy, averaged over the two retrieval directions.
 
     With ``p_i = softmax_j(logits_ij)`` and ``q_i`` the same-identity targets of
-    :func:`identity_targets`::
+    :func:`identity_targets`, the entries of row i are::
 
-        l_i = KL(p_i || q_i) + KL(q_i || p_i) + H(q_i, p_i)
-        KL(p || q) = sum_j p_j (log p_j - log(q_j + epsilon))        (SDM, as :func:`sdm_loss`)
-        KL(q || p) = sum_j q_j (log(q_j + epsilon) - log p_j)        (its reverse)
-        H(q, p)    = - sum_j q_j log p_j                              (soft-label cross-entropy)
-        L = ( 1/N sum_i l_i [text->image rows] + 1/N sum_i l_i [image->text columns] ) / 2
+        f_ij = p_ij (log p_ij - log(q_ij + epsilon))        (SDM's KL(p_i || q_i) = sum_j f_ij)
+        r_ij = q_ij (log(q_ij + epsilon) - log p_ij)        (the reverse KL(q_i || p_i) = sum_j r_ij)
+        H_i  = - sum_j q_ij log p_ij                        (soft-label cross-entropy)
 
-    Every term is a per-row sum averaged over rows, as written (the reference code averages its two KL
-    terms over all N x N entries instead, an extra 1/N).
+    ``reduction="reference"`` (the reference code: its KL matrix is averaged over all N x N entries,
+    to which the batch-mean cross-entropy is added as a scalar)::
+
+        l = 1/N^2 sum_ij (f_ij + r_ij)  +  1/N sum_i H_i
+
+    ``reduction="per_row"`` (every term a per-row sum averaged over rows: the KL terms carry N times
+    the reference's weight)::
+
+        l = 1/N sum_i (sum_j (f_ij + r_ij) + H_i)
+
+    Either way ``L = (l [text->image rows] + l [image->text columns]) / 2``.
 
     Args:
         logits_per_text: [N, N] scaled similarities ``cos / tau`` (tau = 0.02), text rows x image columns.
         pids: [N] identity of pair i.
+        reduction: ``"reference"`` or ``"per_row"`` (see above).
     Returns: a scalar.
     """
+    if reduction not in NDF_REDUCTIONS:
+        raise ValueError(f"ndf_loss: reduction must be one of {NDF_REDUCTIONS}, got {reduction!r}")
     targets = identity_targets(pids)  # symmetric: the columns' targets too
     log_targets = torch.log(targets + epsilon)
 
     def rows(logits):
         log_predicted = F.log_softmax(logits.float(), dim=1)
-        forward_kl = kl_elements(log_predicted, log_targets)
-        reverse_kl = targets * (log_targets - log_predicted)
-        cross_entropy = -targets * log_predicted
-        return (forward_kl + reverse_kl + cross_entropy).sum(dim=1).mean()
+        kl = kl_elements(log_predicted, log_targets) + targets * (log_targets - log_predicted)
+        cross_entropy = -(targets * log_predicted).sum(dim=1).mean()
+        return cross_entropy + (kl.sum(dim=1).mean() if reduction == "per_row" else kl.mean())
 
     return over_rows_and_columns(rows, logits_per_text) / 2
 

@@ -55,17 +55,20 @@ class CADAModel(TIReIDPreTrainedModel):
       final LayerNorm, at the joint width D, over CLIP's projected token features (:meth:`decode`).
     * ATP: ``itm_head`` Linear(D, 2) on the decoded end-of-text token. Each pair i gives the positive
       (text i, image i) and the negatives (text i, hardest image of text i), (hardest text of image i,
-      image i), mined from the detached cosine matrix with same-identity pairs masked
-      (:func:`~.losses.hardest_negatives`): ``itm_global`` = :func:`~.losses.matching_loss` over these 3N
+      image i), mined with same-identity pairs masked (:func:`~.losses.hardest_negatives`) from the
+      detached dot products ``t_i . v_j`` of the UN-normalised global features (the reference's
+      ``text_feat @ image_feat^T``, not the cosine): ``itm_global`` = :func:`~.losses.matching_loss` over these 3N
       pairs. ``itm_local``: the same decoded pairs' word tokens in ``num_local_parts`` contiguous parts
       (:func:`pool_parts`), each part classified by ``itm_local_head`` with its pair's label.
     * ARA: ``masked_input_ids`` (attribute tokens replaced by ``mask_token_id`` by the collator's
       :func:`tireid_hf.processing.mask_attribute_tokens`) through the same text encoder and decoder;
       ``mlm_head`` predicts them: ``ara`` = :func:`~.losses.masked_token_loss` on masked positions only.
-    * ``global``: :func:`~.losses.ndf_loss` of ``logits_per_text``.
+    * ``global``: :func:`~.losses.ndf_loss` of ``logits_per_text`` (``config.ndf_reduction``).
+    * ``sdm`` / ``id`` (off by default; not CADA's): the baseline's SDM and shared-classifier ID loss
+      (:meth:`alignment_losses`) on the same global features, for ablation rows.
 
     Total: ``global + itm_global + itm_local + 0.1 ara`` (config weights; ``itm`` = the two matching
-    parts, reported unweighted). No ID loss (the reference has none).
+    parts, reported unweighted). No ID loss by default (the reference has none).
 
     Inference: the global CLIP embeddings, cosine ranking; the decoder and ``itm_head`` stay in the
     exported model for :meth:`rerank_scores`; the local and MLM heads are training-only.
@@ -78,6 +81,7 @@ class CADAModel(TIReIDPreTrainedModel):
     def __init__(self, config: CADAConfig):
         super().__init__(config)
         width = config.embed_dim
+        self.id_classifier = self.build_id_classifier(width)
         # the matching head serves re-ranking too, so it is kept in an inference-only model
         self.itm_head = nn.Linear(width, 2) if config.itm_global_loss_weight != 0 else None
         self.itm_local_head = nn.Linear(width, 2) if self.wants_loss("itm_local") else None
@@ -118,12 +122,18 @@ class CADAModel(TIReIDPreTrainedModel):
     # ----------------------------------------------------------------------------- losses
     def matching_losses(
         self, image_tokens: torch.Tensor, text_tokens: torch.Tensor, attention_mask: torch.Tensor,
-        logits_per_text: torch.Tensor, pids: torch.Tensor,
+        mining_similarity: torch.Tensor, pids: torch.Tensor,
     ) -> dict[str, torch.Tensor]:
         """ATP: ``itm_global`` / ``itm_local`` over positives and in-batch hardest negatives (see the class
         docstring), and their sum ``itm``. Pairs whose identity fills the whole batch have no negative
-        and contribute their positive only."""
-        image_for_text, text_for_image, has_negative = hardest_negatives(logits_per_text, pids)
+        and contribute their positive only.
+
+        Args:
+            image_tokens: [N, 1 + P, D]; text_tokens: [N, L, D]; attention_mask: [N, L].
+            mining_similarity: [N, N] text rows x image columns, the scores negatives are mined from.
+            pids: [N] identities.
+        """
+        image_for_text, text_for_image, has_negative = hardest_negatives(mining_similarity, pids)
         pairs = torch.arange(pids.shape[0], device=pids.device)
         with_negative = pairs[has_negative]
         text_index = torch.cat([pairs, with_negative, text_for_image[has_negative]])
@@ -181,7 +191,8 @@ class CADAModel(TIReIDPreTrainedModel):
         self, features: PairFeatures, pixel_values, input_ids, attention_mask, pids,
         masked_input_ids: torch.Tensor | None = None, masked_labels: torch.Tensor | None = None, **batch_inputs,
     ) -> dict[str, torch.Tensor]:
-        """``global``, ``itm_global`` / ``itm_local`` / ``itm`` and ``ara`` (see the class docstring).
+        """``global``, ``sdm`` / ``id``, ``itm_global`` / ``itm_local`` / ``itm`` and ``ara``, each when its
+        weight is not 0 (see the class docstring).
 
         Args:
             masked_input_ids / masked_labels: [N, L] the attribute-masked captions (same attention
@@ -192,10 +203,12 @@ class CADAModel(TIReIDPreTrainedModel):
         image, text, logits_per_text = features.image, features.text, features.logits_per_text
         losses = {}
         if self.wants_loss("global"):
-            losses["global"] = ndf_loss(logits_per_text, pids)
+            losses["global"] = ndf_loss(logits_per_text, pids, reduction=self.config.ndf_reduction)
+        losses.update(self.alignment_losses(features.image_features, features.text_features, logits_per_text, pids,
+                                            self.id_classifier))
         if self.wants_loss("itm_global") or self.wants_loss("itm_local"):
             losses.update(self.matching_losses(image.token_features, text.token_features, attention_mask,
-                                               logits_per_text, pids))
+                                               features.text_features @ features.image_features.t(), pids))
         if self.wants_loss("ara"):
             losses["ara"] = self.attribute_loss(image.token_features, masked_input_ids, attention_mask,
                                                 masked_labels, input_ids)
