@@ -2,10 +2,12 @@
 branches (dictionary, foreground, guidance, prototypes), the switches, and a short run that learns."""
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+import yaml
 
 from tireid_hf.modeling import LGURConfig
 from tireid_hf.modeling.losses import semi_hard_ranking_loss
@@ -33,19 +35,24 @@ def ranking_case():
 #   row 3: positive .28; negative 0 (semi-hard)          -> .3 + 0 - .28
 # Column anchors (s^T):
 #   col 0: positive .8; rows 1..3 give .6 (semi-hard), 0, 0 (easy) -> .3 + .6 - .8
-#   col 1: positive 20/29; row 0 gives 21/29 >= positive: no semi-hard, hard fallback -> .3 + 1/29
+#   col 1: positive 20/29; row 0 gives 21/29 >= positive: no semi-hard -> dropped (0), as the reference;
+#          with hard_fallback the hard one                  -> .3 + 1/29
 #   col 2: positive .8; row 0 gives .6 (semi-hard)       -> .1
-#   col 3: positive .28; row 0 gives .96 (hard fallback) -> .3 + .96 - .28
-FIXED = (0.3 + 0.6 - 20 / 29) + 0.0 + (0.3 - 0.28) + (0.3 + 0.6 - 0.8) + (0.3 + 1 / 29) + 0.1 + (0.3 + 0.96 - 0.28)
+#   col 3: positive .28; row 0 gives .96 (hard): dropped, with hard_fallback -> .3 + .96 - .28
+FIXED = (0.3 + 0.6 - 20 / 29) + 0.0 + (0.3 - 0.28) + (0.3 + 0.6 - 0.8) + 0.0 + 0.1 + 0.0
+HARD_FALLBACK = (0.3 + 1 / 29) + (0.3 + 0.96 - 0.28)
 ROW0_CHOICES = (0.3 + 21 / 29 - 0.8, 0.3 + 0.6 - 0.8)
 
 
-def test_ranking_loss_draws_a_semi_hard_negative_and_falls_back_to_hard_ones():
+@pytest.mark.parametrize("hard_fallback", [False, True])
+def test_ranking_loss_draws_a_semi_hard_negative_and_drops_or_falls_back_on_anchors_without_one(hard_fallback):
     anchors, paired, pids = ranking_case()
+    fixed = FIXED + (HARD_FALLBACK if hard_fallback else 0.0)
     seen = set()
     for seed in range(20):
-        value = semi_hard_ranking_loss(anchors, paired, pids, margin=0.3, generator=torch.Generator().manual_seed(seed)).item()
-        matches = [index for index, choice in enumerate(ROW0_CHOICES) if value == pytest.approx(FIXED + choice, abs=1e-5)]
+        value = semi_hard_ranking_loss(anchors, paired, pids, margin=0.3, generator=torch.Generator().manual_seed(seed),
+                                       hard_fallback=hard_fallback).item()
+        matches = [index for index, choice in enumerate(ROW0_CHOICES) if value == pytest.approx(fixed + choice, abs=1e-5)]
         assert len(matches) == 1, value
         seen.add(matches[0])
     assert seen == {0, 1}  # both semi-hard negatives of row 0 are drawn, the hard one never
@@ -67,11 +74,15 @@ def test_ranking_loss_without_other_identities_is_zero_and_refuses_bad_shapes():
         semi_hard_ranking_loss(anchors, paired[:3], torch.zeros(4, dtype=torch.long), 0.3)
 
 
-def test_ranking_loss_on_collapsed_embeddings_uses_the_hard_fallback_and_has_a_gradient():
+def test_ranking_loss_on_collapsed_embeddings_is_zero_as_the_reference_and_the_fallback_gives_a_gradient():
     # identical embeddings: every s_ij = 1 = s_ii, so no negative is semi-hard (that needs s_ij < s_ii) and
-    # every one is hard; the fallback draws one per anchor, each hinge is .3 + 1 - 1 (the reference would give 0)
+    # every one is hard; the reference drops every anchor (0), the fallback draws one each: hinge .3 + 1 - 1
+    collapsed, pids = torch.ones(3, 2), torch.tensor([0, 1, 2])
+    assert semi_hard_ranking_loss(collapsed, collapsed.clone(), pids, margin=0.3).item() == 0.0
+    assert semi_hard_ranking_loss(collapsed, collapsed.clone(), pids, margin=0.3, hard_fallback=True).item() == pytest.approx(1.8)
+    # nearly collapsed (1e-3 apart): the negatives are semi-hard by ~1e-6, each hinge ~.3, and the loss has a gradient
     anchors = (torch.ones(3, 2) + 1e-3 * torch.randn(3, 2, generator=torch.Generator().manual_seed(0))).requires_grad_()
-    loss = semi_hard_ranking_loss(anchors, anchors.detach().clone(), torch.tensor([0, 1, 2]), margin=0.3,
+    loss = semi_hard_ranking_loss(anchors, anchors.detach().clone(), pids, margin=0.3,
                                   generator=torch.Generator().manual_seed(0))
     assert loss.item() == pytest.approx(6 * 0.3, abs=1e-4)
     loss.backward()
@@ -108,11 +119,12 @@ def test_prototype_identity_loss_matches_hand_computation():
             classifier.bias.zero_()
     image_parts = torch.tensor([[[2.0, 0.0], [0.0, 1.0]]])  # one sample, 2 prototypes x 2
     text_parts = torch.tensor([[[0.0, 0.0], [1.0, 1.0]]])
-    # prototype 0: CE([2, 0], 0) and CE([0, 0], 0); prototype 1: CE([0, 1], 0) and CE([1, 1], 0)
-    ce = lambda logits, target: -math.log(math.exp(logits[target]) / sum(math.exp(x) for x in logits))  # noqa: E731
-    expected = ((ce([2, 0], 0) + ce([0, 0], 0)) / 2 + (ce([0, 1], 0) + ce([1, 1], 0)) / 2) / 2
+    # prototype 0: CE([2, 0], 0) and CE([0, 0], 0); prototype 1: CE([0, 1], 0) and CE([1, 1], 0); the reference's
+    # Id_Loss SUMS the two modalities, calculate_part_id averages over the prototypes:
+    # ((0.126928 + 0.693147) + (1.313262 + 0.693147)) / 2 = 1.413242
+    expected = 1.413242
     value = model.prototype_identity_loss(image_parts, text_parts, torch.tensor([0]), "id_dict")
-    assert value.item() == pytest.approx(expected, rel=1e-6)
+    assert value.item() == pytest.approx(expected, abs=2e-6)
 
 
 def test_id_loss_without_num_ids_is_an_error_not_a_silent_skip():
@@ -226,6 +238,62 @@ def test_without_guided_terms_no_guided_branch_is_needed():
     model = tester.model()
     assert model.guidance is None
     assert set(model(**tester.inputs()).losses) == {"id_dict", "rank_dict", "rank_text_dict"}
+
+
+# ----------------------------------------------------------------------------- zoo ablation rows
+LGUR_ROWS = {label: overrides for label, overrides in LGURConfig.zoo_ablations.items() if "method" not in overrides}
+ROW_TERMS = {
+    "no DGA": {"id_guided", "rank_guided", "id_dict", "rank_dict"},
+    "no dictionary": set(LOSS_NAMES) - {"rank_text_dict"},
+    "no foreground weighting": set(LOSS_NAMES),
+    "no cross-modality guidance": set(LOSS_NAMES),
+    "one prototype, same width": set(LOSS_NAMES),
+    "none of its additions": {"sdm", "id"},
+}
+
+
+def test_every_lgur_row_is_listed_with_its_terms_and_the_contribution_row_switches_dga_off():
+    assert set(LGUR_ROWS) == set(ROW_TERMS)
+    assert LGURConfig.zoo_contribution == "no DGA"
+    dga = {"use_dictionary", "use_foreground_weighting", "use_cross_modality_guidance"}
+    assert all(LGUR_ROWS["no DGA"][name] is False for name in dga)
+    assert all(LGUR_ROWS["none of its additions"][name] is False for name in dga)
+
+
+@pytest.mark.parametrize("label", sorted(ROW_TERMS))
+def test_each_lgur_row_trains_a_step_with_exactly_its_terms(label):
+    tester = ModelTester("lgur", **LGUR_ROWS[label])
+    model = tester.model().train()
+    output = model(**tester.inputs())
+    assert set(output.losses) == ROW_TERMS[label]
+    assert torch.isfinite(output.loss)
+    output.loss.backward()
+    projection = model.unification.projections[0].weight
+    assert projection.grad is not None and projection.grad.abs().sum() > 0
+
+
+def test_the_one_prototype_row_keeps_the_synthetic_configs_embedding_width():
+    synthetic = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "lgur_synthetic.yaml").read_text())["model_config"]
+    full = LGURConfig(**synthetic).embed_dim
+    one = LGURConfig(**{**synthetic, **LGUR_ROWS["one prototype, same width"]})
+    assert (one.num_prototypes, one.embed_dim) == (1, full) and full == 6 * 64
+
+
+def test_none_of_its_additions_is_the_baselines_training_on_the_prototype_embedding():
+    tester = ModelTester("lgur", **LGUR_ROWS["none of its additions"])
+    model = tester.model().eval()
+    assert (model.dictionary, model.foreground, model.guidance, model.id_classifiers) == (None, None, None, None)
+    assert model.id_classifier.weight.shape == (tester.num_ids, model.config.embed_dim)
+    assert model.learning_rate_roles()["id_classifier.weight"] == "heads"
+    with torch.no_grad():
+        model.id_classifier.weight.zero_()  # every logit 0: each modality's CE is ln(num_ids)
+    inputs = tester.inputs()
+    patches = model.image_tokens(inputs["pixel_values"])
+    torch.testing.assert_close(model.image_retrieval_features(inputs["pixel_values"]),
+                               model.unification(patches).flatten(1))  # PGU(x): no dictionary, no foreground
+    losses = model(**inputs).losses
+    assert losses["id"].item() == pytest.approx(math.log(tester.num_ids), abs=1e-6)  # (ln 3 + ln 3) / 2
+    assert losses["sdm"].item() > 0
 
 
 # ----------------------------------------------------------------------------- learning

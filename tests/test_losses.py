@@ -81,14 +81,14 @@ def test_masked_patch_mse_matches_hand_computation_with_both_sides_nonzero():
     assert losses.masked_patch_mse(predicted, target, masked.float()).item() == pytest.approx(2.5)
 
 
-def semi_hard_expectation_by_definition(similarity, pids, margin):
+def semi_hard_expectation_by_definition(similarity, pids, margin, hard_fallback):
     """The documented expectation of the semi-hard ranking loss, anchor by anchor (rows, then columns)."""
     total = 0.0
     for matrix in (similarity, [list(column) for column in zip(*similarity)]):
         for i, row in enumerate(matrix):
             negatives = [j for j in range(len(row)) if pids[j] != pids[i]]
             semi_hard = [j for j in negatives if row[i] - margin < row[j] < row[i]]
-            candidates = semi_hard or [j for j in negatives if row[j] >= row[i]]
+            candidates = semi_hard or ([j for j in negatives if row[j] >= row[i]] if hard_fallback else [])
             if candidates:
                 total += sum(max(0.0, margin + row[j] - row[i]) for j in candidates) / len(candidates)
     return total
@@ -99,14 +99,16 @@ def semi_hard_expectation_by_definition(similarity, pids, margin):
 AXES = st.sampled_from([(1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0)])
 
 
-@given(data=st.data(), size=st.integers(2, 6), margin=st.sampled_from([0.5, 1.0, 2.0]))
-def test_property_semi_hard_ranking_expectation_follows_the_candidate_sets_on_their_boundaries(data, size, margin):
+@given(data=st.data(), size=st.integers(2, 6), margin=st.sampled_from([0.5, 1.0, 2.0]), hard_fallback=st.booleans())
+def test_property_semi_hard_ranking_expectation_follows_the_candidate_sets_on_their_boundaries(data, size, margin,
+                                                                                             hard_fallback):
     anchors = torch.tensor(data.draw(st.lists(AXES, min_size=size, max_size=size)))
     paired = torch.tensor(data.draw(st.lists(AXES, min_size=size, max_size=size)))
     pids = data.draw(st.lists(st.integers(0, 2), min_size=size, max_size=size))
     similarity = (anchors @ paired.t()).tolist()
-    expected = semi_hard_expectation_by_definition(similarity, pids, margin)
-    value = losses.semi_hard_ranking_loss(anchors, paired, torch.tensor(pids), margin, expected=True)
+    expected = semi_hard_expectation_by_definition(similarity, pids, margin, hard_fallback)
+    value = losses.semi_hard_ranking_loss(anchors, paired, torch.tensor(pids), margin, expected=True,
+                                          hard_fallback=hard_fallback)
     assert value.item() == pytest.approx(expected, rel=1e-6, abs=1e-6)  # a float32 sum
 
 

@@ -14,6 +14,16 @@ class ClipReIDConfig(TIReIDConfig):
         id_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the identity classification loss (one classifier shared by both modalities;
             needs `num_ids` > 0). IRRA uses SDM + ID (+ MLM) with weight 1 each.
+        ranking_loss_weight (`float`, *optional*, defaults to 0.0):
+            Weight of LGUR's semi-hard ranking loss (term ``ranking``) on the L2-normalised global
+            embeddings, both directions (image anchors and text anchors), summed over anchors. Off by
+            default (not part of IRRA): with `sdm_loss_weight` 0 it trains CLIP's own embedding with LGUR's
+            loss functions.
+        ranking_margin (`float`, *optional*, defaults to 0.3):
+            Margin of that ranking loss (LGUR's).
+        ranking_hard_fallback (`bool`, *optional*, defaults to `False`):
+            Give an anchor without a semi-hard negative a random hard one (ours) instead of dropping it
+            (the reference's RankingLoss): see :func:`~.losses.semi_hard_ranking_loss`.
 
     Inherits every field of [`TIReIDConfig`] (`clip_config`, `image_size`, `temperature`, `num_ids`, ...).
 
@@ -34,6 +44,14 @@ class ClipReIDConfig(TIReIDConfig):
 
     sdm_loss_weight: float = 1.0
     id_loss_weight: float = 1.0
+    ranking_loss_weight: float = 0.0
+    ranking_margin: float = 0.3
+    ranking_hard_fallback: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if not self.ranking_margin > 0:
+            raise ValueError(f"ranking_margin must be > 0, got {self.ranking_margin}")
 
 
 ClipReIDConfig.register_for_auto_class()

@@ -52,6 +52,9 @@ class LGURConfig(TIReIDConfig):
             ``num_prototypes * prototype_dim`` wide (3072 by default): see :attr:`embed_dim`.
         ranking_margin (`float`, *optional*, defaults to 0.3):
             Margin of the semi-hard ranking (triplet) losses.
+        ranking_hard_fallback (`bool`, *optional*, defaults to `False`):
+            Give an anchor without a semi-hard negative a random hard one (ours) instead of dropping it
+            (the reference's RankingLoss): see :func:`~.losses.semi_hard_ranking_loss`.
         id_guided_loss_weight (`float`, *optional*, defaults to 1.0):
             ID(v, t): per-prototype identity classification of the guided image / text embeddings.
         rank_guided_loss_weight (`float`, *optional*, defaults to 1.0):
@@ -67,6 +70,11 @@ class LGURConfig(TIReIDConfig):
         sdm_loss_weight (`float`, *optional*, defaults to 0.0):
             IRRA's similarity distribution matching over the (v^d, t^d) similarity matrix: the CLIP-era
             standard, off by default (not part of LGUR).
+        id_loss_weight (`float`, *optional*, defaults to 0.0):
+            IRRA's ID loss (term ``id``): one classifier shared by both modalities over the whole
+            un-normalised retrieval embeddings ``v^d``, ``t^d`` (``embed_dim`` wide), ``(CE_v + CE_t) / 2``,
+            as the `clip_reid` baseline computes it. Off by default (not part of LGUR); with
+            `sdm_loss_weight` it trains this embedding with the baseline's losses.
 
     The ID losses need `num_ids` > 0. Inherits every field of [`TIReIDConfig`].
 
@@ -84,11 +92,37 @@ class LGURConfig(TIReIDConfig):
     model_type = "tireid-lgur"
     # the zoo's facts (see TIReIDConfig): ablation rows, sweep knobs, the paper's reported figures
     zoo_ablations = {
+        # The paper's contribution without DGA (its dictionary with both of DGA's factors, foreground-centric
+        # reconstruction and cross-modality guidance). PGU has no "off" of its own here: its prototypes ARE the
+        # retrieval embedding (the split row below trains CLIP's own embedding instead). Without DGA the two
+        # branches are one computation (v = v^d = PGU(x), t = t^d = PGU(w)), so RANK(t, t^d) and RANK(v, v^d)
+        # would rank an embedding against itself (an intra-modal triplet on self-similarity, no alignment):
+        # they go with DGA. ID and RANK of both branches stay at weight 1 (they now coincide).
+        "no DGA": {"use_dictionary": False, "use_foreground_weighting": False, "use_cross_modality_guidance": False,
+                   "rank_text_dict_loss_weight": 0.0, "rank_image_dict_loss_weight": 0.0},
+        # Without the dictionary t^d = PGU(w) = t, so RANK(t, t^d) ranks t against itself: it is dropped
+        # because it is degenerate, not as a second change.
         "no dictionary": {"use_dictionary": False, "rank_text_dict_loss_weight": 0.0},
         "no foreground weighting": {"use_foreground_weighting": False},
         "no cross-modality guidance": {"use_cross_modality_guidance": False},
-        "one prototype": {"num_prototypes": 1},
+        # One prototype as wide as the synthetic config's six together (6 x 64): only the count changes.
+        "one prototype, same width": {"num_prototypes": 1, "prototype_dim": 384},
+        # The baseline's training (IRRA's SDM + shared-classifier ID) on LGUR's prototype embedding: every
+        # module and loss LGUR adds is off, the modules that define the embedding (prototype decoder and
+        # part projections) stay.
+        "none of its additions": {
+            "use_dictionary": False, "use_foreground_weighting": False, "use_cross_modality_guidance": False,
+            "id_guided_loss_weight": 0.0, "rank_guided_loss_weight": 0.0, "id_dict_loss_weight": 0.0,
+            "rank_dict_loss_weight": 0.0, "rank_text_dict_loss_weight": 0.0, "rank_image_dict_loss_weight": 0.0,
+            "sdm_loss_weight": 1.0, "id_loss_weight": 1.0,
+        },
+        # LGUR's loss functions on CLIP's global embedding: a `clip_reid` run ("method") with SDM off, the
+        # semi-hard ranking loss (sum over anchors, both directions, margin 0.3) and the ID loss at weight 2,
+        # since LGUR's ID with one prototype is CE_v + CE_t and clip_reid's `id` is (CE_v + CE_t) / 2.
+        "its losses on CLIP's embedding": {"method": "clip_reid", "sdm_loss_weight": 0.0, "id_loss_weight": 2.0,
+                                           "ranking_loss_weight": 1.0},
     }
+    zoo_contribution = "no DGA"
     zoo_sweep = ("id_dict_loss_weight", "rank_dict_loss_weight", "rank_text_dict_loss_weight",
                  "rank_image_dict_loss_weight")
     zoo_reported = {"backbone": "DeiT-Small", "cuhk-pedes": "65.25 / —", "icfg-pedes": "59.02 / —"}
@@ -108,6 +142,7 @@ class LGURConfig(TIReIDConfig):
     prototype_self_attention: bool = False
     prototype_dim: int = 512
     ranking_margin: float = 0.3
+    ranking_hard_fallback: bool = False
     id_guided_loss_weight: float = 1.0
     rank_guided_loss_weight: float = 1.0
     id_dict_loss_weight: float = 1.0
@@ -115,6 +150,7 @@ class LGURConfig(TIReIDConfig):
     rank_text_dict_loss_weight: float = 1.0
     rank_image_dict_loss_weight: float = 1.0
     sdm_loss_weight: float = 0.0
+    id_loss_weight: float = 0.0
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)

@@ -279,6 +279,7 @@ def semi_hard_ranking_loss(
     margin: float,
     generator: torch.Generator | None = None,
     expected: bool = False,
+    hard_fallback: bool = False,
 ) -> torch.Tensor:
     """Bidirectional triplet loss on cosine similarity with a RANDOM semi-hard negative (LGUR's RANK).
 
@@ -287,16 +288,15 @@ def semi_hard_ranking_loss(
     uniformly at random, on the detached similarities, from the candidate set::
 
         C_i = S_i = {j : pid_j != pid_i  and  s_ii - margin < s_ij < s_ii}   (semi-hard: 0 < hinge < margin)
-        C_i = H_i = {j : pid_j != pid_i  and  s_ij >= s_ii}                  (when S_i is empty: hard ones)
+        C_i = H_i = {j : pid_j != pid_i  and  s_ij >= s_ii}   (only with ``hard_fallback``, when S_i is empty)
 
-    With neither (every negative is easy, or no other identity is in the batch) C_i is empty and the
-    anchor contributes 0, which is what any negative would give. Then::
+    An anchor whose C_i is empty contributes 0 (the reference code, ZhiyinShao-H/LGUR's RankingLoss,
+    drops it). Then::
 
         L = sum_i [margin + s_i,n(i) - s_ii]_+  (row anchors)  +  sum_j [margin + s_m(j),j - s_jj]_+  (columns)
 
-    SUMMED over anchors, as the reference code (ZhiyinShao-H/LGUR, RankingLoss), which draws from S_i
-    only (no H_i fallback). With ``expected=True`` the draw is replaced by its expectation, each
-    anchor's hinge averaged over C_i: a deterministic value.
+    SUMMED over anchors, as the reference. With ``expected=True`` the draw is replaced by its
+    expectation, each anchor's hinge averaged over C_i: a deterministic value.
 
     Args:
         anchor_embeds, paired_embeds: [N, D] embeddings (normalised here), row i paired with row i.
@@ -304,6 +304,8 @@ def semi_hard_ranking_loss(
         margin: the margin (0.3 in LGUR).
         generator: random generator for the negative draw (any device); None uses the global one.
         expected: return the expectation over the draw instead of one sample.
+        hard_fallback: draw from the hard negatives H_i when an anchor has no semi-hard one (ours; the
+            reference drops the anchor).
     Returns: a scalar.
     """
     if anchor_embeds.shape != paired_embeds.shape or anchor_embeds.shape[0] != pids.shape[0]:
@@ -319,7 +321,8 @@ def semi_hard_ranking_loss(
         positive = detached.diagonal().unsqueeze(1)
         violating = different_identity & (detached > positive - margin)
         semi_hard = violating & (detached < positive)
-        candidates = torch.where(semi_hard.any(dim=1, keepdim=True), semi_hard, violating).float()
+        candidates = (torch.where(semi_hard.any(dim=1, keepdim=True), semi_hard, violating) if hard_fallback
+                      else semi_hard).float()
         if expected:
             weights = candidates / candidates.sum(dim=1, keepdim=True).clamp(min=1)
         else:

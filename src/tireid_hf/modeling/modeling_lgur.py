@@ -11,7 +11,7 @@ from transformers import initialization as init
 from .base import PairFeatures, TIReIDPreTrainedModel
 from .configuration_lgur import LGURConfig
 from .layers import DecoderLayer, IdentityClassifier
-from .losses import sdm_loss, semi_hard_ranking_loss
+from .losses import semi_hard_ranking_loss
 
 # loss terms, by the branches they need: the guided image branch (v) and the plain text branch (t)
 GUIDED_IMAGE_TERMS = ("id_guided", "rank_guided", "rank_image_dict")
@@ -98,10 +98,16 @@ class LGURModel(TIReIDPreTrainedModel):
         id_guided = ID(v, t)        rank_guided = RANK(v, t)
         id_dict = ID(v^d, t^d)      rank_dict = RANK(v^d, t^d)
         rank_text_dict = RANK(t, t^d)        rank_image_dict = RANK(v, v^d)
-        sdm = SDM(t^d @ v^d^T / tau)         (optional, weight 0 by default)
+        sdm = SDM(t^d @ v^d^T / tau)         id = (CE(C v^d) + CE(C t^d)) / 2      (optional, weight 0 by default)
 
     ID: prototype k has its own classifier ``C_k``, shared by both modalities and both branches (as the
-    reference), over its un-normalised part: ``ID(a, b) = 1/P sum_k (CE(C_k a_k) + CE(C_k b_k)) / 2``.
+    reference), over its un-normalised part, the two modalities' cross-entropies (each a mean over the
+    batch) SUMMED and averaged over the prototypes, as the reference's ``Id_Loss`` and ``calculate_part_id``::
+
+        ID(a, b) = 1/P sum_k (CE(C_k a_k) + CE(C_k b_k))
+
+    ``sdm`` and ``id`` are the `clip_reid` baseline's pair (:meth:`alignment_losses`) on the whole
+    retrieval embeddings: ``id`` has one classifier ``C`` [embed_dim -> num_ids], shared by both modalities.
 
     Initialisation: part projections ``W_k`` Kaiming-normal fan-out (``std = sqrt(2 / out_dim)``) and ID
     classifiers N(0, 0.001), zero bias, as the reference; atoms and prototypes N(0, 0.02). Only ``W_k``
@@ -111,7 +117,7 @@ class LGURModel(TIReIDPreTrainedModel):
     """
 
     config_class = LGURConfig
-    head_multiplier_modules = ("unification.projections", "id_classifiers")
+    head_multiplier_modules = ("unification.projections", "id_classifiers", "id_classifier")
 
     def __init__(self, config: LGURConfig):
         super().__init__(config)
@@ -136,6 +142,7 @@ class LGURModel(TIReIDPreTrainedModel):
             nn.ModuleList(IdentityClassifier(config.prototype_dim, config.num_ids) for _ in range(config.num_prototypes))
             if config.num_ids > 0 and any(map(self.wants_loss, ID_TERMS)) else None
         )
+        self.id_classifier = self.build_id_classifier(config.embed_dim)
         self.post_init()
 
     @torch.no_grad()
@@ -221,22 +228,25 @@ class LGURModel(TIReIDPreTrainedModel):
             "rank_dict": lambda: self.ranking_loss(image_parts_dict, text_parts_dict, pids),
             "rank_text_dict": lambda: self.ranking_loss(text_parts, text_parts_dict, pids),
             "rank_image_dict": lambda: self.ranking_loss(image_parts, image_parts_dict, pids),
-            "sdm": lambda: sdm_loss(features.logits_per_text, pids),
         }
-        return {name: term() for name, term in terms.items() if self.wants_loss(name)}
+        losses = {name: term() for name, term in terms.items() if self.wants_loss(name)}
+        return losses | self.alignment_losses(features.image_features, features.text_features, features.logits_per_text,
+                                              pids, self.id_classifier)
 
     def ranking_loss(self, first_parts: torch.Tensor, second_parts: torch.Tensor, pids: torch.Tensor) -> torch.Tensor:
         """RANK over the concatenated parts [N, P, out_dim] (normalised as a whole, not per prototype): a random
         semi-hard negative in training mode, its expectation in evaluation mode (deterministic, like dropout off)."""
         return semi_hard_ranking_loss(first_parts.flatten(1), second_parts.flatten(1), pids, self.config.ranking_margin,
-                                      expected=not self.training)
+                                      expected=not self.training, hard_fallback=self.config.ranking_hard_fallback)
 
     def prototype_identity_loss(self, image_parts: torch.Tensor, text_parts: torch.Tensor, pids: torch.Tensor,
                                 loss_name: str) -> torch.Tensor:
-        """``1/P sum_k id_loss(C_k image_parts[:, k], C_k text_parts[:, k])``; an error when ``num_ids`` is 0."""
+        """``1/P sum_k (CE(C_k image_parts[:, k]) + CE(C_k text_parts[:, k]))`` over parts [N, P, out_dim]:
+        twice the shared-classifier :meth:`identity_loss` (the mean of the two modalities) per prototype, the
+        reference's sum. An error when ``num_ids`` is 0."""
         classifiers = self.id_classifiers if self.id_classifiers is not None else [None] * self.config.num_prototypes
         per_prototype = [
-            self.identity_loss(classifier, image_parts[:, k], text_parts[:, k], pids, loss_name)
+            2 * self.identity_loss(classifier, image_parts[:, k], text_parts[:, k], pids, loss_name)
             for k, classifier in enumerate(classifiers)
         ]
         return torch.stack(per_prototype).mean()
