@@ -49,6 +49,18 @@ def test_support_sets_are_the_other_samples_of_the_identity_in_batch_order():
     assert support_set_indices(torch.tensor([4]), support_size=3)[0].shape == (1, 0)  # alone in the batch
 
 
+def test_with_four_views_per_identity_every_support_set_holds_the_three_others():
+    """The P x K sampler's batch with K = 4: support_size 3 gives every sample all three other views;
+    with K = 2 only one exists, so two of the three slots are padding."""
+    index, padding = support_set_indices(torch.tensor([7, 7, 7, 7, 2, 2, 2, 2]), support_size=3)
+    assert index.tolist() == [[1, 2, 3], [0, 2, 3], [0, 1, 3], [0, 1, 2],
+                              [5, 6, 7], [4, 6, 7], [4, 5, 7], [4, 5, 6]]
+    assert not padding.any()
+    index, padding = support_set_indices(torch.tensor([7, 7, 2, 2, 5, 5, 9, 9]), support_size=3)
+    assert index[:, 0].tolist() == [1, 0, 3, 2, 5, 4, 7, 6]
+    assert padding.tolist() == [[False, True, True]] * 8
+
+
 def test_a_sample_alone_fuses_with_itself_only():
     torch.manual_seed(0)
     layer = LCR2SModel(ModelTester("lcr2s").config())._fusion_of("image").eval()
@@ -242,6 +254,26 @@ def test_a_zero_weight_removes_its_term(name):
     assert set(output.losses) == (TEACHER_LOSSES | STUDENT_LOSSES) - {name}
     if name.endswith("_id"):
         assert getattr(model, f"{name}_classifier") is None
+
+
+def test_none_of_its_additions_trains_the_student_alone_in_one_stage():
+    """The row switches the teacher off (support-set fusion, teacher losses, both distillations): one
+    training step of the student with SDM + ID, in one stage where the full config has two."""
+    assert LCR2SConfig.zoo_contribution == "none of its additions"
+    assert LCR2SConfig.zoo_contribution in LCR2SConfig.zoo_ablations
+    overrides = LCR2SConfig.zoo_ablations["none of its additions"]
+    fields = dict(clip_config=tiny_clip_config(), image_size=(64, 32))
+    assert LCR2SConfig(**fields).stages == ("teacher", "student")
+    assert LCR2SConfig(**fields, **overrides).stages == ("student",)
+    tester = ModelTester("lcr2s", **overrides)
+    model = tester.model()
+    assert model.fusion is None and model.teacher_clip is None
+    inputs = tester.inputs()
+    output = model(**inputs)
+    assert set(output.losses) == {"student_align", "student_id"} and torch.isfinite(output.loss)
+    output.loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert torch.isfinite(model(**inputs).loss)
 
 
 def test_without_teacher_the_student_trains_alone_like_the_baseline():

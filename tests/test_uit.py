@@ -57,27 +57,43 @@ def test_patchify_order_and_round_trip():
     torch.testing.assert_close(unpatchify(patches, 2, (2, 3)), pixels)
 
 
-def test_grey_pixels_undo_the_normalisation_and_use_weighted_rgb(tester):
+def test_grey_pixels_weight_the_normalised_channels_as_sen(tester):
     model = tester.model()
+    pixels = torch.tensor([1.0, -2.0, 0.5]).view(1, 3, 1, 1).expand(1, 3, *IMAGE_SIZE)
+    grey = model.grey_pixels(pixels)
+    # 0.2989 * 1 + 0.587 * (-2) + 0.114 * 0.5 = -0.8181, the same in every channel
+    torch.testing.assert_close(grey[0, :, 0, 0], torch.tensor([-0.8181] * 3))
+    assert grey.shape == pixels.shape
+
+
+def test_pixel_grey_input_undoes_the_normalisation_and_uses_weighted_rgb(tester):
+    model = tester.model(tir_grey_input="pixel")
     rgb = torch.tensor([1.0, 0.0, 0.0])  # pure red
     mean, std = torch.tensor(CLIP_IMAGE_MEAN), torch.tensor(CLIP_IMAGE_STD)
     pixels = ((rgb - mean) / std).view(1, 3, 1, 1).expand(1, 3, *IMAGE_SIZE)
     grey = model.grey_pixels(pixels)
-    expected = [(0.299 - m) / s for m, s in zip(CLIP_IMAGE_MEAN, CLIP_IMAGE_STD)]
+    expected = [(0.2989 - m) / s for m, s in zip(CLIP_IMAGE_MEAN, CLIP_IMAGE_STD)]
     torch.testing.assert_close(grey[0, :, 0, 0], torch.tensor(expected))
     assert grey.shape == pixels.shape
 
 
+def test_kept_patch_count_is_sens():
+    """SEN draws the ratio over the class token and the patches, then keeps the class token."""
+    fields = dict(clip_config=tiny_clip_config(), image_size=IMAGE_SIZE)  # 8 patches
+    assert UITConfig(**fields).num_kept_patches == 1  # int(9 * 0.3) - 1 = 2 - 1
+    assert UITConfig(**fields, tir_mask_ratio=0.5).num_kept_patches == 3  # int(9 * 0.5) - 1 = 4 - 1
+    assert UITConfig(image_size=(384, 128)).num_kept_patches == 56  # ViT-B/16, 192 patches: int(193 * 0.3) - 1
+
+
 def test_kept_patches_are_a_random_sorted_subset_of_the_configured_size(tester):
-    model = tester.model()
-    assert model.config.num_kept_patches == 2  # round(0.3 * 8)
+    model = tester.model(tir_mask_ratio=0.5)  # 3 of the 8 patches kept
     first = model.sample_kept_patches(16, "cpu", torch.Generator().manual_seed(3))
     again = model.sample_kept_patches(16, "cpu", torch.Generator().manual_seed(3))
-    assert first.shape == (16, 2) and torch.equal(first, again)
-    assert (first[:, 0] < first[:, 1]).all() and first.min() >= 0 and first.max() < 8
+    assert first.shape == (16, 3) and torch.equal(first, again)
+    assert (first[:, :-1] < first[:, 1:]).all() and first.min() >= 0 and first.max() < 8
     assert len({tuple(row) for row in first.tolist()}) > 1  # per-image masks
     dropped = model.dropped_patches(first)
-    assert dropped.shape == (16, 8) and (dropped.sum(dim=1) == 6).all()
+    assert dropped.shape == (16, 8) and (dropped.sum(dim=1) == 5).all()
     assert not dropped.gather(1, first).any()
 
 
@@ -89,6 +105,7 @@ def test_default_losses_and_weights(tester):
     config = UITConfig(clip_config=tiny_clip_config(), image_size=IMAGE_SIZE)
     assert (config.sdm_loss_weight, config.id_loss_weight, config.triplet_loss_weight, config.tir_loss_weight) == (1, 1, 10, 10)
     assert (config.triplet_margin, config.tir_mask_ratio, config.tir_decoder_layers) == (0.05, 0.7, 4)
+    assert config.tir_grey_input == "normalised" and config.tir_text_bottleneck is True
     assert config.decoder_width == config.embed_dim == 24
     assert config.key_word_augmentation_probability == 0.2 and UITModel.text_transforms == ("key_word_augmentation",)
     s = output.losses
@@ -142,22 +159,26 @@ def test_tir_scores_only_the_dropped_patches_against_the_colour_image(tester):
     assert on_dropped.item() > reference.item() + 1.0
 
 
-def test_encoder_sees_only_the_grey_kept_patches(tester):
-    """Same luma (colour changed) or any change inside dropped patches: the decoder input is the same."""
-    model = tester.model().eval()
+@pytest.mark.parametrize("grey_input", ["normalised", "pixel"])
+def test_encoder_sees_only_the_grey_kept_patches(tester, grey_input):
+    """Same luma (colour changed) or any change inside dropped patches: the decoder input is the same.
+    The luma is taken on the normalised channels (SEN) or in pixel space."""
+    model = tester.model(tir_grey_input=grey_input).eval()
     inputs = tester.inputs()
     mean, std = torch.tensor(CLIP_IMAGE_MEAN).view(1, 3, 1, 1), torch.tensor(CLIP_IMAGE_STD).view(1, 3, 1, 1)
     rgb = torch.rand(tester.batch_size, 3, *IMAGE_SIZE, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
-    # move colour along (1, -1, 0) scaled so that 0.299 dr + 0.587 dg = 0: the luma is unchanged
-    recoloured = rgb + 0.1 * torch.tensor([0.587, -0.299, 0.0]).view(1, 3, 1, 1)
+    pixels = (rgb - mean) / std
+    # move colour along (1, -1, 0) scaled so that 0.2989 dr + 0.587 dg = 0: the luma is unchanged
+    shift = 0.1 * torch.tensor([0.587, -0.2989, 0.0]).view(1, 3, 1, 1)
+    recoloured = pixels + shift if grey_input == "normalised" else (rgb + shift - mean) / std
     keep = model.sample_kept_patches(tester.batch_size, "cpu", torch.Generator().manual_seed(5))
     dropped_pixels = unpatchify(model.dropped_patches(keep).unsqueeze(-1).expand(-1, -1, 16 * 16 * 3).float(), 16, GRID)
-    scribbled = rgb + dropped_pixels * torch.rand(rgb.shape, generator=torch.Generator().manual_seed(2))
+    scribbled = pixels + dropped_pixels * torch.rand(rgb.shape, generator=torch.Generator().manual_seed(2))
     predictions = []
     model.restoration_decoder.register_forward_hook(lambda module, args, output: predictions.append(output))
     with torch.no_grad():
-        for image in (rgb, recoloured, scribbled):
-            _tir(model, dict(inputs, pixel_values=(image - mean) / std))
+        for image in (pixels, recoloured, scribbled):
+            _tir(model, dict(inputs, pixel_values=image))
     torch.testing.assert_close(predictions[1], predictions[0], rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(predictions[2], predictions[0], rtol=1e-5, atol=1e-5)
 
@@ -204,6 +225,29 @@ def test_each_component_switches_off(tester, overrides, missing):
         assert model.id_classifier is None
 
 
+def test_none_of_its_additions_is_the_baseline_on_uits_embedding(tester):
+    """The row switches off restoration, triplet and key-word augmentation: a step trains SDM + ID only,
+    and the model is the clip_reid baseline (same parameters, same losses)."""
+    from tireid_hf.modeling import ClipReIDModel
+
+    assert UITConfig.zoo_contribution == "no restoration (TIR)"
+    assert UITConfig.zoo_contribution in UITConfig.zoo_ablations
+    overrides = UITConfig.zoo_ablations["none of its additions"]
+    model = tester.model(**overrides)
+    assert model.restoration_decoder is None and model.config.key_word_augmentation_probability == 0
+    inputs = tester.inputs()
+    output = model(**inputs)
+    assert set(output.losses) == {"sdm", "id"} and torch.isfinite(output.loss)
+    baseline_tester = ModelTester("clip_reid")
+    baseline = ClipReIDModel(baseline_tester.config())
+    baseline.load_state_dict(model.state_dict())  # strict: the same modules
+    baseline_output = baseline(**inputs)
+    torch.testing.assert_close(output.loss, baseline_output.loss)
+    output.loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    assert torch.isfinite(model(**inputs).loss)
+
+
 def test_export_drops_decoder_and_classifier_and_inference_is_plain_clip(tester):
     model = tester.model().eval()
     inputs = tester.inputs()
@@ -235,6 +279,8 @@ def test_config_refuses_bad_values():
         UITConfig(**fields, tir_mask_ratio=0.99)
     with pytest.raises(ValueError, match="tir_decoder_width"):
         UITConfig(**fields, tir_decoder_width=30, tir_decoder_heads=3)
+    with pytest.raises(ValueError, match="tir_grey_input"):
+        UITConfig(**fields, tir_grey_input="rgb")
     with pytest.raises(ValueError, match="image_mean"):
         UITConfig(**fields, image_std=(0.2, 0.2))
     assert UITConfig(**fields, tir_decoder_width=64).to_dict()["tir_decoder_width"] == 64
@@ -317,6 +363,20 @@ def test_text_bottleneck_passes_everything_through_the_caption():
             outputs[bottleneck] = decoder(images, keep, one_token_text)
     torch.testing.assert_close(outputs[True][0], outputs[True][1])
     assert not torch.allclose(outputs[False][0], outputs[False][1])
+
+
+def test_decoder_text_input_is_layer_norm_only_at_the_joint_width():
+    """As SEN: the caption tokens enter the decoder through a LayerNorm alone when the decoder has the
+    joint width; a Linear resizes them only when the widths differ."""
+    from tireid_hf.modeling.modeling_uit import RestorationDecoder
+
+    torch.manual_seed(0)
+    same = RestorationDecoder(24, 24, 4, 1, 2.0, GRID, 16)
+    text = torch.randn(2, 5, 24)
+    expected = (text - text.mean(-1, keepdim=True)) / torch.sqrt(text.var(-1, unbiased=False, keepdim=True) + 1e-5)
+    torch.testing.assert_close(same.text_embed(text), expected)
+    assert not any(name.startswith("text_embed") and "weight" in name and p.dim() == 2 for name, p in same.named_parameters())
+    assert RestorationDecoder(24, 16, 4, 1, 2.0, GRID, 16).text_embed(text).shape == (2, 5, 16)
 
 
 def test_bottleneck_is_the_default_and_the_residual_variant_an_option(tester):

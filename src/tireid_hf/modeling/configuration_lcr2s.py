@@ -20,7 +20,8 @@ class LCR2SConfig(TIReIDConfig):
             (the "no support set" ablation).
         use_teacher (`bool`, *optional*, defaults to `True`):
             Build the richer teacher (fusion modules, teacher losses, distillation). `False` trains the
-            student alone with `student_align` (+ `student_id`): the baseline, as the ablation row.
+            student alone with `student_align` (+ `student_id`), in the single stage `("student",)`:
+            the baseline, as the ablation row "none of its additions".
         share_fusion (`bool`, *optional*, defaults to `False`):
             One fusion module for both modalities instead of one per modality.
         fusion_num_heads (`int`, *optional*, defaults to 8):
@@ -71,11 +72,15 @@ class LCR2SConfig(TIReIDConfig):
     model_type = "tireid-lcr2s"
     # the zoo's facts (see TIReIDConfig): ablation rows, sweep knobs, the paper's reported figures
     zoo_ablations = {
-        "no teacher (student alone)": {"use_teacher": False},
+        # every LCR²S addition off (support-set fusion, teacher losses, both distillations): the student
+        # alone with SDM + ID, the baseline's training; one stage instead of two (see `stages`)
+        "none of its additions": {"use_teacher": False},
         "no support set": {"support_size": 0},
         "no feature distillation": {"distill_feature_loss_weight": 0.0},
         "no relation distillation": {"distill_relation_loss_weight": 0.0},
     }
+    # the paper's contribution, support-set fusion + its distillation, is exactly the teacher
+    zoo_contribution = "none of its additions"
     zoo_sweep = ("distill_feature_loss_weight", "distill_relation_loss_weight")
     zoo_reported = {"backbone": "ResNet-50, third-party table", "cuhk-pedes": "67.36 / 59.20",
                     "icfg-pedes": "57.93 / 38.21", "rstpreid": "54.95 / 40.92"}

@@ -6,6 +6,8 @@ from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
 from .configuration_tireid import TIReIDConfig
 
+GREY_INPUTS = ("normalised", "pixel")
+
 # OpenAI CLIP's normalisation (what TIReIDProcessor applies); the restoration task undoes it.
 CLIP_IMAGE_MEAN = tuple(OPENAI_CLIP_MEAN)
 CLIP_IMAGE_STD = tuple(OPENAI_CLIP_STD)
@@ -32,8 +34,14 @@ class UITConfig(TIReIDConfig):
             Build the restoration decoder and compute `tir` (the ablation switch of the component;
             ``use_tir=False`` is the same model as ``tir_loss_weight=0``).
         tir_mask_ratio (`float`, *optional*, defaults to 0.7):
-            Fraction of the patches dropped from the grey image; ``round((1 - ratio) * rows * cols)``
-            patches are kept (at least one kept and one dropped).
+            Mask ratio of the grey image. As SEN, which draws it over the class token and the P patches
+            together and always keeps the class token, ``int((1 + P) * (1 - ratio)) - 1`` patches are
+            kept (56 of 192 for ViT-B/16 at 384x128; at least one kept and one dropped).
+        tir_grey_input (`str`, *optional*, defaults to `"normalised"`):
+            How the grey image is made from the normalised colour image ``x``. `"normalised"` (SEN):
+            ``g = 0.2989 x_R + 0.587 x_G + 0.114 x_B`` on the normalised channels, replicated to 3
+            channels. `"pixel"` (the zoo's variant): the same luma in [0, 1] pixel space (``x * std +
+            mean``), replicated and normalised again per channel, so the encoder sees a true grey image.
         tir_text_bottleneck (`bool`, *optional*, defaults to `True`):
             SEN's text bottleneck: the decoder's image tokens are replaced by their cross-attention
             read-out of the caption (no residual), so restoration must go through the text. `False`
@@ -68,11 +76,16 @@ class UITConfig(TIReIDConfig):
     """
 
     model_type = "tireid-uit"
+    # the paper's contribution: text-guided image restoration
+    zoo_contribution = "no restoration (TIR)"
     # the zoo's facts (see TIReIDConfig): ablation rows, sweep knobs, the paper's reported figures
     zoo_ablations = {
         "no restoration (TIR)": {"use_tir": False, "tir_loss_weight": 0.0},
         "no triplet": {"triplet_loss_weight": 0.0},
         "no key-word augmentation": {"key_word_augmentation_probability": 0.0},
+        # everything UIT adds over IRRA's SDM + ID off: the baseline's training on UIT's embedding
+        "none of its additions": {"use_tir": False, "tir_loss_weight": 0.0, "triplet_loss_weight": 0.0,
+                                  "key_word_augmentation_probability": 0.0},
     }
     zoo_sweep = ("tir_loss_weight",)
     zoo_reported = {"backbone": "SEN version, ViT-B/16", "cuhk-pedes": "75.00 / 67.23",
@@ -85,6 +98,7 @@ class UITConfig(TIReIDConfig):
     tir_loss_weight: float = 10.0
     use_tir: bool = True
     tir_mask_ratio: float = 0.7
+    tir_grey_input: str = "normalised"
     tir_text_bottleneck: bool = True
     tir_decoder_width: int | None = None
     tir_decoder_heads: int = 8
@@ -106,6 +120,8 @@ class UITConfig(TIReIDConfig):
             raise ValueError(
                 f"key_word_augmentation_probability must lie in [0, 1], got {self.key_word_augmentation_probability}"
             )
+        if self.tir_grey_input not in GREY_INPUTS:
+            raise ValueError(f"tir_grey_input must be one of {GREY_INPUTS}, got {self.tir_grey_input!r}")
         if self.triplet_margin < 0:
             raise ValueError(f"triplet_margin must be >= 0, got {self.triplet_margin}")
         width = self.decoder_width
@@ -130,9 +146,10 @@ class UITConfig(TIReIDConfig):
 
     @property
     def num_kept_patches(self) -> int:
-        """Patches of the grey image the encoder sees: ``round((1 - tir_mask_ratio) * rows * cols)``."""
+        """Patches of the grey image the encoder sees besides the class token, SEN's count:
+        ``int((1 + rows * cols) * (1 - tir_mask_ratio)) - 1``."""
         rows, cols = self.grid_size
-        return round((1.0 - self.tir_mask_ratio) * rows * cols)
+        return int((1 + rows * cols) * (1.0 - self.tir_mask_ratio)) - 1
 
 
 UITConfig.register_for_auto_class()

@@ -11,8 +11,8 @@ from .configuration_uit import UITConfig
 from .layers import DecoderLayer, MultiHeadAttention
 from .losses import hardest_negative_triplet_loss, masked_patch_mse
 
-# ITU-R BT.601 luma weights of (R, G, B): the weighted-RGB grey image of the restoration task.
-GREY_WEIGHTS = (0.299, 0.587, 0.114)
+# SEN's luma weights of (R, G, B) (ITU-R BT.601): the weighted-RGB grey image of the restoration task.
+GREY_WEIGHTS = (0.2989, 0.587, 0.114)
 # Seed of the patch mask in eval mode when no generator is given, so validation losses are comparable.
 EVAL_MASK_SEED = 0
 
@@ -83,7 +83,7 @@ class RestorationDecoder(nn.Module):
         x = Linear(LN(encoder tokens of the kept patches + class token))          [N, 1 + M, W]
         x = [class, mask_token at dropped positions / kept tokens at theirs]       [N, 1 + P, W] (grid order)
         x = x + [0, sincos_position_table(W, grid)]                                (fixed, not learned)
-        t = Linear(LN(text tokens))                                                text padding ignored below
+        t = LN(text tokens), then a Linear to W only when W != D (as SEN)           text padding ignored below
         x = TextBottleneck(x, t)             (text_bottleneck=True, SEN: x replaced by what it reads from t)
           | DecoderLayer(cross-attention only)(x, memory=t)   (False: x + CrossAttn + MLP, residual)
         x = 4 x DecoderLayer(self-attention only)(x)
@@ -102,7 +102,8 @@ class RestorationDecoder(nn.Module):
         super().__init__()
         self.grid_size = tuple(grid_size)
         self.image_embed = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, width))
-        self.text_embed = nn.Sequential(nn.LayerNorm(embed_dim), nn.Linear(embed_dim, width))
+        resize_text = [nn.Linear(embed_dim, width)] if width != embed_dim else []
+        self.text_embed = nn.Sequential(nn.LayerNorm(embed_dim), *resize_text)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.position_embedding = nn.Buffer(self.position_table(), persistent=False)
         self.text_attention = (
@@ -154,8 +155,8 @@ class UITModel(TIReIDPreTrainedModel):
     * ``triplet``: :func:`~.losses.hardest_negative_triplet_loss` on the normalised global embeddings,
       margin ``triplet_margin`` (0.05), hardest other-identity negative per anchor, both directions.
     * ``tir`` (text-guided image restoration): the colour image ``x`` (normalised) is made grey
-      ``g = 0.299 R + 0.587 G + 0.114 B`` in [0, 1] pixel space, replicated to 3 channels and
-      re-normalised; a random ``round((1 - tir_mask_ratio) P)`` of its P patches are kept per image and
+      (:meth:`grey_pixels`: SEN's ``0.2989 R + 0.587 G + 0.114 B`` on the normalised channels,
+      replicated to 3 channels); a random ``config.num_kept_patches`` of its P patches are kept per image and
       encoded (after their position embeddings, class token always kept) by the SAME CLIP image
       encoder; :class:`RestorationDecoder` fills the dropped positions with a learned mask token and
       predicts every patch's colour pixels attending to the caption's tokens;
@@ -168,9 +169,10 @@ class UITModel(TIReIDPreTrainedModel):
     Text augmentation: ``text_transforms = ("key_word_augmentation",)``; the training collator keeps
     only a caption's nouns, adjectives and pronouns with probability ``key_word_augmentation_probability``.
 
-    Follows SEN (Delong-liu-bupt/SEN) except where the model card lists a choice: the grey image is
-    taken in pixel space, the decoder reuses the main pass's text tokens with padding masked, and
-    ``tir_text_bottleneck=False`` replaces SEN's bottleneck by a residual cross-attention layer.
+    Follows SEN (Delong-liu-bupt/SEN) except where the model card lists a choice: the decoder reuses
+    the main pass's text tokens with padding masked; ``tir_grey_input="pixel"`` takes the grey image in
+    pixel space and ``tir_text_bottleneck=False`` replaces SEN's bottleneck by a residual cross-attention
+    layer (both off by default).
     """
 
     config_class = UITConfig
@@ -230,13 +232,16 @@ class UITModel(TIReIDPreTrainedModel):
 
     # ----------------------------------------------------------------------------- restoration
     def grey_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """[N, 3, H, W] normalised colour -> [N, 3, H, W] normalised grey (the luma replicated to 3 channels).
+        """[N, 3, H, W] normalised colour -> [N, 3, H, W] grey image the encoder sees (``config.tir_grey_input``).
 
-        ``rgb = x * std + mean``; ``g = 0.299 r + 0.587 g + 0.114 b``; ``out_c = (g - mean_c) / std_c``.
+        ``"normalised"`` (SEN): ``g = 0.2989 x_R + 0.587 x_G + 0.114 x_B``, ``out_c = g`` for every channel.
+        ``"pixel"``: ``rgb = x * std + mean``; ``g = 0.2989 r + 0.587 g + 0.114 b``; ``out_c = (g - mean_c) / std_c``.
         """
+        weights = pixel_values.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)
+        if self.config.tir_grey_input == "normalised":
+            return (pixel_values * weights).sum(dim=1, keepdim=True).expand_as(pixel_values)
         mean = pixel_values.new_tensor(self.config.image_mean).view(1, 3, 1, 1)
         std = pixel_values.new_tensor(self.config.image_std).view(1, 3, 1, 1)
-        weights = pixel_values.new_tensor(GREY_WEIGHTS).view(1, 3, 1, 1)
         grey = ((pixel_values * std + mean) * weights).sum(dim=1, keepdim=True)
         return (grey - mean) / std
 
