@@ -33,7 +33,9 @@ class TrainingProgress:
     ``epoch`` / ``batch_in_epoch`` / ``stage_step`` count within the current stage; ``global_step``
     over the whole run. ``best`` holds the best validation record, ``history`` every train log and
     validation, ``scheduler_state`` the learning-rate schedule's state, ``loss_window`` the losses of
-    the next train log (so a resumed run logs the same means as an uninterrupted one).
+    the next train log (so a resumed run logs the same means as an uninterrupted one),
+    ``backbone_gradient_norms`` the gradient norms each loss term sent into the backbone at the steps
+    that measured them.
 
     The schedule's and the sampler's state live here, in JSON, rather than in Accelerate's
     ``register_for_checkpointing``: Accelerate pickles those objects and unpickles them with
@@ -53,6 +55,7 @@ class TrainingProgress:
     train_runtime_seconds: float = 0.0  # training time of every process up to this checkpoint
     loss_window: dict = field(default_factory=dict)  # losses of the batches since the last train log
     model_config: dict | None = None  # the model's config as the run built it (see check_model_config)
+    backbone_gradient_norms: list = field(default_factory=list)  # records of loop._record_backbone_gradients
 
     def __post_init__(self):
         self.start_clock()
@@ -132,6 +135,17 @@ def _is_record(value) -> bool:
     return isinstance(metrics, dict) and all(_is_number(number) for number in metrics.values())
 
 
+def _is_gradient_norms_record(value) -> bool:
+    """A backbone gradient norms record: ``stage`` a name, ``step`` and ``global_step`` integers >= 1,
+    ``terms`` an object of numbers, ``total`` a number (NaN included: a diverged step's norms)."""
+    def is_float(number):
+        return isinstance(number, (int, float)) and not isinstance(number, bool)
+    return (isinstance(value, dict) and set(value) == {"stage", "step", "global_step", "terms", "total"}
+            and isinstance(value["stage"], str) and _is_int(value["step"], 1) and _is_int(value["global_step"], 1)
+            and isinstance(value["terms"], dict) and all(is_float(number) for number in value["terms"].values())
+            and is_float(value["total"]))
+
+
 def _is_scheduler_state(value) -> bool:
     """A ``LambdaLR`` state: ``last_epoch`` an int >= -1 (what the schedule resumes from) and, where given,
     ``base_lrs`` a list of finite numbers (``load_state_dict`` keeps the run's own rates without it)."""
@@ -155,6 +169,8 @@ _PROGRESS_FIELDS = {
         isinstance(losses, list) and all(isinstance(loss, (int, float)) and not isinstance(loss, bool) for loss in losses)
         for losses in value.values()), "an object of lists of losses"),
     "model_config": (lambda value: value is None or isinstance(value, dict), "null or an object"),
+    "backbone_gradient_norms": (lambda value: isinstance(value, list) and all(map(_is_gradient_norms_record, value)),
+                                "a list of records (stage, step, global_step, terms: an object of numbers, total)"),
 }
 
 

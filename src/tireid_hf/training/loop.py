@@ -40,6 +40,7 @@ from ..retrieval import evaluate_split, matching_accuracy, second_stage_results
 from .arguments import DataArguments, ModelArguments, TrainingArguments
 from .checkpoints import CheckpointError, CheckpointManager, TrainingProgress, check_model_config, verify_checkpoint
 from ..faults import kill_point
+from .gradient_norms import backbone_gradient_norms, backbone_parameters
 from .numerics import check_finite_loss
 from .optim import build_optimizer, build_scheduler
 from .output_folder import (PER_QUERY_FILE, RESULTS_FILE, best_model_folder, check_output_dir, complete_final_move,
@@ -244,6 +245,8 @@ def _train_stage(run: TrainingRun, model, resume_dir: Path | None):
                 outputs = model(**batch)
                 check_finite_loss(outputs, accelerator, args, step=progress.global_step + 1, stage=stage,
                                   stage_step=progress.stage_step + 1)
+                if accelerator.sync_gradients and _measures_backbone(progress.stage_step + 1, eval_every, total_steps):
+                    _record_backbone_gradients(run, model, outputs, stage)
                 accelerator.backward(outputs.loss)
                 if accelerator.sync_gradients and args.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
@@ -292,6 +295,28 @@ def _due(step: int, every: int, total_steps: int) -> bool:
     """Whether a periodic event (logging, validation, checkpoint) falls on ``step``: every ``every``
     steps and at the stage's last step."""
     return step % every == 0 or step == total_steps
+
+
+def _measures_backbone(step: int, eval_every: int, total_steps: int) -> bool:
+    """Whether the stage's optimizer step ``step`` records its backbone gradient norms: its first step
+    and every step where validation runs (:func:`_due` of ``eval_every``)."""
+    return step == 1 or _due(step, eval_every, total_steps)
+
+
+def _record_backbone_gradients(run: TrainingRun, model, outputs, stage: str) -> None:
+    """Adds to ``progress.backbone_gradient_norms`` ``{"stage", "step" (the stage's optimizer step about
+    to be taken), "global_step", "terms", "total"}``: :func:`.gradient_norms.backbone_gradient_norms` of
+    this forward's weighted loss terms on the unwrapped model's trainable ``clip`` parameters. Called
+    before the step's backward, on the micro-batch that completes the step (with gradient accumulation,
+    that micro-batch's gradients alone, not divided by the accumulation steps). Only the main process
+    measures, on its local batch: ``torch.autograd.grad`` runs no collective (DDP synchronises in
+    ``backward`` only), so the other processes go on to the step's backward without waiting."""
+    if not run.accelerator.is_main_process:
+        return
+    progress, unwrapped = run.progress, run.accelerator.unwrap_model(model)
+    norms = backbone_gradient_norms(outputs.losses, unwrapped.config.loss_weight, backbone_parameters(unwrapped))
+    progress.backbone_gradient_norms.append({"stage": stage, "step": progress.stage_step + 1,
+                                             "global_step": progress.global_step + 1, **norms})
 
 
 def _epoch_complete(batch_in_epoch: int, num_batches: int) -> bool:

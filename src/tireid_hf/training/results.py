@@ -15,8 +15,13 @@ def training_results(model_args: ModelArguments, data_args: DataArguments, args:
     tireid-hf and of :func:`library_versions`, ``num_processes``, ``best_validation`` (the validation
     record the best model was chosen on), ``test`` (its test metrics), the same-person
     ``score_threshold`` and its ``threshold_fpr`` from ``best_config`` (picked on ``threshold_split``
-    validation), ``train_runtime_seconds``, ``history`` (every train log and validation) and ``config``
-    (the three argument groups)."""
+    validation), ``train_runtime_seconds``, ``history`` (every train log and validation),
+    ``backbone_gradient_norms`` and ``config`` (the three argument groups).
+
+    ``backbone_gradient_norms`` is a list of ``{"stage": stage name, "step": the stage's optimizer step,
+    "global_step": the run's, "terms": {loss name: L2 norm of d(w_k L_k)/d theta}, "total": L2 norm of
+    d(sum_k w_k L_k)/d theta}`` over the trainable ``clip`` parameters theta, one at each stage's first
+    step and at each of its validation steps, on the main process' batch (:mod:`.gradient_norms`)."""
     return {
         "method": model_args.method,
         "dataset": data_args.dataset,
@@ -30,6 +35,7 @@ def training_results(model_args: ModelArguments, data_args: DataArguments, args:
         "threshold_split": "validation",
         "train_runtime_seconds": progress.train_runtime_seconds,
         "history": progress.history,
+        "backbone_gradient_norms": progress.backbone_gradient_norms,
         "config": {"model": dataclasses.asdict(model_args), "data": dataclasses.asdict(data_args),
                    "training": dataclasses.asdict(args)},
     }
