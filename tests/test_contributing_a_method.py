@@ -24,7 +24,8 @@ class ToyConfig(TIReIDConfig):
     """CLIP + a linear text head, trained with SDM."""
 
     model_type = "tireid-toy"
-    zoo_ablations = {"no ID loss": {"id_loss_weight": 0.0}}
+    zoo_ablations = {"none of its additions": {"id_loss_weight": 0.0}}
+    zoo_contribution = "none of its additions"
     zoo_sweep = ("id_loss_weight",)
     zoo_reported = {"backbone": "TOY-BACKBONE", "cuhk-pedes": "1.00 / 2.00"}
 
@@ -57,7 +58,7 @@ def test_the_report_and_the_cards_take_the_toy(tmp_path):
     sweep_rows = [{"setting": label, "head_learning_rate_multiplier": m, "weight": w, "validation_R1": 1.0,
                    "validation_mAP": 1.0} for label, m, w in settings]
     assert "| toy | `id_loss_weight` |" in zoo.sweep_table({"rows": {"toy": sweep_rows}, "chosen": {"toy": sweep_rows[0]}})
-    assert [job[2] for job in zoo.ablation_jobs(["toy"], 0)][1:] == ["no ID loss"]
+    assert [job[2] for _, job in zoo.ablation_jobs(["toy"], 0)][1:] == ["none of its additions"]
     assert tireid(["cards", "--out", str(tmp_path / "cards")]) == 0
     assert "TOY-BACKBONE" in (tmp_path / "cards" / "toy-cuhk-pedes" / "README.md").read_text()
 '''

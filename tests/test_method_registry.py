@@ -36,8 +36,13 @@ def missing_parts(method: str) -> list[str]:
     ablations = config_class.zoo_ablations
     if not ablations or not all(overrides for overrides in ablations.values()):
         missing.append(f"its ablation rows, `zoo_ablations`, in {where}")
-    elif not {key for overrides in ablations.values() for key in overrides} <= fields:
-        missing.append(f"`zoo_ablations` of {where} naming only its fields")
+    elif not all(set(overrides) - {"method"} <= set(method_classes(overrides.get("method", method))[0].__dataclass_fields__)
+                 for overrides in ablations.values()):
+        missing.append(f"`zoo_ablations` of {where} naming only fields of the config each row trains")
+    if method != zoo.BASELINE and "none of its additions" not in ablations:
+        missing.append(f"the row `none of its additions` in `zoo_ablations` of {where}")
+    if method != zoo.BASELINE and config_class.zoo_contribution not in ablations:
+        missing.append(f"`zoo_contribution` of {where} naming the row that removes the paper's contribution")
     try:
         settings = zoo.sweep_settings(method)
         if (REPO / "configs" / f"{method}_synthetic.yaml").is_file() and zoo.chosen_setting(method) not in settings:
@@ -63,13 +68,16 @@ def test_a_missing_part_is_named(monkeypatch, tmp_path):
     assert missing_parts("uit") == [
         f"its model-card section {tmp_path / 'absent.md'}",
         "its ablation rows, `zoo_ablations`, in UITConfig (configuration_uit.py)",
+        "the row `none of its additions` in `zoo_ablations` of UITConfig (configuration_uit.py)",
+        "`zoo_contribution` of UITConfig (configuration_uit.py) naming the row that removes the paper's contribution",
         "its sweep knobs, `zoo_sweep`, in UITConfig (configuration_uit.py): UITConfig.zoo_sweep must name fields "
         "of the config, got ('no_such_field',)",
         "its paper's reported figures, `zoo_reported` (with `backbone`), in UITConfig (configuration_uit.py)"]
-    monkeypatch.setattr(UITConfig, "zoo_ablations", {"no triplet": {"triplet_weight": 0.0}})
+    monkeypatch.setattr(UITConfig, "zoo_ablations", {"none of its additions": {"triplet_weight": 0.0}})
+    monkeypatch.setattr(UITConfig, "zoo_contribution", "none of its additions")
     monkeypatch.setattr(UITConfig, "zoo_sweep", ("tir_decoder_mlp_ratio",))  # a field its synthetic config leaves unset
     assert missing_parts("uit")[1:3] == [
-        "`zoo_ablations` of UITConfig (configuration_uit.py) naming only its fields",
+        "`zoo_ablations` of UITConfig (configuration_uit.py) naming only fields of the config each row trains",
         "its sweep knobs, `zoo_sweep`, in UITConfig (configuration_uit.py): configs/uit_synthetic.yaml: the sweep's "
         "keys ('tir_decoder_mlp_ratio',) must all be set to one value"]
 

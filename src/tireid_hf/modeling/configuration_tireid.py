@@ -74,7 +74,13 @@ class TIReIDConfig(PreTrainedConfig):
     ``tests/test_method_registry.py`` checks that every registered method declares them:
 
     * ``zoo_ablations`` (`dict[str, dict]`): one row per component, its label -> the field overrides
-      that switch the component off (e.g. ``{"no triplet": {"triplet_loss_weight": 0.0}}``).
+      that switch the component off (e.g. ``{"no triplet": {"triplet_loss_weight": 0.0}}``). The row
+      ``"none of its additions"`` switches off every loss and module the method adds, leaving the
+      baseline's training on the method's embedding. A row whose overrides hold ``"method"`` trains
+      that method's config instead (the remaining overrides applied to it), e.g. the method's losses
+      on the baseline's embedding.
+    * ``zoo_contribution`` (`str`): the label of the ``zoo_ablations`` row that removes the paper's own
+      contribution ("" for the baseline).
     * ``zoo_sweep`` (`tuple[str, ...]`): the loss-weight fields of the method's main auxiliary loss,
       set together by the zoo's tuning sweep to their default (the paper's value, the same for all of
       them) and to half of it.
@@ -97,6 +103,7 @@ class TIReIDConfig(PreTrainedConfig):
     sub_configs_defaults = {"clip_config": SubConfigSpec(CLIPConfig, init_kwargs=DEFAULT_CLIP_ARCHITECTURE)}
     zoo_ablations: ClassVar[dict[str, dict]] = {}
     zoo_sweep: ClassVar[tuple[str, ...]] = ()
+    zoo_contribution: ClassVar[str] = ""
     zoo_reported: ClassVar[dict[str, str]] = {}
 
     clip_config: dict | CLIPConfig | None = None
