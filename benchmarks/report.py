@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import datetime
 import json
 import os
@@ -48,6 +49,7 @@ import bench_inference  # noqa: E402
 import bench_training  # noqa: E402
 import zoo  # noqa: E402
 from tireid_hf.cli import main as tireid  # noqa: E402
+from tireid_hf.hub.zoo_results import attribution  # noqa: E402
 from tireid_hf.methods import method_classes  # noqa: E402
 
 REPO = zoo.REPO
@@ -90,16 +92,20 @@ def validation_curve(result: dict) -> tuple[list[float], list[float]]:
             [entry["metrics"]["t2i/R1"] for entry in evaluations])
 
 
-def plot_validation_curves(results: dict[str, list[dict]], path: Path) -> None:
-    """One line per method: validation R@1 averaged over its runs at each evaluation, the band
-    between the runs' minimum and maximum (runs of a method share their evaluation epochs)."""
+def plot_validation_curves(histories: dict[str, dict], path: Path) -> None:
+    """One line per method over its comparison runs in ``histories`` (``zoo_histories.json``): validation
+    R@1 averaged over the runs at each evaluation, the band between their minimum and maximum (runs of a
+    method share their evaluation epochs)."""
+    runs: dict[str, list[dict]] = {}
+    for history in histories.values():
+        if history["kind"] == "comparison":
+            runs.setdefault(history["method"], []).append(history)
     figure, axes = pyplot.subplots(figsize=(8, 4.5), dpi=120)
-    for method, runs in results.items():
-        curves = [validation_curve(result) for result in runs]
-        epochs = curves[0][0]
-        values = list(zip(*(curve[1] for curve in curves)))
+    for method, method_runs in runs.items():
+        epochs = [point["epoch"] for point in method_runs[0]["validation"]]
+        values = list(zip(*([point["R1"] for point in run["validation"]] for run in method_runs)))
         mean = [statistics.mean(column) for column in values]
-        line, = axes.plot(epochs, mean, marker="o", markersize=2.5, label=f"{method} ({len(runs)} seeds)")
+        line, = axes.plot(epochs, mean, marker="o", markersize=2.5, label=f"{method} ({len(method_runs)} seeds)")
         axes.fill_between(epochs, [min(column) for column in values], [max(column) for column in values],
                           color=line.get_color(), alpha=0.15, linewidth=0)
     axes.set_xlabel("epoch of the budget (LCR²S: the teacher's stage, then the student's, end to end)")
@@ -112,15 +118,13 @@ def plot_validation_curves(results: dict[str, list[dict]], path: Path) -> None:
     pyplot.close(figure)
 
 
-def ranked_figures(runs: Path, methods) -> dict[str, Path]:
-    """``tireid visualize`` on each method's seed-0 model: the same test queries for every method."""
-    figures = {}
+def ranked_figures(runs: Path, methods) -> None:
+    """``tireid visualize`` on each method's seed-0 model into ``figures/ranked_<method>.png``: the
+    same test queries for every method."""
     for method in methods:
-        figures[method] = FIGURES / f"ranked_{method}.png"
         model = os.path.relpath(runs / f"{method}-seed0")  # relative: the figure's title shows it
         tireid(["visualize", "--model", model, "--dataset", "synthetic", "--split", "test",
-                "--num-queries", str(RANKED_QUERIES), "--seed", "0", "--output", str(figures[method])])
-    return figures
+                "--num-queries", str(RANKED_QUERIES), "--seed", "0", "--output", str(FIGURES / f"ranked_{method}.png")])
 
 
 def comparison_table(comparison: dict) -> str:
@@ -176,22 +180,69 @@ def protocol_text(workers: int) -> str:
             f"the test split. {workers} run(s) at a time with one torch thread each.")
 
 
-def results_block(sweep, comparison, ablations, training, inference, curves: Path, ranked: dict[str, Path],
-                  phases: Phases, trained_now: int, total_runs: int, workers: int) -> str:
-    """The generated part of RESULTS.md."""
+def gradient_norm_table(histories: dict, seed: int = 0) -> str:
+    """Per method (its comparison run of ``seed``): the gradient norm each weighted loss term sends into
+    the backbone (``clip.*``) at the recorded steps, from the runs' ``backbone_gradient_norms``."""
+    lines = ["| method | stage | step | term: backbone gradient norm | total |", "|---|---|---|---|---|"]
+    for name, history in histories.items():
+        if history["kind"] != "comparison" or history["seed"] != seed:
+            continue
+        for record in history.get("backbone_gradient_norms", []):
+            terms = ", ".join(f"{term} {value:.3g}" for term, value in record["terms"].items())
+            lines.append(f"| {history['method']} | {record['stage']} | {record['step']} | {terms} | {record['total']:.3g} |")
+    return "\n".join(lines)
+
+
+def compute_matched_table(comparison: dict) -> str:
+    """The baseline trained for each method's wall-clock minutes (seed 0) against the method's seed-0 run."""
+    matched = comparison.get("compute_matched", {})
+    lines = ["| method | its minutes / the baseline's (sweep runs) | baseline budget | baseline train min | "
+             "method ΔR@1 vs the baseline, same epochs (seed 0) | method ΔR@1 vs the baseline, same minutes (seed 0) |",
+             "|---|---|---|---|---|---|"]
+    for method, row in matched.get("rows", {}).items():
+        lines.append(f"| {method} | {row['ratio']:.2f} | {row['budget']:g} x the epochs | {row['train_minutes']:.1f} | "
+                     f"{row['same_epochs'].get('R1', '—')} | {row['same_minutes'].get('R1', '—')} |")
+    return "\n".join(lines)
+
+
+def protocol_k_text(comparison: dict) -> str:
+    """The baseline at the old and new K (seed 0, full budget): validation and test."""
+    k = comparison.get("protocol_k")
+    if not k:
+        return ""
+    return (f"The baseline at K = {k['old_k']} (the old protocol) and K = {k['new_k']} (this one), seed 0, full budget: "
+            f"best validation R@1 {k['old_validation_R1']:.2f} -> {k['new_validation_R1']:.2f}, validation mAP "
+            f"{k['old_validation_mAP']:.2f} -> {k['new_validation_mAP']:.2f}; test ΔR@1 (K = {k['new_k']} minus K = "
+            f"{k['old_k']}, paired) {k['test_difference'].get('R1', '—')}.")
+
+
+def curve_summary(histories: dict) -> str:
+    """How many comparison and ablation runs had their best validation at their last evaluation."""
+    runs = [history for history in histories.values() if history["kind"] in ("comparison", "ablation")]
+    last = sum(history["best_is_last"] for history in runs)
+    return (f"{last} of the {len(runs)} comparison and ablation runs had their best validation R@1 at their last "
+            f"evaluation (each run's curve, best step, head metrics and re-rank decision: `benchmarks/zoo_histories.json`).")
+
+
+def results_block(meta, sweep, comparison, ablations, training, inference, histories) -> str:
+    """The generated part of RESULTS.md, from the report's committed JSON alone (``load_documents``)."""
     rerank_k = yaml.safe_load((REPO / "configs" / "cada_synthetic.yaml").read_text())["model_config"]["rerank_k"]
-    relative = lambda path: path.relative_to(BENCHMARKS).as_posix()  # noqa: E731
-    minutes = {name: f"{seconds / 60:.1f}" for name, seconds in phases.seconds.items()}
-    ranked_images = "\n\n".join(f"**{method}**\n\n![{method}: ranked results]({relative(path)})" for method, path in ranked.items())
+    minutes = {name: f"{seconds / 60:.1f}" for name, seconds in meta["phases"].items()}
+    ranked_images = "\n\n".join(f"**{method}**\n\n![{method}: ranked results](figures/ranked_{method}.png)"
+                                 for method in comparison["rows"])
+    attributions = "\n\n".join(attribution(method, comparison, ablations) for method in comparison["rows"]
+                                if method != zoo.BASELINE)
     return f"""## The model zoo report
 
-Regenerated by `make report` (`benchmarks/report.py`) on {datetime.date.today().isoformat()}, machine:
-{platform.machine()}, {os.cpu_count()} CPU cores, torch {torch.__version__}. Phases of this invocation
-(minutes): {", ".join(f"{name} {value}" for name, value in minutes.items())}; {trained_now} of the
-{total_runs} training runs were trained by it, {total_runs - trained_now} reused from `benchmarks/runs/`
-(the per-run training minutes are in the tables).
+Regenerated by `make report` (`benchmarks/report.py`) on {meta["date"]}, machine:
+{meta["machine"]}, {meta["cpu_count"]} CPU cores, torch {meta["torch"]}. Phases of this invocation
+(minutes): {", ".join(f"{name} {value}" for name, value in minutes.items())}; {meta["trained_now"]} of the
+{meta["total_runs"]} training runs were trained by it, {meta["total_runs"] - meta["trained_now"]} reused from `benchmarks/runs/`
+(the per-run training minutes are in the tables). Every figure of this block is rendered from the JSON files
+next to the script (`zoo_*.json`, `training_cost.json`, `inference_cost.json`); `tests/test_report_rendering.py`
+re-renders it from them.
 
-{protocol_text(workers)}
+{protocol_text(meta["workers"])} {protocol_k_text(comparison)}
 
 ### Equal tuning: the validation-only sweep (seed {sweep["seed"]}, {sweep["budget"]:g} of the budget)
 
@@ -209,16 +260,38 @@ The test split is not read to choose. Cells: best validation R@1 / mAP of the ru
 
 {comparison_table(comparison)}
 
-{rerank_note(comparison, rerank_k)}
+{rerank_note(comparison, rerank_k)} {curve_summary(histories)}
+
+### Which component carries each method's lead
+
+From the comparison (full budget, 3 seeds) and the ablations below (seed {ablations["seeds"][0]}, {ablations["budget"]:g} of the
+budget, each row against its full method on the same test queries, paired identity-bootstrap 95 % interval):
+
+{attributions}
+
+### Compute-matched: the baseline for each method's wall-clock minutes
+
+The baseline trained (seed 0) for its epochs times each method's training minutes over the baseline's (from their
+sweep runs, the same setting and machine load; the whole schedule scaled, as `--budget` does), against the
+method's seed-0 run; methods within 10 % of the baseline's minutes are left out.
+
+{compute_matched_table(comparison)}
 
 ### Validation R@1 against epoch
 
-![validation R@1 per method]({relative(curves)})
+![validation R@1 per method](figures/validation_r1.png)
+
+### Which losses reach the backbone
+
+The gradient norm each weighted loss term sends into the backbone (`clip.*`) at the recorded steps of each
+method's seed-0 comparison run (`backbone_gradient_norms` of its `results.json`, kept in `zoo_histories.json`):
+
+{gradient_norm_table(histories)}
 
 ### Training cost per method
 
 `python benchmarks/bench_training.py` — forward + backward + Adam per step, batches from the
-training collator, medians over steps after a warm-up step, each method in a fresh process, {torch.get_num_threads()}
+training collator, medians over steps after a warm-up step, each method in a fresh process, {meta["threads"]}
 torch threads; memory is the peak resident memory of the process during the steps and what training
 added to it (activations, gradients, optimizer state). CPU figures: on a GPU the ratios, not the
 times, are what carries over.
@@ -233,13 +306,16 @@ method / clip_reid of the median time, the minimum time and the FLOPs.
 
 {bench_inference.markdown(inference)}
 
-### Ablations: one row per component switched off (seed 0, {ablations["budget"]:g} of the budget)
+### Ablations: one row per component switched off (seed {ablations["seeds"][0]}, {ablations["budget"]:g} of the budget)
 
 Each method's synthetic config (with the sweep's choice) at {ablations["budget"]:.0%} of its epochs, seed {ablations["seeds"][0]}:
 the reference row is the sweep's chosen run (the same run, reused), then one run per component
-switched off through `--model_config` (each config class's `zoo_ablations`). Δ columns: the ablated run
-minus its full method on the same test queries, paired identity-bootstrap 95 % interval; one seed, so
-the interval covers the test identities, not the seed-to-seed spread.
+switched off through `--model_config` (each config class's `zoo_ablations`; a row that drops a training
+stage trains the others for proportionally more epochs, so the total budget stays). `none of its additions`:
+every loss and module the method adds switched off, the baseline's training on the method's embedding. The row
+removing the paper's own contribution: {", ".join(f"`{label}`" for label in ablations.get("contributions", {}).values())}.
+Δ columns: the ablated run minus its full method on the same test queries, paired identity-bootstrap 95 % interval;
+one seed, so the interval covers the test identities, not the seed-to-seed spread.
 
 {zoo.table(ablations["rows"], differences=ablations.get("differences"), against="the full method")}
 
@@ -258,13 +334,86 @@ def replace_block(path: Path, markers: tuple[str, str], content: str) -> None:
     path.write_text(pattern.sub(lambda _: f"{markers[0]}\n{content}\n{markers[1]}", text))
 
 
+# The documents the report writes next to this script; the RESULTS.md block and README table are rendered from them alone.
+DOCUMENTS = {"meta": "zoo_report.json", "sweep": "zoo_sweep.json", "comparison": "zoo_summary.json",
+             "ablations": "zoo_ablations.json", "training": "training_cost.json", "inference": "inference_cost.json",
+             "histories": "zoo_histories.json"}
+OLD_K = 2  # the protocol's instances per identity before LCR²S's support set was exercised
+MATCHED_SEED = 0
+
+
+def run_history(kind: str, method: str, row: str, seed: int, budget: float, result: dict) -> dict:
+    """What ``zoo_histories.json`` keeps of one run: its validation curve (epoch of the budget, R@1,
+    mAP), best step, whether the best was the last evaluation, the best evaluation's head metrics
+    (every non-retrieval metric), the re-rank decision, minutes and backbone gradient norms."""
+    evaluations = [entry for entry in result["history"] if entry["kind"] == "validation"]
+    epochs, _ = validation_curve(result)
+    best = result["best_validation"]
+    return {"kind": kind, "method": method, "row": row, "seed": seed, "budget": budget,
+            "validation": [{"stage": entry["stage"], "step": entry["step"], "epoch": round(epoch, 4),
+                            "R1": entry["metrics"]["t2i/R1"], "mAP": entry["metrics"]["t2i/mAP"]}
+                           for entry, epoch in zip(evaluations, epochs)],
+            "best": {"stage": best["stage"], "step": best["step"], "R1": best["metrics"]["t2i/R1"]},
+            "best_is_last": (best["stage"], best["step"]) == (evaluations[-1]["stage"], evaluations[-1]["step"]),
+            "head_metrics": {key: value for key, value in best["metrics"].items() if not key.startswith("t2i/")},
+            "rerank": {"used": "test_reranked" in result, "skipped_because": result.get("rerank_skipped"),
+                       "validation_reranked_R1": result.get("validation_reranked", {}).get("t2i/R1")},
+            "train_minutes": result["train_runtime_seconds"] / 60,
+            "backbone_gradient_norms": result.get("backbone_gradient_norms", [])}
+
+
+def matched_jobs(runs: Path, sweep: dict, methods) -> list[tuple[tuple, float, float]]:
+    """``(job, budget, ratio)``: the baseline (seed ``MATCHED_SEED``) at each method's training minutes,
+    the ratio read from the two methods' chosen sweep runs; methods within 10 % of the baseline are left out."""
+    minutes = {method: json.loads((runs / sweep["chosen"][method]["run"] / "results.json").read_text())["train_runtime_seconds"]
+               for method in methods}
+    jobs = []
+    for method in methods:
+        ratio = minutes[method] / minutes[zoo.BASELINE]
+        if method != zoo.BASELINE and ratio > 1.1:
+            jobs.append(((zoo.BASELINE, MATCHED_SEED, f"minutes of {method}", {}, ()), round(ratio, 2), ratio))
+    return jobs
+
+
+def compute_matched_summary(runs: Path, matched, outcomes) -> dict:
+    """Per method: the ratio, the baseline's budget and minutes, and the method's seed-0 ΔR@1 / ΔmAP
+    against the baseline at the same epochs and at the same minutes."""
+    rows = {}
+    for (job, budget, ratio), (_, result) in zip(matched, outcomes):
+        method = job[2].removeprefix("minutes of ")
+        method_run = [zoo.run_name(method, MATCHED_SEED)]
+        rows[method] = {"ratio": ratio, "budget": budget, "train_minutes": result["train_runtime_seconds"] / 60,
+                        "same_epochs": zoo.paired_differences(runs, method_run, [zoo.run_name(zoo.BASELINE, MATCHED_SEED)]),
+                        "same_minutes": zoo.paired_differences(runs, method_run, [zoo.run_name(*job[:3], budget)])}
+    return {"seed": MATCHED_SEED, "rows": rows}
+
+
+def protocol_k_summary(runs: Path, old: dict, new: dict, new_k: int) -> dict:
+    """The baseline at the old K against the new (seed 0, full budget): best validation R@1 / mAP, paired test difference."""
+    return {"old_k": OLD_K, "new_k": new_k,
+            "old_validation_R1": old["best_validation"]["metrics"]["t2i/R1"], "new_validation_R1": new["best_validation"]["metrics"]["t2i/R1"],
+            "old_validation_mAP": old["best_validation"]["metrics"]["t2i/mAP"], "new_validation_mAP": new["best_validation"]["metrics"]["t2i/mAP"],
+            "test_difference": zoo.paired_differences(runs, [zoo.run_name(zoo.BASELINE, 0)], [zoo.run_name(zoo.BASELINE, 0, f"K{OLD_K}")])}
+
+
+def load_documents(folder: Path = BENCHMARKS) -> dict:
+    """The report's JSON documents by name (``DOCUMENTS``)."""
+    return {name: json.loads((folder / file).read_text()) for name, file in DOCUMENTS.items()}
+
+
+def render(documents: dict) -> tuple[str, str]:
+    """(RESULTS.md's block, README's zoo table) from the JSON documents alone."""
+    block = results_block(documents["meta"], documents["sweep"], documents["comparison"], documents["ablations"],
+                          documents["training"], documents["inference"], documents["histories"])
+    return block, readme_table(documents["comparison"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=Path, default=BENCHMARKS / "runs")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()
     methods = list(zoo.METHODS)
-    total_runs = sum(len(zoo.sweep_settings(method)) + len(SEEDS) + len(zoo.ablations(method)) for method in methods)
     FIGURES.mkdir(exist_ok=True)
     phases = Phases()
     started, started_at = time.perf_counter(), time.time()
@@ -273,37 +422,58 @@ def main() -> None:
         for method, row in sweep["chosen"].items():
             zoo.write_choice(method, row["head_learning_rate_multiplier"], row["weight"])
         print(zoo.sweep_table(sweep), flush=True)
-    with phases("method comparison (3 seeds) and ablations"):
-        # both only need the sweep's choices: trained in ONE pool so that neither ends with a worker idle
-        # while the other's runs wait
-        comparison_jobs, ablation_jobs = zoo.comparison_jobs(methods, SEEDS), zoo.ablation_jobs(methods, zoo.SWEEP_SEED)
-        outcomes = zoo.run_jobs(args.runs, comparison_jobs + ablation_jobs,
-                                [1.0] * len(comparison_jobs) + [zoo.SWEEP_BUDGET] * len(ablation_jobs), args.workers)
-        comparison = zoo.comparison_summary(args.runs, methods, SEEDS, outcomes[:len(comparison_jobs)])
-        ablations = zoo.ablation_summary(args.runs, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, outcomes[len(comparison_jobs):])
+    new_k = yaml.safe_load((REPO / "configs" / f"{zoo.BASELINE}_synthetic.yaml").read_text())["instances_per_identity"]
+    with phases("method comparison (3 seeds), ablations, compute-matched and old-K baselines"):
+        # all only need the sweep's choices: trained in ONE pool so that no worker idles while runs wait
+        comparison_jobs = zoo.comparison_jobs(methods, SEEDS)
+        owned = zoo.ablation_jobs(methods, zoo.SWEEP_SEED)
+        matched = matched_jobs(args.runs, sweep, methods)
+        protocol_job = (zoo.BASELINE, 0, f"K{OLD_K}", {}, ("--instances_per_identity", str(OLD_K)))
+        jobs = comparison_jobs + [job for _, job in owned] + [job for job, _, _ in matched] + [protocol_job]
+        budgets = [1.0] * len(comparison_jobs) + [zoo.SWEEP_BUDGET] * len(owned) + [budget for _, budget, _ in matched] + [1.0]
+        outcomes = zoo.run_jobs(args.runs, jobs, budgets, args.workers)
+        ends = list(itertools.accumulate([len(comparison_jobs), len(owned), len(matched)]))
+        comparison_outcomes, ablation_outcomes = outcomes[:ends[0]], outcomes[ends[0]:ends[1]]
+        matched_outcomes, protocol_outcome = outcomes[ends[1]:ends[2]], outcomes[-1]
+        comparison = zoo.comparison_summary(args.runs, methods, SEEDS, comparison_outcomes)
+        comparison.pop("results")
+        ablations = zoo.ablation_summary(args.runs, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, [owner for owner, _ in owned],
+                                         ablation_outcomes)
+        comparison["compute_matched"] = compute_matched_summary(args.runs, matched, matched_outcomes)
+        baseline_seed0 = next(result for job, result in comparison_outcomes if job[:2] == (zoo.BASELINE, 0))
+        comparison["protocol_k"] = protocol_k_summary(args.runs, protocol_outcome[1], baseline_seed0, new_k)
+    histories = {}
+    for (job, result) in comparison_outcomes:
+        histories[zoo.run_name(*job[:3])] = run_history("comparison", job[0], job[0], job[1], 1.0, result)
+    for owner, (job, result) in zip([owner for owner, _ in owned], ablation_outcomes):
+        histories[zoo.run_name(*job[:3], zoo.SWEEP_BUDGET)] = run_history(
+            "ablation", owner, zoo.ablation_label(owner, job), job[1], zoo.SWEEP_BUDGET, result)
+    for (job, budget, _), (_, result) in zip(matched, matched_outcomes):
+        histories[zoo.run_name(*job[:3], budget)] = run_history("compute-matched", job[0], job[2], job[1], budget, result)
+    histories[zoo.run_name(*protocol_job[:3])] = run_history("old K", zoo.BASELINE, protocol_job[2], 0, 1.0, protocol_outcome[1])
     trained_now = sum(path.stat().st_mtime >= started_at for path in args.runs.glob("*/results.json"))
     with phases("training cost"):
         training = bench_training.run_all(methods, list(bench_training.SETUPS), steps=10, vit_steps=3, vit_batch=8)
     with phases("inference cost"):
         inference = bench_inference.measure([m for m in methods if m != "clip_reid"], batch=8, repeats=5, rerank_k=16)
     with phases("figures"):
-        curves = FIGURES / "validation_r1.png"
-        plot_validation_curves(comparison.pop("results"), curves)
-        ranked = ranked_figures(args.runs, methods)
+        plot_validation_curves(histories, FIGURES / "validation_r1.png")
+        ranked_figures(args.runs, methods)
     phases.seconds["total"] = time.perf_counter() - started
-
-    (BENCHMARKS / "zoo_sweep.json").write_text(json.dumps(sweep, indent=2))
-    (BENCHMARKS / "zoo_summary.json").write_text(json.dumps(comparison, indent=2))
-    (BENCHMARKS / "zoo_ablations.json").write_text(json.dumps(ablations, indent=2))
-    (BENCHMARKS / "training_cost.json").write_text(json.dumps(training, indent=2))
-    (BENCHMARKS / "inference_cost.json").write_text(json.dumps(inference, indent=2))
-    replace_block(BENCHMARKS / "RESULTS.md", MARKERS["results"],
-                  results_block(sweep, comparison, ablations, training, inference, curves, ranked, phases, trained_now,
-                                total_runs, args.workers))
-    replace_block(REPO / "README.md", MARKERS["readme"], readme_table(comparison))
+    meta = {"date": datetime.date.today().isoformat(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "phases": phases.seconds,
+            "trained_now": trained_now, "total_runs": len(histories) + sum(len(rows) for rows in sweep["rows"].values())
+            - len(methods), "workers": args.workers}
+    documents = {"meta": meta, "sweep": sweep, "comparison": comparison, "ablations": ablations, "training": training,
+                 "inference": inference, "histories": histories}
+    for name, file in DOCUMENTS.items():
+        (BENCHMARKS / file).write_text(json.dumps(documents[name], indent=2))
+    block, table = render(load_documents(BENCHMARKS))
+    replace_block(BENCHMARKS / "RESULTS.md", MARKERS["results"], block)
+    replace_block(REPO / "README.md", MARKERS["readme"], table)
     print(comparison_table(comparison))
     print(f"[report] wrote benchmarks/RESULTS.md, README.md's zoo table, benchmarks/figures/ and the configs' sweep "
-          f"choices in {phases.seconds['total'] / 60:.1f} min ({trained_now} of {total_runs} training runs trained now)")
+          f"choices in {phases.seconds['total'] / 60:.1f} min ({trained_now} of {meta['total_runs']} training runs trained now)")
 
 
 if __name__ == "__main__":

@@ -91,17 +91,20 @@ def sweep_weights(method: str) -> tuple[float, ...]:
     return tuple(paper * fraction for fraction in WEIGHT_FRACTIONS)
 
 
-def budget_arguments(method: str, budget: float) -> list[str]:
-    """Command-line overrides scaling the method's synthetic config's epochs by ``budget``."""
-    if budget == 1.0:
+def budget_arguments(method: str, budget: float, epochs_factor: float = 1.0) -> list[str]:
+    """Command-line overrides scaling the method's synthetic config's epochs by ``budget`` (and its
+    ``num_train_epochs`` alone by ``epochs_factor`` on top: a longer run with the same warm-up and
+    evaluation cadence)."""
+    if budget == 1.0 and epochs_factor == 1.0:
         return []
-    return scaled_epoch_arguments(yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text()), budget)
+    config = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+    return scaled_epoch_arguments(config, budget, epochs_factor)
 
 
-def scaled_epoch_arguments(config: dict, budget: float) -> list[str]:
+def scaled_epoch_arguments(config: dict, budget: float, epochs_factor: float = 1.0) -> list[str]:
     """Overrides of every epoch count of a training `config` (epochs, warm-up, evaluation cadence,
-    step-decay milestones) multiplied by ``budget``."""
-    arguments = ["--num_train_epochs", f"{config['num_train_epochs'] * budget:.4g}",
+    step-decay milestones) multiplied by ``budget``; ``num_train_epochs`` also by ``epochs_factor``."""
+    arguments = ["--num_train_epochs", f"{config['num_train_epochs'] * budget * epochs_factor:.4g}",
                  "--warmup_epochs", f"{config.get('warmup_epochs', 0) * budget:.4g}",
                  "--eval_epochs", f"{config.get('eval_epochs', 1) * budget:.4g}"]
     if config.get("lr_milestones_epochs"):
@@ -110,9 +113,10 @@ def scaled_epoch_arguments(config: dict, budget: float) -> list[str]:
 
 
 def run_name(method: str, seed: int, variant: str = "", budget: float = 1.0) -> str:
-    """The folder name of one run under ``--runs``."""
+    """The folder name of one run under ``--runs`` (the variant's characters other than letters,
+    digits, ``.`` and ``-`` become ``_``)."""
     return (f"{method}-seed{seed}" + (f"-budget{budget:g}" if budget != 1.0 else "")
-            + (f"-{variant.replace(' ', '_').replace('(', '').replace(')', '')}" if variant else ""))
+            + (f"-{re.sub(r'[^A-Za-z0-9.-]+', '_', variant).strip('_')}" if variant else ""))
 
 
 def training_command(runs: Path, method: str, seed: int, variant: str, overrides: dict, budget: float = 1.0,
@@ -123,7 +127,16 @@ def training_command(runs: Path, method: str, seed: int, variant: str, overrides
                "--overwrite_output_dir", "--report_to", "none", *arguments]
     if overrides:
         command += ["--model_config", json.dumps(overrides)]
-    return command + budget_arguments(method, budget)
+    return command + budget_arguments(method, budget, stage_count(method) / stage_count(method, overrides))
+
+
+def stage_count(method: str, overrides: dict | None = None) -> int:
+    """Training stages of the method's synthetic config with ``overrides`` on its model_config (the
+    config class's ``stages``, one when it has none). A run whose overrides drop stages (LCR²S without
+    its teacher) trains the remaining ones for proportionally more epochs: the total budget stays."""
+    config = yaml.safe_load((REPO / "configs" / f"{method}_synthetic.yaml").read_text())
+    model_config = method_classes(method)[0](**{**config.get("model_config", {}), **(overrides or {})})
+    return len(getattr(model_config, "stages", ("main",)))
 
 
 def effective_config(command: list[str]) -> dict:
@@ -315,13 +328,23 @@ def comparison_jobs(methods, seeds) -> list[tuple]:
     return [(method, seed, "", {}, ()) for method in methods for seed in seeds]
 
 
-def ablation_jobs(methods, seed: int) -> list[tuple]:
-    """The jobs of ``ablate``: per method, its chosen setting, then one job per row of its ``ablations``."""
+def ablation_jobs(methods, seed: int) -> list[tuple[str, tuple]]:
+    """The jobs of ``ablate`` as ``(owner, job)``: per method, its chosen setting, then one job per row
+    of its ``ablations``. A row naming another ``"method"`` trains that method's config at ITS chosen
+    head multiplier with the row's overrides alone (no sweep weights: they are the owner's fields)."""
     jobs = []
     for method in methods:
         label, multiplier, weight = chosen_setting(method)
-        jobs.append(setting_job(method, seed, label, multiplier, weight))
-        jobs += [setting_job(method, seed, variant, multiplier, weight, overrides) for variant, overrides in ablations(method).items()]
+        jobs.append((method, setting_job(method, seed, label, multiplier, weight)))
+        for variant, overrides in ablations(method).items():
+            trained = overrides.get("method", method)
+            if trained == method:
+                jobs.append((method, setting_job(method, seed, variant, multiplier, weight, overrides)))
+            else:
+                other_multiplier = chosen_setting(trained)[1]
+                rest = {key: value for key, value in overrides.items() if key != "method"}
+                jobs.append((method, (trained, seed, f"{method} {variant}", rest,
+                                      ("--head_learning_rate_multiplier", f"{other_multiplier:g}"))))
     return jobs
 
 
@@ -353,24 +376,38 @@ def ablate(runs: Path, methods, seed: int, budget: float, workers: int) -> dict:
     (``ablation_jobs``), one seed, at ``budget``, trained, then summarised. The reference run has the
     sweep's name for that setting, so at the sweep's budget and seed it IS the sweep's chosen run
     (reused, not retrained)."""
-    jobs = ablation_jobs(methods, seed)
-    return ablation_summary(runs, seed, budget, run_jobs(runs, jobs, [budget] * len(jobs), workers))
+    owned = ablation_jobs(methods, seed)
+    jobs = [job for _, job in owned]
+    return ablation_summary(runs, seed, budget, [owner for owner, _ in owned],
+                            run_jobs(runs, jobs, [budget] * len(jobs), workers))
 
 
-def ablation_summary(runs: Path, seed: int, budget: float, outcomes: list[tuple[tuple, dict]]) -> dict:
-    """``{"rows", "differences"}`` of the ``ablation_jobs`` runs' ``(job, results)`` at ``seed`` and
-    ``budget``: each ablated run against its full method on the same test queries."""
+def ablation_label(owner: str, job: tuple) -> str:
+    """The row label of an ablation job of ``owner``: the method's name for its chosen-setting run,
+    ``"<owner>: <row>"`` for the others."""
+    method, _, variant = job[:3]
+    if method == owner and variant == chosen_setting(owner)[0]:
+        return owner
+    return f"{owner}: {variant.removeprefix(f'{owner} ') if method != owner else variant}"
+
+
+def ablation_summary(runs: Path, seed: int, budget: float, owners: list[str], outcomes: list[tuple[tuple, dict]]) -> dict:
+    """``{"rows", "differences", "contributions"}`` of the ``ablation_jobs`` runs' ``(job, results)``
+    at ``seed`` and ``budget`` (``owners[i]``: the method whose row job ``i`` is): each ablated run
+    against its full method on the same test queries; ``contributions[method]`` names the row that
+    removes the paper's own contribution (its config class's ``zoo_contribution``)."""
     rows, differences = {}, {}
-    for (method, _, variant, _, _), result in outcomes:
-        reference = chosen_setting(method)[0]
-        label = method + (f": {variant}" if variant != reference else "")
+    for owner, (job, result) in zip(owners, outcomes):
+        label = ablation_label(owner, job)
         rows[label] = summarise([result])
         if "test_reranked" in result:
             rows[f"{label} (re-ranked)"] = summarise([result], "test_reranked")
-        if variant != reference:  # against the full method at the same budget and seed
-            differences[label] = paired_differences(runs, [run_name(method, seed, variant, budget)],
-                                                    [run_name(method, seed, reference, budget)])
-    return {"seeds": [seed], "budget": budget, "rows": rows, "differences": differences}
+        if label != owner:  # against the full method at the same budget and seed
+            differences[label] = paired_differences(runs, [run_name(job[0], seed, job[2], budget)],
+                                                    [run_name(owner, seed, chosen_setting(owner)[0], budget)])
+    contributions = {owner: f"{owner}: {method_classes(owner)[0].zoo_contribution}" for owner in dict.fromkeys(owners)
+                     if method_classes(owner)[0].zoo_contribution}
+    return {"seeds": [seed], "budget": budget, "rows": rows, "differences": differences, "contributions": contributions}
 
 
 def sweep_table(result: dict) -> str:

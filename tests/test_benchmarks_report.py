@@ -54,11 +54,47 @@ def test_validation_curve_places_evaluations_on_the_whole_budget():
     assert report.validation_curve(two_stage) == ([15.0, 16.0, 30.0], [6.0, 14.0, 23.5])
 
 
-def test_validation_curves_figure_is_written(tmp_path):
-    runs = {"a": [run_result(1, 30, [(0, 10, 1.0), (0, 20, 3.0)], 20), run_result(1, 30, [(0, 10, 2.0), (0, 20, 5.0)], 20)],
-            "b": [run_result(1, 30, [(0, 10, 4.0), (0, 20, 4.0)], 20)]}
-    report.plot_validation_curves(runs, tmp_path / "curves.png")
+def _history(method, r1s, kind="comparison", seed=0):
+    return {"kind": kind, "method": method, "seed": seed,
+            "validation": [{"stage": 0, "step": 10 * (i + 1), "epoch": float(i + 1), "R1": r1, "mAP": r1} for i, r1 in enumerate(r1s)]}
+
+
+def test_validation_curves_figure_is_written_from_the_histories(tmp_path):
+    histories = {"a-seed0": _history("a", [1.0, 3.0]), "a-seed1": _history("a", [2.0, 5.0], seed=1),
+                 "b-seed0": _history("b", [4.0, 4.0]), "b-ablated": _history("b", [9.0, 9.0], kind="ablation")}
+    report.plot_validation_curves(histories, tmp_path / "curves.png")
     assert Image.open(tmp_path / "curves.png").size == (960, 540)  # 8 x 4.5 inches at 120 dpi
+
+
+def test_run_history_keeps_the_curve_best_step_head_metrics_and_rerank_decision():
+    result = run_result(2, 15, [(0, 765, 6.0), (1, 816, 14.0), (1, 1530, 12.0)], last_step=1530)
+    for entry in result["history"]:
+        entry.setdefault("metrics", {})["t2i/mAP"] = 1.0
+    best = {"stage": 1, "step": 816, "metrics": {"t2i/R1": 14.0, "t2i/mAP": 1.0, "itm/accuracy": 0.75}}
+    result.update(best_validation=best, train_runtime_seconds=90.0, rerank_skipped="no gain",
+                  validation_reranked={"t2i/R1": 13.0}, backbone_gradient_norms=[{"stage": "teacher", "step": 1}])
+    history = report.run_history("ablation", "lcr2s", "lcr2s: no support set", 0, 0.5, result)
+    assert [point["epoch"] for point in history["validation"]] == [15.0, 16.0, 30.0]
+    assert history["best"] == {"stage": 1, "step": 816, "R1": 14.0} and history["best_is_last"] is False
+    assert history["head_metrics"] == {"itm/accuracy": 0.75} and history["train_minutes"] == 1.5
+    assert history["rerank"] == {"used": False, "skipped_because": "no gain", "validation_reranked_R1": 13.0}
+    assert history["backbone_gradient_norms"] == [{"stage": "teacher", "step": 1}]
+
+
+def test_attribution_reads_the_lead_the_none_row_and_the_contribution_from_the_json():
+    comparison = {"differences": {"uit": {"R1": "+3.00 [+1.50, +4.50]"}}}
+    ablations = {"contributions": {"uit": "uit: no restoration (TIR)"}, "differences": {
+        "uit: none of its additions": {"R1": "-3.20 [-5.00, -1.40]"},
+        "uit: no restoration (TIR)": {"R1": "-0.40 [-1.90, +1.10]"},
+        "uit: no triplet": {"R1": "-4.10 [-6.00, -2.20]"},
+        "cada: no ARA": {"R1": "-9.00 [-10.00, -8.00]"}}}
+    text = report.attribution("uit", comparison, ablations)
+    assert text.startswith("**uit**: ΔR@1 over the baseline +3.00 [+1.50, +4.50] (full budget).")
+    assert "Without any of its additions (the baseline's training on its embedding): -3.20 [-5.00, -1.40], below the full method" in text
+    assert "(row `no restoration (TIR)`): -0.40 [-1.90, +1.10] without it — it shows no effect here (the interval covers 0)." in text
+    assert text.endswith("The row that costs the most: `no triplet` -4.10 [-6.00, -2.20].")  # not another method's row
+    ablations["differences"]["uit: no restoration (TIR)"]["R1"] = "-2.00 [-3.00, -1.00]"
+    assert "it carries 2.00 points of R@1." in report.attribution("uit", comparison, ablations)
 
 
 def test_replace_block_rewrites_only_between_the_markers(tmp_path):
@@ -262,16 +298,23 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
                                  enumerate(zoo.sweep_settings(method))]
         sweep["chosen"][method] = sweep["rows"][method][-1]
     comparison = {"seeds": [0, 1, 2], "rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {},
-                  "differences": {"uit": {"R1": "+1.50 [+0.20, +2.80]", "mAP": "+0.50 [-0.10, +1.10]"}}}
+                  "differences": {"uit": {"R1": "+1.50 [+0.20, +2.80]", "mAP": "+0.50 [-0.10, +1.10]"}},
+                  "compute_matched": {"seed": 0, "rows": {"uit": {"ratio": 1.5, "budget": 1.5, "train_minutes": 4.5,
+                                                                  "same_epochs": {"R1": "+1.00 [+0.10, +1.90]"},
+                                                                  "same_minutes": {"R1": "+0.20 [-0.70, +1.10]"}}}},
+                  "protocol_k": {"old_k": 2, "new_k": 4, "old_validation_R1": 40.0, "new_validation_R1": 41.5,
+                                 "old_validation_mAP": 42.0, "new_validation_mAP": 43.25, "test_difference": {"R1": "+0.50 [-1.00, +2.00]"}}}
     ablations = {"seeds": [0], "budget": 0.5, "rows": {"uit": {**row, "runs": 1}, "uit: no triplet": {**row, "runs": 1}},
-                 "differences": {"uit: no triplet": {"R1": "-2.00 [-3.00, -1.00]", "mAP": "-1.00 [-2.00, +0.00]"}}}
+                 "differences": {"uit: no triplet": {"R1": "-2.00 [-3.00, -1.00]", "mAP": "-1.00 [-2.00, +0.00]"}},
+                 "contributions": {"uit": "uit: no restoration (TIR)"}}
     training = json.loads((REPO / "benchmarks" / "training_cost.json").read_text())
     inference = json.loads((REPO / "benchmarks" / "inference_cost.json").read_text())
-    phases = report.Phases()
-    phases.seconds.update({"sweep (validation only)": 600.0, "total": 4800.0})
-    figure = report.FIGURES / "validation_r1.png"
-    block = report.results_block(sweep, comparison, ablations, training, inference, figure, {"uit": figure}, phases,
-                                 trained_now=12, total_runs=50, workers=2)
+    meta = {"date": "2026-12-06", "machine": "x86_64", "cpu_count": 2, "torch": "2.13.0+cpu", "threads": 2,
+            "phases": {"sweep (validation only)": 600.0, "total": 4800.0}, "trained_now": 12, "total_runs": 50, "workers": 2}
+    histories = {"uit-seed0": {**_history("uit", [1.0, 2.0]), "best_is_last": True, "backbone_gradient_norms": [
+                     {"stage": "main", "step": 1, "terms": {"sdm": 12.5, "tir": 0.0}, "total": 12.5}]},
+                 "uit-seed0-budget0.5-no_triplet": {**_history("uit", [2.0, 1.0], kind="ablation"), "best_is_last": False}}
+    block = report.results_block(meta, sweep, comparison, ablations, training, inference, histories)
     config = yaml.safe_load((REPO / "configs" / "clip_reid_synthetic.yaml").read_text())
     assert f"the same {config['num_train_epochs']:g}-epoch budget" in block
     assert f"({config['dataset_options']['num_train_ids']:,} training identities" in block
@@ -282,6 +325,11 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
     assert "| uit: no triplet | " + " | ".join(["20.00"] * 5) + " | -2.00 [-3.00, -1.00] | -1.00 [-2.00, +0.00] | 3.0 |" in block
     assert "(seed 0, 0.5 of the budget)" in block and "at 50% of its epochs" in block
     assert "No re-ranked row: training refused to re-rank" in block and "re-ranked row re-scores" not in block
+    assert "1 of the 2 comparison and ablation runs had their best validation R@1 at their last evaluation" in block
+    assert "| uit | 1.50 | 1.5 x the epochs | 4.5 | +1.00 [+0.10, +1.90] | +0.20 [-0.70, +1.10] |" in block
+    assert "| uit | main | 1 | sdm 12.5, tir 0 | 12.5 |" in block
+    assert "best validation R@1 40.00 -> 41.50, validation mAP 42.00 -> 43.25" in block
+    assert "**uit**: ΔR@1 over the baseline +1.50 [+0.20, +2.80] (full budget)." in block
 
 
 def test_the_rerank_note_describes_the_reranked_row_only_when_there_is_one():
@@ -307,3 +355,29 @@ def test_the_training_cost_of_the_synthetic_setup_is_measured_on_the_model_train
     base = CLIPModel.from_pretrained(REPO / "bases" / "clip-synthetic")  # its weights, not a random default-size CLIP
     torch.testing.assert_close(model.clip.text_model.embeddings.token_embedding.weight,
                                base.text_model.embeddings.token_embedding.weight)
+
+
+def test_a_row_that_drops_a_stage_trains_the_others_longer_so_the_total_budget_stays(tmp_path):
+    full = zoo.training_command(tmp_path, "lcr2s", 0, "", {}, 0.5)
+    alone = zoo.training_command(tmp_path, "lcr2s", 0, "alone", {"use_teacher": False}, 0.5)
+    epochs = yaml.safe_load((REPO / "configs" / "lcr2s_synthetic.yaml").read_text())["num_train_epochs"]
+    assert full[full.index("--num_train_epochs") + 1] == f"{epochs * 0.5:.4g}"  # per stage, two stages
+    assert alone[alone.index("--num_train_epochs") + 1] == f"{epochs * 0.5 * 2:.4g}"  # one stage, the same total
+    assert alone[alone.index("--eval_epochs") + 1] == full[full.index("--eval_epochs") + 1]  # the same cadence
+    assert zoo.training_command(tmp_path, "cada", 0, "", {"ara_loss_weight": 0.0}, 1.0)[-2:] == [
+        "--model_config", '{"ara_loss_weight": 0.0}']  # one stage either way: nothing scaled at the full budget
+
+
+def test_ablation_jobs_label_rows_by_their_owner_and_train_a_named_other_method(monkeypatch):
+    from tireid_hf.modeling import UITConfig
+    monkeypatch.setattr(UITConfig, "zoo_ablations", {"no triplet": {"triplet_loss_weight": 0.0},
+                                                     "its losses on CLIP": {"method": "clip_reid", "id_loss_weight": 0.0}})
+    owned = zoo.ablation_jobs(["uit"], 0)
+    label, multiplier, weight = zoo.chosen_setting("uit")
+    assert [owner for owner, _ in owned] == ["uit"] * 3
+    assert owned[1][1] == ("uit", 0, "no triplet", {**{key: weight for key in zoo.sweep_keys("uit")}, "triplet_loss_weight": 0.0},
+                           ("--head_learning_rate_multiplier", f"{multiplier:g}"))
+    assert owned[2][1] == ("clip_reid", 0, "uit its losses on CLIP", {"id_loss_weight": 0.0},
+                           ("--head_learning_rate_multiplier", f"{zoo.chosen_setting('clip_reid')[1]:g}"))
+    assert [zoo.ablation_label("uit", job) for _, job in owned] == ["uit", "uit: no triplet", "uit: its losses on CLIP"]
+    assert zoo.run_name(*owned[2][1][:3], 0.5) == "clip_reid-seed0-budget0.5-uit_its_losses_on_CLIP"
