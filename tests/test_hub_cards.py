@@ -20,7 +20,7 @@ REGENERATE = "tireid cards --out hub_cards   (or: make cards), from the reposito
 
 
 def render_into(folder: Path, **options) -> Path:
-    render_catalogue(folder, configs_dir=REPO / "configs", **options)
+    render_catalogue(folder, configs_dir=REPO / "configs", zoo_results_dir=REPO / "benchmarks", **options)
     return folder
 
 
@@ -108,3 +108,27 @@ def test_push_uploads_the_given_card_and_the_conversion_record(tmp_path):
         main(["push", "--model", str(folder), "--repo", "org/irra", "--dry-run", str(tmp_path / "wrong"),
               "--card", str(HUB_CARDS / "uit-rstpreid" / "README.md")])
     assert not (tmp_path / "wrong").exists()
+
+
+def test_the_synthetic_section_is_rendered_from_the_reports_json_and_absent_without_it(tmp_path):
+    import json
+
+    from tireid_hf.hub.zoo_results import synthetic_results
+    summary = {"seeds": [0, 1, 2], "rows": {"clip_reid": {"R1": [40.0, 1.0], "mAP": [41.0, 0.5]},
+                                           "uit": {"R1": [43.125, 0.25], "mAP": [44.0, 0.75]}},
+               "differences": {"uit": {"R1": "+3.12 [+1.00, +5.25]"}}}
+    ablations = {"contributions": {"uit": "uit: no restoration (TIR)"},
+                 "differences": {"uit: no restoration (TIR)": {"R1": "-2.50 [-4.00, -1.00]"}}}
+    (tmp_path / "zoo_summary.json").write_text(json.dumps(summary))
+    assert synthetic_results("uit", tmp_path) is None  # the ablations are missing
+    (tmp_path / "zoo_ablations.json").write_text(json.dumps(ablations))
+    assert synthetic_results("clip_reid", tmp_path)["attribution"] is None
+    cards = render_catalogue(tmp_path / "cards", configs_dir=REPO / "configs", zoo_results_dir=tmp_path)
+    text = (tmp_path / "cards" / "uit-cuhk-pedes" / "README.md").read_text()
+    assert "test\nR@1 43.12 ± 0.25, mAP 44.00 ± 0.75 (mean ± standard deviation over seeds\n0, 1, 2)" in text
+    assert ("**uit**: ΔR@1 over the baseline +3.12 [+1.00, +5.25] (full budget). The paper's own contribution (row "
+            "`no restoration (TIR)`): -2.50 [-4.00, -1.00] without it — it carries 2.50 points of R@1.") in text
+    assert "## On the zoo's synthetic benchmark" in (tmp_path / "cards" / "irra-cuhk-pedes" / "README.md").read_text()
+    render_catalogue(tmp_path / "plain", configs_dir=REPO / "configs")
+    assert "On the zoo's synthetic benchmark" not in (tmp_path / "plain" / "uit-cuhk-pedes" / "README.md").read_text()
+    assert len(cards) == 18

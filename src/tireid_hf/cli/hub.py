@@ -106,9 +106,10 @@ def run_cards(args: argparse.Namespace) -> int:
     """`tireid cards`: the model card of every checkpoint the zoo publishes."""
     from ..hub.catalogue import DEFAULT_ORG, render_catalogue
 
-    refuse_overlap(args.out, "--out", {"--configs": args.configs, "--runs": args.runs})
+    refuse_overlap(args.out, "--out", {"--configs": args.configs, "--runs": args.runs, "--zoo-results": args.zoo_results})
     with refusing(FileNotFoundError):
-        names = render_catalogue(args.out, configs_dir=args.configs, org=args.org or DEFAULT_ORG, runs_dir=args.runs)
+        names = render_catalogue(args.out, configs_dir=args.configs, org=args.org or DEFAULT_ORG, runs_dir=args.runs,
+                                 zoo_results_dir=args.zoo_results)
     print(f"wrote {len(names)} model cards to {args.out}/")
     return 0
 
@@ -126,3 +127,6 @@ def add_cards_parser(subparsers) -> None:
     cards.add_argument("--configs", default="configs", help="training configurations (default: configs)")
     cards.add_argument("--org", default=None, help="Hub organisation of the repositories (default: tireid-hf)")
     cards.add_argument("--runs", default=None, help="folder of trained runs, one per <method>-<dataset>")
+    cards.add_argument("--zoo-results", default="benchmarks",
+                       help="folder of the zoo report's JSON (zoo_summary.json, zoo_ablations.json): each card's "
+                       "synthetic-benchmark section (default: benchmarks; none when absent)")

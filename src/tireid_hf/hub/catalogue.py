@@ -25,6 +25,7 @@ from ..files import atomic_directory
 from ..modeling import METHODS
 from .dataset_card import SOURCES
 from .model_card import METRICS, TASK, card_data, card_from_template, render_model_card
+from .zoo_results import synthetic_results
 
 ZOO_DATASETS = ("cuhk-pedes", "icfg-pedes", "rstpreid")
 DEFAULT_ORG = "tireid-hf"
@@ -85,9 +86,10 @@ def _read_config(configs_dir: Path, method: str, dataset: str) -> tuple[str, str
     return f"configs/{path.name}", text, yaml.safe_load(text)
 
 
-def untrained_card(method: str, dataset: str, *, org: str, configs_dir: Path) -> ModelCard:
+def untrained_card(method: str, dataset: str, *, org: str, configs_dir: Path, synthetic: dict | None = None) -> ModelCard:
     """The card of a zoo checkpoint that has not been trained: its configuration and the paper's
-    reported figures (``zoo_reported``, labelled), no results and no `model-index`."""
+    reported figures (``zoo_reported``, labelled), no results and no `model-index`; ``synthetic``: the
+    method's zoo results on the synthetic benchmark (:func:`~.zoo_results.synthetic_results`)."""
     config_file, config_text, config = _read_config(configs_dir, method, dataset)
     repo_id = f"{org}/{method}-{dataset}"
     data = card_data(method, dataset, repo_id=repo_id, base_model=config.get("clip_name_or_path"),
@@ -97,10 +99,10 @@ def untrained_card(method: str, dataset: str, *, org: str, configs_dir: Path) ->
     return card_from_template(
         data, repo_id=repo_id, method=method, dataset=dataset, status="untrained", config_file=config_file,
         image_size=config.get("model_config", {}).get("image_size", (384, 128)), config_yaml=config_text,
-        reported=reported, has_rerank=_has_rerank(method))
+        reported=reported, has_rerank=_has_rerank(method), synthetic=synthetic)
 
 
-def released_card(checkpoint: ReleasedCheckpoint, *, org: str, configs_dir: Path) -> ModelCard:
+def released_card(checkpoint: ReleasedCheckpoint, *, org: str, configs_dir: Path, synthetic: dict | None = None) -> ModelCard:
     """The card of an authors' checkpoint converted into the zoo: its `model-index` holds the authors'
     reported test figures with their source."""
     config_file, config_text, _ = _read_config(configs_dir, checkpoint.method, checkpoint.dataset)
@@ -120,7 +122,7 @@ def released_card(checkpoint: ReleasedCheckpoint, *, org: str, configs_dir: Path
     return card_from_template(
         data, repo_id=repo_id, method=checkpoint.method, dataset=checkpoint.dataset, status="converted",
         image_size=checkpoint.image_size, config_yaml=config_text, config_file=config_file, converted=converted,
-        has_rerank=_has_rerank(checkpoint.method))
+        has_rerank=_has_rerank(checkpoint.method), synthetic=synthetic)
 
 
 def trained_card(run_dir: Path, *, org: str, name: str, dataset: str) -> ModelCard:
@@ -135,20 +137,25 @@ def trained_card(run_dir: Path, *, org: str, name: str, dataset: str) -> ModelCa
 
 
 def render_catalogue(out: str | os.PathLike = "hub_cards", *, configs_dir: str | os.PathLike = "configs",
-                     org: str = DEFAULT_ORG, runs_dir: str | os.PathLike | None = None) -> list[str]:
+                     org: str = DEFAULT_ORG, runs_dir: str | os.PathLike | None = None,
+                     zoo_results_dir: str | os.PathLike | None = None) -> list[str]:
     """Writes ``out/<name>/README.md`` for every published checkpoint (the whole folder is replaced at
     once) and returns the names. A zoo checkpoint with a run folder ``runs_dir/<name>/`` (holding
-    ``results.json``) gets the card of its results."""
+    ``results.json``) gets the card of its results; with ``zoo_results_dir`` (the report's JSON, e.g.
+    ``benchmarks/``) the untrained and converted cards show their method's synthetic-benchmark results."""
     configs_dir = Path(configs_dir)
+    synthetic = {method: synthetic_results(method, zoo_results_dir) if zoo_results_dir else None
+                 for method in METHODS}
     cards = {}
     for name, method, dataset in zoo_names():
         run_dir = Path(runs_dir) / name if runs_dir else None
         if run_dir is not None and (run_dir / "results.json").is_file():
             cards[name] = trained_card(run_dir, org=org, name=name, dataset=dataset)
         else:
-            cards[name] = untrained_card(method, dataset, org=org, configs_dir=configs_dir)
+            cards[name] = untrained_card(method, dataset, org=org, configs_dir=configs_dir, synthetic=synthetic[method])
     for checkpoint in RELEASED:
-        cards[checkpoint.name] = released_card(checkpoint, org=org, configs_dir=configs_dir)
+        cards[checkpoint.name] = released_card(checkpoint, org=org, configs_dir=configs_dir,
+                                               synthetic=synthetic[checkpoint.method])
     with atomic_directory(out, overwrite=True) as folder:
         for name, card in cards.items():
             (folder / name).mkdir()

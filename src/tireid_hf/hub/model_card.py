@@ -85,7 +85,7 @@ def card_from_template(data: ModelCardData, *, repo_id: str, method: str, datase
     ``converted`` (a released checkpoint of the authors) or ``untrained`` (a planned checkpoint)."""
     defaults = dict(result_rows=[], has_rerank=False, figure=None, tireid_version="unknown", num_processes=1,
                     runtime=0.0, converted=None, reported=None, config_file=None, score_threshold=None,
-                    threshold_fpr=None, threshold_split=None)
+                    threshold_fpr=None, threshold_split=None, synthetic=None)
     return ModelCard.from_template(
         data,
         template_path=str(TEMPLATE),
