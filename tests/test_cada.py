@@ -335,8 +335,7 @@ def test_without_its_matching_head_cada_says_it_cannot_rerank_and_training_skips
 def test_matching_head_learns_above_its_prior_over_the_pretrained_base():
     """Over informative tokens (the committed base, frozen) the decoder + ``itm_head`` learn to tell a
     caption's own image from another identity's: held-out accuracy well above the 0.5 of a balanced
-    prior. (Over the tokens of a CLIP trained from random weights on the tiny synthetic split they stay
-    at the prior: benchmarks/RESULTS.md, "Method fidelity".)"""
+    prior."""
     from pathlib import Path
 
     from tireid_hf.data import load_tireid_dataset
