@@ -27,7 +27,7 @@ test: $(STAMP)
 # The whole pipeline on the embedded synthetic data: generate it, train the clip_reid baseline
 # with `accelerate launch` on the CPU, evaluate on the synthetic test split, print the table, leave
 # a loadable model in $(DEMO_OUT), then serve the demo Space over it on http://127.0.0.1:7860 until
-# Ctrl-C. The zoo's protocol config, trained for DEMO_EPOCHS epochs instead of the report's 5, on two
+# Ctrl-C. The zoo's protocol config, trained for DEMO_EPOCHS epochs instead of the report's 3, on two
 # threads: test R@1 45.50 in 3.6 minutes of training on the idle 2-core machine (README).
 DEMO_OUT ?= out/demo-clip_reid
 DEMO_EPOCHS ?= 10

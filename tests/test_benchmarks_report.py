@@ -27,8 +27,8 @@ def run_result(stages: int, epochs: int, validations: list[tuple[int, int, float
 def test_budget_arguments_scale_every_epoch_count_of_the_config():
     assert zoo.budget_arguments("lgur", 1.0) == []
     config = yaml.safe_load((REPO / "configs" / "lgur_synthetic.yaml").read_text())
-    assert (config["num_train_epochs"], config["warmup_epochs"], config["eval_epochs"]) == (5, 0.5, 1)
-    assert zoo.budget_arguments("lgur", 0.5) == ["--num_train_epochs", "2.5", "--warmup_epochs", "0.25", "--eval_epochs", "0.5"]
+    assert (config["num_train_epochs"], config["warmup_epochs"], config["eval_epochs"]) == (3, 0.5, 1)
+    assert zoo.budget_arguments("lgur", 0.5) == ["--num_train_epochs", "1.5", "--warmup_epochs", "0.25", "--eval_epochs", "0.5"]
     step_decay = {"num_train_epochs": 30, "warmup_epochs": 2, "lr_milestones_epochs": [10, 20, 25]}
     assert zoo.scaled_epoch_arguments(step_decay, 0.5) == ["--num_train_epochs", "15", "--warmup_epochs", "1", "--eval_epochs",
                                                            "0.5", "--lr_milestones_epochs", "5", "10", "12.5"]
