@@ -25,7 +25,7 @@ Training runs go to ``--runs`` and are reused when their ``results.json`` exists
 arguments asked for now (delete the folder to retrain everything); the report states how many were trained now and how long each phase took.
 The benchmarks time the CPU: run the report on an otherwise idle machine.
 
-    python benchmarks/report.py [--runs benchmarks/runs] [--workers 2]
+    python benchmarks/report.py [--runs benchmarks/runs] [--workers 2] [--summaries-only]
 """
 
 from __future__ import annotations
@@ -215,6 +215,15 @@ def protocol_text(workers: int) -> str:
             f"the test split. {workers} run(s) at a time with one torch thread each.")
 
 
+def against_baseline_table(ablations: dict) -> str:
+    """Every ablation run of a method other than the baseline: ΔR@1 / ΔmAP against the baseline's run at the
+    same budget and seed (``ablations["against_baseline"]``)."""
+    lines = ["| run | ΔR1 vs the baseline [95% CI] | ΔmAP vs the baseline [95% CI] |", "|---|---|---|"]
+    for label, row in ablations.get("against_baseline", {}).items():
+        lines.append(f"| {label} | {row.get('R1', '—')} | {row.get('mAP', '—')} |")
+    return "\n".join(lines)
+
+
 def gradient_norm_table(histories: dict, seed: int = 0) -> str:
     """Per method (its comparison run of ``seed``): the gradient norm each weighted loss term sends into
     the backbone (``clip.*``) at the recorded steps, from the runs' ``backbone_gradient_norms``."""
@@ -354,6 +363,11 @@ one seed, so the interval covers the test identities, not the seed-to-seed sprea
 
 {zoo.table(ablations["rows"], differences=ablations.get("differences"), against="the full method")}
 
+The same runs against the baseline's run at the same budget and seed (the sweep's chosen clip_reid run), on the
+same test queries: where each method, and each of its rows, stands against the baseline at this budget.
+
+{against_baseline_table(ablations)}
+
 ### Ranked results (`tireid visualize`, seed-0 model of each method, the same 4 test queries)
 
 {ranked_images}"""
@@ -445,17 +459,11 @@ def render(documents: dict) -> tuple[str, str]:
     return block, readme
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=Path, default=BENCHMARKS / "runs")
-    parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
-    methods = list(zoo.METHODS)
-    FIGURES.mkdir(exist_ok=True)
-    phases = Phases()
-    started, started_at = time.perf_counter(), time.time()
+def train_and_summarise(runs: Path, methods, workers: int, phases: Phases, train_missing: bool = True) -> dict:
+    """Phases 1-3 (each run trained, or reused when cached): the documents ``sweep``, ``comparison``,
+    ``ablations`` and ``histories``; the sweep's choices written into the configs."""
     with phases("sweep (validation only)"):
-        sweep = zoo.sweep(args.runs, methods, args.workers)
+        sweep = zoo.sweep(runs, methods, workers, train_missing=train_missing)
         for method, row in sweep["chosen"].items():
             zoo.write_choice(method, row["head_learning_rate_multiplier"], row["weight"])
         print(zoo.sweep_table(sweep), flush=True)
@@ -464,21 +472,21 @@ def main() -> None:
         # all only need the sweep's choices: trained in ONE pool so that no worker idles while runs wait
         comparison_jobs = zoo.comparison_jobs(methods, SEEDS)
         owned = zoo.ablation_jobs(methods, zoo.SWEEP_SEED)
-        matched = matched_jobs(args.runs, sweep, methods)
+        matched = matched_jobs(runs, sweep, methods)
         protocol_job = (zoo.BASELINE, 0, f"K{OLD_K}", {}, ("--instances_per_identity", str(OLD_K)))
         jobs = comparison_jobs + [job for _, job in owned] + [job for job, _, _ in matched] + [protocol_job]
         budgets = [1.0] * len(comparison_jobs) + [zoo.SWEEP_BUDGET] * len(owned) + [budget for _, budget, _ in matched] + [1.0]
-        outcomes = zoo.run_jobs(args.runs, jobs, budgets, args.workers)
+        outcomes = zoo.run_jobs(runs, jobs, budgets, workers, train_missing)
         ends = list(itertools.accumulate([len(comparison_jobs), len(owned), len(matched)]))
         comparison_outcomes, ablation_outcomes = outcomes[:ends[0]], outcomes[ends[0]:ends[1]]
         matched_outcomes, protocol_outcome = outcomes[ends[1]:ends[2]], outcomes[-1]
-        comparison = zoo.comparison_summary(args.runs, methods, SEEDS, comparison_outcomes)
+        comparison = zoo.comparison_summary(runs, methods, SEEDS, comparison_outcomes)
         comparison.pop("results")
-        ablations = zoo.ablation_summary(args.runs, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, [owner for owner, _ in owned],
+        ablations = zoo.ablation_summary(runs, zoo.SWEEP_SEED, zoo.SWEEP_BUDGET, [owner for owner, _ in owned],
                                          ablation_outcomes)
-        comparison["compute_matched"] = compute_matched_summary(args.runs, matched, matched_outcomes)
+        comparison["compute_matched"] = compute_matched_summary(runs, matched, matched_outcomes)
         baseline_seed0 = next(result for job, result in comparison_outcomes if job[:2] == (zoo.BASELINE, 0))
-        comparison["protocol_k"] = protocol_k_summary(args.runs, protocol_outcome[1], baseline_seed0, new_k)
+        comparison["protocol_k"] = protocol_k_summary(runs, protocol_outcome[1], baseline_seed0, new_k)
     histories = {}
     for (job, result) in comparison_outcomes:
         histories[zoo.run_name(*job[:3])] = run_history("comparison", job[0], job[0], job[1], 1.0, result)
@@ -488,29 +496,57 @@ def main() -> None:
     for (job, budget, _), (_, result) in zip(matched, matched_outcomes):
         histories[zoo.run_name(*job[:3], budget)] = run_history("compute-matched", job[0], job[2], job[1], budget, result)
     histories[zoo.run_name(*protocol_job[:3])] = run_history("old K", zoo.BASELINE, protocol_job[2], 0, 1.0, protocol_outcome[1])
-    trained_now = sum(path.stat().st_mtime >= started_at for path in args.runs.glob("*/results.json"))
-    with phases("training cost"):
-        training = bench_training.run_all(methods, list(bench_training.SETUPS), steps=10, vit_steps=3, vit_batch=8)
-    with phases("inference cost"):
-        inference = bench_inference.measure([m for m in methods if m != "clip_reid"], batch=8, repeats=5, rerank_k=16)
-    with phases("figures"):
-        plot_validation_curves(histories, FIGURES / "validation_r1.png")
-        ranked_figures(args.runs, methods)
-    phases.seconds["total"] = time.perf_counter() - started
-    meta = {"date": datetime.date.today().isoformat(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "phases": phases.seconds,
-            "trained_now": trained_now, "total_runs": len(histories) + sum(len(rows) for rows in sweep["rows"].values())
-            - len(methods), "workers": args.workers}
-    documents = {"meta": meta, "sweep": sweep, "comparison": comparison, "ablations": ablations, "training": training,
-                 "inference": inference, "histories": histories}
+    return {"sweep": sweep, "comparison": comparison, "ablations": ablations, "histories": histories}
+
+
+def write_documents(documents: dict) -> None:
+    """The JSON documents next to this script, then RESULTS.md's block and the README's block rendered from them."""
     for name, file in DOCUMENTS.items():
         (BENCHMARKS / file).write_text(json.dumps(documents[name], indent=2))
     block, table = render(load_documents(BENCHMARKS))
     replace_block(BENCHMARKS / "RESULTS.md", MARKERS["results"], block)
     replace_block(REPO / "README.md", MARKERS["readme"], table)
-    print(comparison_table(comparison))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=Path, default=BENCHMARKS / "runs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--summaries-only", action="store_true",
+                        help="re-summarise the runs already in --runs (a missing one is an error: nothing is trained) "
+                        "and re-render; the cost benchmarks, the figures and zoo_report.json (the phases of the "
+                        "invocation that trained) are kept as committed")
+    args = parser.parse_args()
+    methods = list(zoo.METHODS)
+    if args.summaries_only:
+        kept = load_documents(BENCHMARKS)
+        documents = {**train_and_summarise(args.runs, methods, args.workers, Phases(), train_missing=False),
+                     **{name: kept[name] for name in ("meta", "training", "inference")}}
+        write_documents(documents)
+        print(f"[report] re-summarised {len(documents['histories'])} runs and re-rendered RESULTS.md and README.md")
+        return
+    FIGURES.mkdir(exist_ok=True)
+    phases = Phases()
+    started, started_at = time.perf_counter(), time.time()
+    documents = train_and_summarise(args.runs, methods, args.workers, phases)
+    trained_now = sum(path.stat().st_mtime >= started_at for path in args.runs.glob("*/results.json"))
+    with phases("training cost"):
+        documents["training"] = bench_training.run_all(methods, list(bench_training.SETUPS), steps=10, vit_steps=3, vit_batch=8)
+    with phases("inference cost"):
+        documents["inference"] = bench_inference.measure([m for m in methods if m != "clip_reid"], batch=8, repeats=5,
+                                                         rerank_k=16)
+    with phases("figures"):
+        plot_validation_curves(documents["histories"], FIGURES / "validation_r1.png")
+        ranked_figures(args.runs, methods)
+    phases.seconds["total"] = time.perf_counter() - started
+    total_runs = len(documents["histories"]) + sum(len(rows) for rows in documents["sweep"]["rows"].values()) - len(methods)
+    documents["meta"] = {"date": datetime.date.today().isoformat(), "machine": platform.machine(), "cpu_count": os.cpu_count(),
+                         "torch": torch.__version__, "threads": torch.get_num_threads(), "phases": phases.seconds,
+                         "trained_now": trained_now, "total_runs": total_runs, "workers": args.workers}
+    write_documents(documents)
+    print(comparison_table(documents["comparison"]))
     print(f"[report] wrote benchmarks/RESULTS.md, README.md's zoo table, benchmarks/figures/ and the configs' sweep "
-          f"choices in {phases.seconds['total'] / 60:.1f} min ({trained_now} of {meta['total_runs']} training runs trained now)")
+          f"choices in {phases.seconds['total'] / 60:.1f} min ({trained_now} of {total_runs} training runs trained now)")
 
 
 if __name__ == "__main__":

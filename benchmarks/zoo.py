@@ -160,13 +160,16 @@ def cached_results(folder: Path, command: list[str]) -> dict | None:
 
 
 def run_one(runs: Path, method: str, seed: int, variant: str, overrides: dict, budget: float = 1.0,
-            arguments: tuple[str, ...] = ()) -> dict:
-    """One training run (or its cached results, when trained with the same arguments)."""
+            arguments: tuple[str, ...] = (), train_missing: bool = True) -> dict:
+    """One training run (or its cached results, when trained with the same arguments); without
+    ``train_missing`` a run that is not cached is a RuntimeError naming it."""
     name = run_name(method, seed, variant, budget)
     command = training_command(runs, method, seed, variant, overrides, budget, arguments)
     cached = cached_results(runs / name, command)
     if cached is not None:
         return cached
+    if not train_missing:
+        raise RuntimeError(f"{runs / name}: no run trained with the arguments asked for (nothing is trained now)")
     started = time.perf_counter()
     log = runs / f"{name}.log"
     with log.open("w") as stream:
@@ -199,13 +202,14 @@ def setting_job(method: str, seed: int, variant: str, multiplier: float, weight:
             ("--head_learning_rate_multiplier", f"{multiplier:g}"))
 
 
-def sweep(runs: Path, methods, workers: int, budget: float = SWEEP_BUDGET, seed: int = SWEEP_SEED) -> dict:
+def sweep(runs: Path, methods, workers: int, budget: float = SWEEP_BUDGET, seed: int = SWEEP_SEED,
+          train_missing: bool = True) -> dict:
     """Every method at each of its ``sweep_settings``: ``{"rows": {method: [setting rows]}, "chosen":
     {method: row}}``, a row being its multiplier, weight, run name and best VALIDATION R@1 / mAP.
     The choice is the highest validation R@1 (ties: the first setting in grid order)."""
     jobs = [setting_job(method, seed, label, multiplier, weight)
             for method in methods for label, multiplier, weight in sweep_settings(method)]
-    outcomes = run_jobs(runs, jobs, [budget] * len(jobs), workers)
+    outcomes = run_jobs(runs, jobs, [budget] * len(jobs), workers, train_missing)
     rows: dict[str, list[dict]] = {method: [] for method in methods}
     for (method, _, label, overrides, arguments), result in outcomes:
         best = result["best_validation"]["metrics"]
@@ -310,15 +314,16 @@ def by_cost(jobs: list[tuple], budgets: list[float]) -> list[int]:
     return sorted(range(len(jobs)), key=lambda index: -costs[jobs[index][0]] * budgets[index])
 
 
-def run_jobs(runs: Path, jobs: list[tuple], budgets: list[float], workers: int) -> list[tuple[tuple, dict]]:
+def run_jobs(runs: Path, jobs: list[tuple], budgets: list[float], workers: int,
+             train_missing: bool = True) -> list[tuple[tuple, dict]]:
     """``(job, results)`` for each ``job = (method, seed, variant, model_config overrides, training
     argument overrides)`` trained at the matching fraction of ``budgets``, in the order of ``jobs``;
-    run ``workers`` at a time, in ``by_cost`` order."""
+    run ``workers`` at a time, in ``by_cost`` order (``train_missing``: see ``run_one``)."""
     runs.mkdir(parents=True, exist_ok=True)
     order = by_cost(jobs, budgets)
     with ThreadPoolExecutor(workers) as pool:
         results = list(pool.map(lambda index: run_one(runs, *jobs[index][:4], budget=budgets[index],
-                                                      arguments=jobs[index][4]), order))
+                                                      arguments=jobs[index][4], train_missing=train_missing), order))
     by_index = dict(zip(order, results))
     return [(job, by_index[index]) for index, job in enumerate(jobs)]
 
@@ -392,22 +397,28 @@ def ablation_label(owner: str, job: tuple) -> str:
 
 
 def ablation_summary(runs: Path, seed: int, budget: float, owners: list[str], outcomes: list[tuple[tuple, dict]]) -> dict:
-    """``{"rows", "differences", "contributions"}`` of the ``ablation_jobs`` runs' ``(job, results)``
-    at ``seed`` and ``budget`` (``owners[i]``: the method whose row job ``i`` is): each ablated run
-    against its full method on the same test queries; ``contributions[method]`` names the row that
-    removes the paper's own contribution (its config class's ``zoo_contribution``)."""
-    rows, differences = {}, {}
+    """``{"rows", "differences", "against_baseline", "contributions"}`` of the ``ablation_jobs`` runs'
+    ``(job, results)`` at ``seed`` and ``budget`` (``owners[i]``: the method whose row job ``i`` is): each
+    ablated run against its full method (``differences``) and every run of a method other than the
+    baseline against the baseline's chosen-setting run (``against_baseline``), on the same test queries
+    at the same budget and seed; ``contributions[method]`` names the row that removes the paper's own
+    contribution (its config class's ``zoo_contribution``)."""
+    rows, differences, against_baseline = {}, {}, {}
+    baseline_run = run_name(BASELINE, seed, chosen_setting(BASELINE)[0], budget)
     for owner, (job, result) in zip(owners, outcomes):
         label = ablation_label(owner, job)
         rows[label] = summarise([result])
         if "test_reranked" in result:
             rows[f"{label} (re-ranked)"] = summarise([result], "test_reranked")
+        run = run_name(job[0], seed, job[2], budget)
         if label != owner:  # against the full method at the same budget and seed
-            differences[label] = paired_differences(runs, [run_name(job[0], seed, job[2], budget)],
-                                                    [run_name(owner, seed, chosen_setting(owner)[0], budget)])
+            differences[label] = paired_differences(runs, [run], [run_name(owner, seed, chosen_setting(owner)[0], budget)])
+        if owner != BASELINE:
+            against_baseline[label] = paired_differences(runs, [run], [baseline_run])
     contributions = {owner: f"{owner}: {method_classes(owner)[0].zoo_contribution}" for owner in dict.fromkeys(owners)
                      if method_classes(owner)[0].zoo_contribution}
-    return {"seeds": [seed], "budget": budget, "rows": rows, "differences": differences, "contributions": contributions}
+    return {"seeds": [seed], "budget": budget, "rows": rows, "differences": differences,
+            "against_baseline": against_baseline, "contributions": contributions}
 
 
 def sweep_table(result: dict) -> str:

@@ -83,14 +83,19 @@ def test_run_history_keeps_the_curve_best_step_head_metrics_and_rerank_decision(
 
 def test_attribution_reads_the_lead_the_none_row_and_the_contribution_from_the_json():
     comparison = {"differences": {"uit": {"R1": "+3.00 [+1.50, +4.50]"}}}
-    ablations = {"contributions": {"uit": "uit: no restoration (TIR)"}, "differences": {
+    ablations = {"contributions": {"uit": "uit: no restoration (TIR)"},
+                 "against_baseline": {"uit: none of its additions": {"R1": "+0.40 [-1.10, +1.90]"},
+                                      "cada: none of its additions": {"R1": "+9.00 [+8.00, +10.00]"}},
+                 "differences": {
         "uit: none of its additions": {"R1": "-3.20 [-5.00, -1.40]"},
         "uit: no restoration (TIR)": {"R1": "-0.40 [-1.90, +1.10]"},
         "uit: no triplet": {"R1": "-4.10 [-6.00, -2.20]"},
         "cada: no ARA": {"R1": "-9.00 [-10.00, -8.00]"}}}
     text = report.attribution("uit", comparison, ablations)
     assert text.startswith("**uit**: ΔR@1 over the baseline +3.00 [+1.50, +4.50] (full budget).")
-    assert "Without any of its additions (the baseline's training on its embedding): -3.20 [-5.00, -1.40], below the full method" in text
+    assert ("Without any of its additions (the baseline's training on its embedding) it sits on the baseline within "
+            "its interval: +0.40 [-1.10, +1.90] against the baseline's run at the same budget.") in text
+    assert "Against the full method that row is -3.20 [-5.00, -1.40], below the full method" in text
     assert "(row `no restoration (TIR)`): -0.40 [-1.90, +1.10] without it — it shows no effect here (the interval covers 0)." in text
     assert text.endswith("The row that costs the most: `no triplet` -4.10 [-6.00, -2.20].")  # not another method's row
     ablations["differences"]["uit: no restoration (TIR)"]["R1"] = "-2.00 [-3.00, -1.00]"
@@ -229,7 +234,7 @@ def test_the_sweep_chooses_on_validation_r1_alone(tmp_path, monkeypatch):
     # validation R1 per (multiplier, weight); the TEST R1 of each run says the opposite and must not matter
     validation = {(1.0, 1.0): 10.0, (1.0, 0.5): 14.0, (5.0, 1.0): 14.0}
 
-    def fake_run_jobs(runs, jobs, budgets, workers):
+    def fake_run_jobs(runs, jobs, budgets, workers, train_missing=True):
         assert budgets == [zoo.SWEEP_BUDGET] * len(jobs) and all(job[1] == zoo.SWEEP_SEED for job in jobs)
         outcomes = []
         for job in jobs:
@@ -266,7 +271,7 @@ def test_jobs_run_most_expensive_method_first_and_come_back_in_job_order(tmp_pat
     monkeypatch.setattr(zoo.step_cost, "__defaults__", (costs,))
     started = []
 
-    def fake_run_one(runs, method, seed, variant, overrides, budget, arguments):
+    def fake_run_one(runs, method, seed, variant, overrides, budget, arguments, train_missing=True):
         started.append((method, seed))
         return {"method": method, "seed": seed, "budget": budget}
 
@@ -381,3 +386,24 @@ def test_ablation_jobs_label_rows_by_their_owner_and_train_a_named_other_method(
                            ("--head_learning_rate_multiplier", f"{zoo.chosen_setting('clip_reid')[1]:g}"))
     assert [zoo.ablation_label("uit", job) for _, job in owned] == ["uit", "uit: no triplet", "uit: its losses on CLIP"]
     assert zoo.run_name(*owned[2][1][:3], 0.5) == "clip_reid-seed0-budget0.5-uit_its_losses_on_CLIP"
+
+
+def test_ablation_summary_sets_each_row_against_its_full_method_and_against_the_baseline(tmp_path):
+    pids = [0, 0, 1, 1]
+    base, full, none = zoo.chosen_setting("clip_reid")[0], zoo.chosen_setting("uit")[0], "none of its additions"
+    _write_per_query(tmp_path, zoo.run_name("clip_reid", 0, base, 0.5), [0.0, 0.0, 1.0, 1.0], [0.5] * 4, pids)
+    _write_per_query(tmp_path, zoo.run_name("uit", 0, full, 0.5), [1.0, 1.0, 1.0, 1.0], [0.75] * 4, pids)
+    _write_per_query(tmp_path, zoo.run_name("uit", 0, none, 0.5), [0.0, 0.0, 1.0, 1.0], [0.5] * 4, pids)
+    result = {"test": {f"t2i/{key}": 1.0 for key in zoo.KEYS}, "train_runtime_seconds": 60.0}
+    owners = ["clip_reid", "uit", "uit"]
+    outcomes = [(("clip_reid", 0, base, {}, ()), result), (("uit", 0, full, {}, ()), result), (("uit", 0, none, {}, ()), result)]
+    summary = zoo.ablation_summary(tmp_path, 0, 0.5, owners, outcomes)
+    assert summary["differences"] == {"uit: none of its additions": {"R1": "-50.00 [-100.00, +0.00]", "mAP": "-25.00 [-25.00, -25.00]"}}
+    assert summary["against_baseline"] == {"uit": {"R1": "+50.00 [+0.00, +100.00]", "mAP": "+25.00 [+25.00, +25.00]"},
+                                           "uit: none of its additions": {"R1": "+0.00 [+0.00, +0.00]", "mAP": "+0.00 [+0.00, +0.00]"}}
+    assert summary["contributions"] == {"uit": "uit: no restoration (TIR)"}
+
+
+def test_a_run_that_is_not_cached_is_refused_when_nothing_may_be_trained(tmp_path):
+    with pytest.raises(RuntimeError, match="clip_reid-seed0-budget0.5-x: no run trained with the arguments asked for"):
+        zoo.run_one(tmp_path, "clip_reid", 0, "x", {}, 0.5, train_missing=False)

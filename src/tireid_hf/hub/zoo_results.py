@@ -26,21 +26,36 @@ def _interval(value: tuple[float, float, float]) -> str:
     return f"{value[0]:+.2f} [{value[1]:+.2f}, {value[2]:+.2f}]"
 
 
+def _r1_differences(rows: dict, method: str) -> dict[str, tuple[float, float, float]]:
+    """The method's rows of a ``{label: {"R1": "+d [low, high]"}}`` summary, parsed."""
+    parsed = {label: parse_difference(row.get("R1")) for label, row in rows.items()
+              if label.startswith(f"{method}: ") and not label.endswith("(re-ranked)")}
+    return {label: value for label, value in parsed.items() if value is not None}
+
+
 def attribution(method: str, comparison: dict, ablations: dict) -> str:
     """One paragraph, from the two summaries alone: the method's ΔR@1 over the baseline (full budget,
-    seeds pooled); where its ``none of its additions`` row sits against the full method; what the row
-    without the paper's own contribution (``ablations["contributions"]``) costs — "no effect here" when
-    its interval covers 0; and the method's ablation row that costs the most R@1."""
+    seeds pooled); where its ``none of its additions`` row sits against the baseline and against the
+    full method (the ablations' budget and seed); what the row without the paper's own contribution
+    (``ablations["contributions"]``) costs — "no effect here" when its interval covers 0; and the
+    method's ablation row that costs the most R@1 (none when no row is below the full method). An interval
+    "covers 0" when low <= 0 <= high."""
     lead = comparison["differences"].get(method, {}).get("R1")
-    differences = {label: parse_difference(row.get("R1")) for label, row in ablations["differences"].items()
-                   if label.startswith(f"{method}: ") and not label.endswith("(re-ranked)")}
-    differences = {label: value for label, value in differences.items() if value is not None}
+    differences = _r1_differences(ablations["differences"], method)
+    against_baseline = _r1_differences(ablations.get("against_baseline", {}), method)
     words = [f"**{method}**: ΔR@1 over the baseline {lead or '—'} (full budget)."]
-    none = differences.get(f"{method}: {NONE_ROW}")
+    none_label = f"{method}: {NONE_ROW}"
+    if none_label in against_baseline:
+        value = against_baseline[none_label]
+        where = "on the baseline within its interval" if value[1] <= 0 <= value[2] else (
+            "above the baseline" if value[1] > 0 else "below the baseline")
+        words.append(f"Without any of its additions (the baseline's training on its embedding) it sits {where}: "
+                     f"{_interval(value)} against the baseline's run at the same budget.")
+    none = differences.get(none_label)
     if none is not None:
         verdict = ("within its interval of the full method" if none[1] <= 0 <= none[2] else
                    "below the full method: the method's additions carry that much" if none[2] < 0 else "above the full method")
-        words.append(f"Without any of its additions (the baseline's training on its embedding): {_interval(none)}, {verdict}.")
+        words.append(f"Against the full method that row is {_interval(none)}, {verdict}.")
     contribution = ablations.get("contributions", {}).get(method)
     if contribution in differences:
         value = differences[contribution]
@@ -50,7 +65,8 @@ def attribution(method: str, comparison: dict, ablations: dict) -> str:
                      f"{_interval(value)} without it — it {effect}")
     if differences:
         label, value = min(differences.items(), key=lambda item: item[1][0])
-        words.append(f"The row that costs the most: `{label.removeprefix(method + ': ')}` {_interval(value)}.")
+        words.append(f"The row that costs the most: `{label.removeprefix(method + ': ')}` {_interval(value)}."
+                     if value[0] < 0 else "No row scores below the full method.")
     return " ".join(words)
 
 
