@@ -11,9 +11,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tireid_hf.data.collators import TrainingCollator, add_word_spans, caption_pairs
+from tireid_hf.data.collators import PIXEL_CACHE_MIB, TrainingCollator, add_word_spans, caption_pairs
 from tireid_hf.processing import (ATTRIBUTE_KINDS, CLIP_MASK_TOKEN_ID, IGNORE_INDEX, TEXT_TRANSFORMS, TextTransform,
-                                  key_words_only, token_positions_of_spans)
+                                  TIReIDProcessor, TrainingImageAugmentation, key_words_only, token_positions_of_spans)
 
 REPEATS = 4  # every caption of the split this many times per batch: 80 captions, ~700 attribute words
 
@@ -128,3 +128,42 @@ def test_the_model_tests_name_a_text_transform_whose_batch_inputs_they_cannot_bu
     monkeypatch.setattr(CADAModel, "text_transforms", ("attribute_masking", "caption_lengths"))
     with pytest.raises(KeyError, match="'caption_lengths'.*EXAMPLE_BATCH_INPUTS"):
         ModelTester("cada").inputs()
+
+
+def test_cached_pixels_give_the_batches_of_fresh_processing_and_augmentation_never_touches_the_cache(
+        tagged_split, tiny_processor):
+    """Each image row is processed once into the cache; batches equal those of a collator with no cache
+    (every image decoded and processed on each use), before and after the cache fills, and augmenting
+    a cached image leaves the cached tensor as processed."""
+    model_config = SimpleNamespace(attribute_mask_probability=0.3, attribute_mask_unit="word",
+                                   mask_token_id=CLIP_MASK_TOKEN_ID)
+    pairs, _ = caption_pairs(tagged_split)
+    samples = pairs * 2
+    cached, uncached = (TrainingCollator(tagged_split, tiny_processor, model_config, ("attribute_masking",),
+                                         TrainingImageAugmentation(), pixel_cache_mib=mib) for mib in (PIXEL_CACHE_MIB, 0))
+    for seed in (3, 4):  # the first call fills the cache, the second reads it
+        expected, got = uncached(samples, seed), cached(samples, seed)
+        assert set(got) == set(expected)
+        for key in expected:
+            torch.testing.assert_close(got[key], expected[key], rtol=0, atol=0)
+    assert sorted(cached.pixel_cache) == sorted({row for row, _ in pairs}) and not uncached.pixel_cache
+    fresh = tiny_processor(images=[tagged_split[row]["image"] for row in sorted(cached.pixel_cache)])["pixel_values"]
+    torch.testing.assert_close(torch.stack([cached.pixel_cache[row] for row in sorted(cached.pixel_cache)]), fresh,
+                               rtol=0, atol=0)
+
+
+def test_the_pixel_cache_stops_at_its_size():
+    """A cache of 2.5 images' bytes holds the first 2 rows processed and processes the others on each use."""
+    from tireid_hf.data import load_tireid_dataset
+
+    split = load_tireid_dataset("synthetic", num_train_ids=2, num_validation_ids=1, num_test_ids=1, images_per_id=3)["train"]
+    processor = TIReIDProcessor.for_image_size((64, 32))
+    image_mib = 3 * 64 * 32 * 4 / 2**20
+    collator = TrainingCollator(split, processor, None, pixel_cache_mib=2.5 * image_mib)
+    rows = list(range(len(split)))
+    first = collator.processed_images(rows[::-1])
+    assert sorted(collator.pixel_cache) == [0, 1]
+    again = collator.processed_images(rows[::-1])
+    assert sorted(collator.pixel_cache) == [0, 1]
+    for a, b in zip(first, again):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
