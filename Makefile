@@ -39,7 +39,7 @@ demo: $(STAMP)
 	GRADIO_ANALYTICS_ENABLED=False $(BIN)/python spaces/tireid-demo/app.py --model $(DEMO_OUT) \
 	    --cache-dir $(DEMO_OUT)/gallery-cache --host 127.0.0.1 --port 7860
 
-# The model zoo report: every method trained on the synthetic data (3 seeds, then the ablations) into
+# The model zoo report: every method trained on the synthetic data (2 seeds, then the ablations) into
 # benchmarks/runs/ (runs already there are reused), the training- and inference-cost benchmarks and
 # the figures; rewrites benchmarks/RESULTS.md's report block, README.md's zoo table and
 # benchmarks/figures/. Run it on an otherwise idle machine: it times the CPU.

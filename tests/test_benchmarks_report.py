@@ -304,7 +304,7 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
         sweep["chosen"][method] = sweep["rows"][method][-1]
     comparison = {"seeds": [0, 1, 2], "rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {},
                   "differences": {"uit": {"R1": "+1.50 [+0.20, +2.80]", "mAP": "+0.50 [-0.10, +1.10]"}},
-                  "compute_matched": {"seed": 0, "rows": {"uit": {"ratio": 1.5, "budget": 1.5, "train_minutes": 4.5,
+                  "compute_matched": {"seed": 0, "budget": 0.5, "rows": {"uit": {"ratio": 1.5, "budget": 0.75, "train_minutes": 4.5,
                                                                   "same_epochs": {"R1": "+1.00 [+0.10, +1.90]"},
                                                                   "same_minutes": {"R1": "+0.20 [-0.70, +1.10]"}}}},
                   "protocol_k": {"old_k": 2, "new_k": 4, "old_validation_R1": 40.0, "new_validation_R1": 41.5,
@@ -331,7 +331,9 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
     assert "(seed 0, 0.5 of the budget)" in block and "at 50% of its epochs" in block
     assert "No re-ranked row: training refused to re-rank" in block and "re-ranked row re-scores" not in block
     assert "1 of the 2 comparison and ablation runs had their best validation R@1 at their last evaluation" in block
-    assert "| uit | 1.50 | 1.5 x the epochs | 4.5 | +1.00 [+0.10, +1.90] | +0.20 [-0.70, +1.10] |" in block
+    assert "| uit | 1.50 | 0.75 x the epochs | 4.5 | +1.00 [+0.10, +1.90] | +0.20 [-0.70, +1.10] |" in block
+    assert "The baseline trained (seed 0) for the sweep's budget (0.5 of the epochs) times each" in block
+    assert "From the comparison (full budget, 3 seeds)" in block
     assert "| uit | main | 1 | sdm 12.5, tir 0 | 12.5 |" in block
     assert "best validation R@1 40.00 -> 41.50, validation mAP 42.00 -> 43.25" in block
     assert "**uit**: ΔR@1 over the baseline +1.50 [+0.20, +2.80] (full budget)." in block
@@ -407,3 +409,15 @@ def test_ablation_summary_sets_each_row_against_its_full_method_and_against_the_
 def test_a_run_that_is_not_cached_is_refused_when_nothing_may_be_trained(tmp_path):
     with pytest.raises(RuntimeError, match="clip_reid-seed0-budget0.5-x: no run trained with the arguments asked for"):
         zoo.run_one(tmp_path, "clip_reid", 0, "x", {}, 0.5, train_missing=False)
+
+
+def test_matched_jobs_train_the_baseline_at_the_sweep_budget_times_each_method_s_minutes_over_its_own(tmp_path):
+    """Ratios from the chosen sweep runs' minutes: 2.5 -> the baseline at 0.5 x 2.5 = 1.25 of the epochs;
+    a method within 10 % of the baseline (1.05) gets no run."""
+    minutes = {zoo.BASELINE: 100.0, "cada": 250.0, "uit": 105.0}
+    sweep = {"chosen": {method: {"run": f"{method}-sweep"} for method in minutes}}
+    for method, seconds in minutes.items():
+        (tmp_path / f"{method}-sweep").mkdir()
+        (tmp_path / f"{method}-sweep" / "results.json").write_text(json.dumps({"train_runtime_seconds": seconds}))
+    jobs = report.matched_jobs(tmp_path, sweep, list(minutes))
+    assert jobs == [((zoo.BASELINE, zoo.SWEEP_SEED, "minutes of cada", {}, ()), 1.25, 2.5)]
