@@ -13,6 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import report  # noqa: E402
+import report_text  # noqa: E402
 import zoo  # noqa: E402
 
 
@@ -91,7 +92,7 @@ def test_attribution_reads_the_lead_the_none_row_and_the_contribution_from_the_j
         "uit: no restoration (TIR)": {"R1": "-0.40 [-1.90, +1.10]"},
         "uit: no triplet": {"R1": "-4.10 [-6.00, -2.20]"},
         "cada: no ARA": {"R1": "-9.00 [-10.00, -8.00]"}}}
-    text = report.attribution("uit", comparison, ablations)
+    text = report_text.attribution("uit", comparison, ablations)
     assert text.startswith("**uit**: ΔR@1 over the baseline +3.00 [+1.50, +4.50] (full budget).")
     assert ("Without any of its additions (the baseline's training on its embedding) it sits on the baseline within "
             "its interval: +0.40 [-1.10, +1.90] against the baseline's run at the same budget.") in text
@@ -99,28 +100,28 @@ def test_attribution_reads_the_lead_the_none_row_and_the_contribution_from_the_j
     assert "(row `no restoration (TIR)`): -0.40 [-1.90, +1.10] without it — it shows no effect here (the interval covers 0)." in text
     assert text.endswith("The row that costs the most: `no triplet` -4.10 [-6.00, -2.20].")  # not another method's row
     ablations["differences"]["uit: no restoration (TIR)"]["R1"] = "-2.00 [-3.00, -1.00]"
-    assert "it carries 2.00 points of R@1." in report.attribution("uit", comparison, ablations)
+    assert "it carries 2.00 points of R@1." in report_text.attribution("uit", comparison, ablations)
 
 
 def test_replace_block_rewrites_only_between_the_markers(tmp_path):
     markers = ("<!-- begin -->", "<!-- end -->")
     path = tmp_path / "doc.md"
     path.write_text("intro\n<!-- begin -->\nold\ntable\n<!-- end -->\noutro\n")
-    report.replace_block(path, markers, "new | table")
+    report_text.replace_block(path, markers, "new | table")
     assert path.read_text() == "intro\n<!-- begin -->\nnew | table\n<!-- end -->\noutro\n"
-    report.replace_block(path, markers, "again")  # idempotent shape: the markers stay
+    report_text.replace_block(path, markers, "again")  # idempotent shape: the markers stay
     assert path.read_text() == "intro\n<!-- begin -->\nagain\n<!-- end -->\noutro\n"
     for broken in ("no markers\n", "<!-- begin -->\na\n<!-- end -->\n<!-- begin -->\nb\n<!-- end -->\n"):
         path.write_text(broken)
         with pytest.raises(ValueError, match="doc.md: expected the markers"):
-            report.replace_block(path, markers, "x")
+            report_text.replace_block(path, markers, "x")
         assert path.read_text() == broken
 
 
 def test_the_readme_and_results_carry_the_report_markers():
     for document, key in ((REPO / "README.md", "readme"), (REPO / "benchmarks" / "RESULTS.md", "results")):
         text = document.read_text()
-        assert all(text.count(marker) == 1 for marker in report.MARKERS[key]), document
+        assert all(text.count(marker) == 1 for marker in report_text.MARKERS[key]), document
 
 
 def test_readme_table_puts_the_papers_figures_and_each_gpu_config_beside_ours():
@@ -128,7 +129,7 @@ def test_readme_table_puts_the_papers_figures_and_each_gpu_config_beside_ours():
     comparison = {"rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {"cada (re-ranked)": dict(row)},
                   "differences": {"uit": {"R1": "+10.00 [+8.00, +12.00]", "mAP": "+5.00 [+4.00, +6.00]"}}}
     comparison["rows"]["uit"]["R1"], comparison["rows"]["uit"]["mAP"] = (30.0, 2.0), (25.0, 1.5)
-    lines = report.readme_table(comparison).splitlines()
+    lines = report_text.readme_table(comparison).splitlines()
     assert len(lines) == 2 + len(zoo.METHODS)
     uit = next(line for line in lines if line.startswith("| `uit`"))
     assert "| **30.00 ± 2.00** | **25.00 ± 1.50** | +10.00 [+8.00, +12.00] |" in uit  # the best in bold
@@ -137,8 +138,8 @@ def test_readme_table_puts_the_papers_figures_and_each_gpu_config_beside_ours():
     assert lines[0].startswith("| method | synthetic R1 (here) | synthetic mAP (here) | ΔR1 vs clip_reid [95% CI] |")
     assert "(re-ranked 20.00)" in next(line for line in lines if line.startswith("| `cada`"))
     for method in zoo.METHODS:
-        for dataset in report.DATASETS:
-            assert f"(configs/{method}_{dataset}.yaml)" in report.readme_table(comparison)
+        for dataset in report_text.DATASETS:
+            assert f"(configs/{method}_{dataset}.yaml)" in report_text.readme_table(comparison)
             assert (REPO / "configs" / f"{method}_{dataset}.yaml").is_file()
 
 
@@ -319,7 +320,7 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
     histories = {"uit-seed0": {**_history("uit", [1.0, 2.0]), "best_is_last": True, "backbone_gradient_norms": [
                      {"stage": "main", "step": 1, "terms": {"sdm": 12.5, "tir": 0.0}, "total": 12.5}]},
                  "uit-seed0-budget0.5-no_triplet": {**_history("uit", [2.0, 1.0], kind="ablation"), "best_is_last": False}}
-    block = report.results_block(meta, sweep, comparison, ablations, training, inference, histories)
+    block = report_text.results_block(meta, sweep, comparison, ablations, training, inference, histories)
     config = yaml.safe_load((REPO / "configs" / "clip_reid_synthetic.yaml").read_text())
     assert f"the same {config['num_train_epochs']:g}-epoch budget" in block
     assert f"({config['dataset_options']['num_train_ids']:,} training identities" in block
@@ -341,9 +342,9 @@ def test_results_block_reports_the_protocol_the_sweep_the_comparison_and_the_abl
 
 def test_the_rerank_note_describes_the_reranked_row_only_when_there_is_one():
     row = {key: (20.0, 1.0) for key in zoo.KEYS}
-    with_row = report.rerank_note({"reranked": {"cada (re-ranked)": row}}, rerank_k=16)
+    with_row = report_text.rerank_note({"reranked": {"cada (re-ranked)": row}}, rerank_k=16)
     assert with_row == "CADA's re-ranked row re-scores each query's top 16 (its config's `rerank_k`) with its matching head."
-    assert report.rerank_note({"reranked": {}}, rerank_k=16).startswith("No re-ranked row: ")
+    assert report_text.rerank_note({"reranked": {}}, rerank_k=16).startswith("No re-ranked row: ")
 
 
 @pytest.mark.parametrize("method", ["clip_reid", "cada"])

@@ -1,5 +1,5 @@
 """Every figure of RESULTS.md's generated block and the README's zoo table is rendered from the report's
-committed JSON (benchmarks/report.py ``DOCUMENTS``): re-rendering them gives the committed text exactly."""
+committed JSON (benchmarks/report_text.py ``DOCUMENTS``): re-rendering them gives the committed text exactly."""
 
 import sys
 from pathlib import Path
@@ -7,7 +7,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-import report  # noqa: E402
+import report_text  # noqa: E402
 
 
 def committed_block(path: Path, markers: tuple[str, str]) -> str:
@@ -16,16 +16,16 @@ def committed_block(path: Path, markers: tuple[str, str]) -> str:
 
 
 def test_results_block_and_readme_table_are_the_rendering_of_the_committed_json():
-    block, table = report.render(report.load_documents())
-    assert committed_block(REPO / "benchmarks" / "RESULTS.md", report.MARKERS["results"]) == block
-    assert committed_block(REPO / "README.md", report.MARKERS["readme"]) == table
+    block, table = report_text.render(report_text.load_documents())
+    assert committed_block(REPO / "benchmarks" / "RESULTS.md", report_text.MARKERS["results"]) == block
+    assert committed_block(REPO / "README.md", report_text.MARKERS["readme"]) == table
 
 
 def test_the_rendered_figures_follow_the_json():
-    documents = report.load_documents()
-    block, table = report.render(documents)
+    documents = report_text.load_documents()
+    block, table = report_text.render(documents)
     row = documents["comparison"]["rows"]["cada"]
     row["R1"] = [row["R1"][0] + 11.111, row["R1"][1]]
-    edited_block, edited_table = report.render(documents)
+    edited_block, edited_table = report_text.render(documents)
     assert f"{row['R1'][0]:.2f} ± {row['R1'][1]:.2f}" in edited_block and edited_block != block
     assert f"{row['R1'][0]:.2f} ± {row['R1'][1]:.2f}" in edited_table and edited_table != table
