@@ -152,18 +152,18 @@ def test_cached_pixels_give_the_batches_of_fresh_processing_and_augmentation_nev
                                rtol=0, atol=0)
 
 
-def test_the_pixel_cache_stops_at_its_size():
-    """A cache of 2.5 images' bytes holds the first 2 rows processed and processes the others on each use."""
+def test_a_split_is_cached_whole_when_its_pixels_fit_and_not_at_all_otherwise():
+    """6 images of 3 x 64 x 32 float32: a cache of exactly 6 images' bytes holds every row after one
+    pass; one of 5.9 images' bytes holds none. Both give the freshly processed pixels."""
     from tireid_hf.data import load_tireid_dataset
 
     split = load_tireid_dataset("synthetic", num_train_ids=2, num_validation_ids=1, num_test_ids=1, images_per_id=3)["train"]
     processor = TIReIDProcessor.for_image_size((64, 32))
     image_mib = 3 * 64 * 32 * 4 / 2**20
-    collator = TrainingCollator(split, processor, None, pixel_cache_mib=2.5 * image_mib)
     rows = list(range(len(split)))
-    first = collator.processed_images(rows[::-1])
-    assert sorted(collator.pixel_cache) == [0, 1]
-    again = collator.processed_images(rows[::-1])
-    assert sorted(collator.pixel_cache) == [0, 1]
-    for a, b in zip(first, again):
-        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    fresh = processor(images=[split[row]["image"] for row in rows])["pixel_values"]
+    fitting, too_small = (TrainingCollator(split, processor, None, pixel_cache_mib=images * image_mib) for images in (6, 5.9))
+    for collator in (fitting, too_small):
+        for _ in range(2):  # the second pass reads the cache where there is one
+            torch.testing.assert_close(torch.stack(collator.processed_images(rows[::-1])), fresh.flip(0), rtol=0, atol=0)
+    assert sorted(fitting.pixel_cache) == rows and too_small.pixel_cache is None

@@ -31,9 +31,10 @@ def add_word_spans(dataset):
     return dataset.map(tag, batched=True, desc="part-of-speech tagging")
 
 
-# Processed training images kept per collator (per loader worker): the synthetic protocol's 4000 images
-# at 96 x 32 take 147 MiB, so each is decoded and processed once per run instead of once per caption
-# and epoch; a larger split is cached up to this size and the rest processed on each use.
+# The most memory a collator (one per loader worker) gives to the processed pixels of its split: the
+# synthetic protocol's 4,000 images at 96 x 32 take 141 MiB, so each is decoded and processed once per run
+# instead of once per caption and epoch. A split that does not fit is not cached at all: with samples
+# drawn at random, a cache of a fraction f of the images saves only a fraction f of the work.
 PIXEL_CACHE_MIB = 512
 
 
@@ -46,8 +47,9 @@ class TrainingCollator:
     tokenisation, CADA's attribute masking adds ``masked_input_ids`` / ``masked_labels``), with the
     parameters of ``model_config``.
 
-    Each image row is decoded and processed once while the cache (``pixel_cache_mib``) has room
-    (:meth:`processed_images`); augmentation is applied to a copy on every use.
+    When the split's processed pixels (float32 [3, H, W] per image row) fit ``pixel_cache_mib``, each
+    image row is decoded and processed once and kept (:meth:`processed_images`); augmentation is applied
+    to a copy on every use. Otherwise every use decodes and processes its image.
 
     All randomness is drawn from a generator seeded per batch (``seed`` from the caller), so a batch
     is a pure function of its seed: that is what makes resumed runs identical to uninterrupted ones.
@@ -63,24 +65,23 @@ class TrainingCollator:
         self.processor = processor
         self.config = model_config
         self.augmentation = augmentation
-        self.pixel_cache: dict[int, torch.Tensor] = {}
-        self.pixel_cache_bytes = int(pixel_cache_mib * 2**20)
+        height, width = processor.image_size
+        fits = len(dataset) * 3 * height * width * 4 <= pixel_cache_mib * 2**20  # float32 pixels
+        self.pixel_cache: dict[int, torch.Tensor] | None = {} if fits else None
 
     def processed_images(self, rows: Sequence[int]) -> list[torch.Tensor]:
         """The processed, un-augmented pixels [3, H, W] of image rows ``rows``: those in the cache from
-        it, the others decoded and processed in one call, then cached while the cache holds under
-        ``pixel_cache_mib`` MiB. The processor treats each image alone, so a cached tensor equals a fresh one."""
-        missing = sorted({row for row in rows if row not in self.pixel_cache})
+        it, the others decoded and processed in one call (and cached, when the split fits). The
+        processor treats each image alone, so a cached tensor equals a fresh one."""
+        cache = self.pixel_cache
+        missing = sorted({row for row in rows if cache is None or row not in cache})
         fresh = {}
         if missing:
             pixels = self.processor(images=[self.image_rows[row]["image"] for row in missing])["pixel_values"]
             fresh = dict(zip(missing, pixels))
-            for row, tensor in fresh.items():
-                size = tensor.element_size() * tensor.nelement()
-                if self.pixel_cache_bytes >= size:
-                    self.pixel_cache[row] = tensor.clone()  # not a view that would keep the whole batch alive
-                    self.pixel_cache_bytes -= size
-        return [self.pixel_cache.get(row, fresh.get(row)) for row in rows]
+            if cache is not None:
+                cache.update((row, tensor.clone()) for row, tensor in fresh.items())  # not views of the batch
+        return [fresh[row] if row in fresh else cache[row] for row in rows]
 
     def __call__(self, samples: Sequence[tuple[int, int]], seed: int) -> dict[str, torch.Tensor]:
         generator = torch.Generator().manual_seed(seed)
