@@ -58,7 +58,8 @@ from tireid_hf.cli import main as tireid  # noqa: E402
 REPO = zoo.REPO
 BENCHMARKS = REPO / "benchmarks"
 FIGURES = BENCHMARKS / "figures"
-# Two seeds for the comparison: the third (12 of the report's 103 minutes, measured) does not fit 90 minutes.
+# Two seeds for the comparison: with a third, make report does not fit 90 minutes on 2 cores (RESULTS.md, "Reading
+# the zoo report").
 SEEDS = (0, 1)
 RANKED_QUERIES = 4
 
