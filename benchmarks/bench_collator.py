@@ -18,7 +18,7 @@ import os
 import platform
 import statistics
 import time
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -30,7 +30,7 @@ from tireid_hf.methods import method_classes
 from tireid_hf.processing import TIReIDProcessor, TrainingImageAugmentation
 
 BATCH = 64
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = Path(__file__).resolve().parents[1]
 
 
 def epoch_times(collator: TrainingCollator, batches: list[list[tuple[int, int]]], epochs: int) -> tuple[list[float], list]:
@@ -53,10 +53,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    config = yaml.safe_load(open(os.path.join(REPO, "configs", f"{args.method}_synthetic.yaml")))
+    config = yaml.safe_load((REPO / "configs" / f"{args.method}_synthetic.yaml").read_text())
     config_class, model_class = method_classes(args.method)
-    model_config = config_class(**{key: value for key, value in config.get("model_config", {}).items()
-                                   if key != "image_size"})
+    model_config = config_class(**config["model_config"])
     split = load_tireid_dataset("synthetic", **config["dataset_options"])["train"]
     if model_class.text_transforms:
         split = add_word_spans(split)
