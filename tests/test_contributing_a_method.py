@@ -43,7 +43,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
-import report  # noqa: E402
+import report_text  # noqa: E402
 import zoo  # noqa: E402
 from tireid_hf.cli import main as tireid  # noqa: E402
 
@@ -52,7 +52,7 @@ def test_the_report_and_the_cards_take_the_toy(tmp_path):
     assert "toy" in zoo.METHODS
     row = {key: (20.0, 1.0) for key in zoo.KEYS} | {"train_minutes": 1.0, "runs": 3}
     comparison = {"rows": {method: dict(row) for method in zoo.METHODS}, "reranked": {}, "differences": {}}
-    toy = next(line for line in report.readme_table(comparison).splitlines() if line.startswith("| `toy` |"))
+    toy = next(line for line in report_text.readme_table(comparison).splitlines() if line.startswith("| `toy` |"))
     assert "| TOY-BACKBONE | 1.00 / 2.00 · [yaml](configs/toy_cuhk-pedes.yaml) | — · [yaml]" in toy
     settings = zoo.sweep_settings("toy")
     sweep_rows = [{"setting": label, "head_learning_rate_multiplier": m, "weight": w, "validation_R1": 1.0,
@@ -110,7 +110,7 @@ def repository_with_toy(root: Path, places) -> Path:
     shutil.copytree(REPO / "src", root / "src", ignore=ignore)
     shutil.copytree(REPO / "configs", root / "configs")
     (root / "benchmarks").mkdir()
-    for name in ("zoo.py", "report.py", "bench_training.py", "bench_inference.py"):
+    for name in ("zoo.py", "report_text.py", "bench_training.py", "bench_inference.py"):
         shutil.copy(REPO / "benchmarks" / name, root / "benchmarks" / name)
     (root / "tests").mkdir()
     for name in ("conftest.py", "test_method_registry.py", "test_configs.py"):
